@@ -1,0 +1,88 @@
+import { z } from "zod";
+
+/**
+ * Where an OpenAI-compatible upstream is and which model names it serves.
+ * A request's model is routed here when it is in `models`, or starts with
+ * `model_prefix` (the prefix is stripped before the upstream sees the name,
+ * unless `strip_prefix` is false).
+ */
+export const upstreamConfigSchema = z
+  .object({
+    name: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/i, "letters, digits, '-' and '_'"),
+    base_url: z.url(),
+    api_key: z.string().default(""),
+    models: z.array(z.string().min(1)).default([]),
+    model_prefix: z.string().min(1).optional(),
+    strip_prefix: z.boolean().default(true),
+    timeout_ms: z.number().int().positive().default(600_000),
+  })
+  .refine((u) => u.models.length > 0 || u.model_prefix !== undefined, {
+    message: "needs `models` or `model_prefix`",
+  });
+export type UpstreamConfig = z.infer<typeof upstreamConfigSchema>;
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+const csv = z
+  .string()
+  .transform((s) => s.split(",").map((x) => x.trim()).filter(Boolean));
+const upstreamList = z
+  .string()
+  .transform((raw, ctx) => {
+    try {
+      return JSON.parse(raw) as unknown;
+    } catch {
+      ctx.addIssue({ code: "custom", message: "is not valid JSON" });
+      return z.NEVER;
+    }
+  })
+  .pipe(z.array(upstreamConfigSchema));
+
+/** The environment, parsed once at start; nothing else reads process.env. */
+export const configSchema = z.object({
+  PORT: int(0, 65535).default(8080),
+  HOST: z.string().default("0.0.0.0"),
+  DATABASE_URL: z.url().default("postgres://postgres@127.0.0.1:5432/parley"),
+  REDIS_URL: z.url().default("redis://127.0.0.1:6379"),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  ROLE: z.enum(["all", "api", "worker"]).default("all"),
+  /** Prefix of every Redis key Parley writes (BullMQ's and the reply streams). */
+  REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]+$/).default("parley"),
+  /** Replies one worker process generates at once (they wait on the network, not the CPU). */
+  WORKER_CONCURRENCY: int(1, 10_000).default(64),
+  /** How long SIGTERM waits for in-flight turns and requests before closing anyway. */
+  SHUTDOWN_TIMEOUT_MS: int(0).default(30_000),
+  /** How long a reply's events stay in Redis after it ends (for followers and reconnects). */
+  REPLY_EVENTS_TTL_SECONDS: int(10).default(3600),
+  /** Interval of the comment line that keeps idle SSE connections open. */
+  SSE_HEARTBEAT_MS: int(100).default(15_000),
+  /** The model a conversation gets when it names none. Defaults to the first served model. */
+  DEFAULT_MODEL: z.string().min(1).optional(),
+  /** Model names the built-in simulator serves. */
+  SIMULATOR_MODELS: csv.default(["parley-sim-1"]),
+  SIMULATOR_TTFT_MS: int(0).default(150),
+  SIMULATOR_TOKENS_PER_SECOND: int(1).default(60),
+  /** OpenAI-compatible upstreams, as a JSON array of {name, base_url, api_key, models, model_prefix}. */
+  UPSTREAMS: upstreamList.default([]),
+});
+export type Config = z.infer<typeof configSchema>;
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** Parses the environment; the message names every bad variable on one line. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const picked = Object.fromEntries(
+    Object.keys(configSchema.shape).map((k) => [k, env[k] === "" ? undefined : env[k]]),
+  );
+  const parsed = configSchema.safeParse(picked);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => {
+      const [variable, ...rest] = i.path;
+      const where = rest.length ? `${String(variable)}[${rest.join(".")}]` : String(variable);
+      return `${where}: ${i.message}`;
+    });
+    throw new ConfigError(`invalid configuration: ${problems.join("; ")}`);
+  }
+  return parsed.data;
+}

@@ -1,0 +1,90 @@
+import { sql } from "drizzle-orm";
+import {
+  check,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  text,
+  timestamp,
+  uniqueIndex,
+} from "drizzle-orm/pg-core";
+
+/** The only description of the database; migrations/ is generated from it. */
+
+export const conversations = pgTable(
+  "conversations",
+  {
+    id: text("id").primaryKey(),
+    // Every row of user data belongs to a tenant; one tenant until API keys exist.
+    tenantId: text("tenant_id").notNull(),
+    title: text("title"),
+    model: text("model").notNull(),
+    system: text("system"),
+    params: jsonb("params").$type<Record<string, unknown>>().notNull().default({}),
+    metadata: jsonb("metadata").$type<Record<string, string>>().notNull().default({}),
+    messageCount: integer("message_count").notNull().default(0),
+    // The seq of the newest message; appends bump it under the row lock, so seqs never gap or repeat.
+    lastSeq: integer("last_seq").notNull().default(0),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+    updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    // "Conversations newest first" for one tenant; ids are time-sortable.
+    index("conversations_tenant_id_idx").on(t.tenantId, t.id),
+  ],
+);
+
+export const messageRoles = ["system", "user", "assistant"] as const;
+export type MessageRole = (typeof messageRoles)[number];
+
+export const messageStatuses = ["queued", "in_progress", "completed", "failed", "cancelled"] as const;
+export type MessageStatus = (typeof messageStatuses)[number];
+
+export interface StoredUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+export interface StoredError {
+  message: string;
+  type: string;
+  code: string;
+}
+
+export const messages = pgTable(
+  "messages",
+  {
+    id: text("id").primaryKey(),
+    tenantId: text("tenant_id").notNull(),
+    conversationId: text("conversation_id")
+      .notNull()
+      .references(() => conversations.id, { onDelete: "cascade" }),
+    seq: integer("seq").notNull(),
+    role: text("role", { enum: messageRoles }).notNull(),
+    content: text("content").notNull().default(""),
+    status: text("status", { enum: messageStatuses }).notNull(),
+    model: text("model"),
+    finishReason: text("finish_reason"),
+    usage: jsonb("usage").$type<StoredUsage>(),
+    error: jsonb("error").$type<StoredError>(),
+    metadata: jsonb("metadata").$type<Record<string, string>>().notNull().default({}),
+    // Per-turn sampling overrides, merged over the conversation's params by the worker.
+    params: jsonb("params").$type<Record<string, unknown>>(),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+    completedAt: timestamp("completed_at", { withTimezone: true }),
+  },
+  (t) => [
+    // History reads and "the last N messages" are range scans of this index.
+    uniqueIndex("messages_conversation_seq_idx").on(t.conversationId, t.seq),
+    // At most one reply in flight per conversation, whatever a bug elsewhere does.
+    uniqueIndex("messages_one_reply_in_flight_idx")
+      .on(t.conversationId)
+      .where(sql`status in ('queued', 'in_progress')`),
+    check("messages_seq_positive", sql`${t.seq} > 0`),
+  ],
+);
+
+export type ConversationRow = typeof conversations.$inferSelect;
+export type MessageRow = typeof messages.$inferSelect;

@@ -1,0 +1,67 @@
+import { Redis, type RedisOptions } from "ioredis";
+import type { Logger } from "pino";
+import type { Config } from "./config.ts";
+import { connectDatabase, type Database } from "./db/client.ts";
+import { createOpenAICompatibleProvider } from "./providers/openai-compatible.ts";
+import { buildModelRegistry, type ModelRegistry } from "./providers/registry.ts";
+import { createSimulatorProvider } from "./providers/simulator.ts";
+import { createReplyQueue, type ReplyQueue } from "./queue/completions.ts";
+import { ReplyEventLog } from "./streams/reply-events.ts";
+
+/** The shared things, built once per process from the config, and closed together. */
+export interface Deps {
+  config: Config;
+  log: Logger;
+  db: Database;
+  models: ModelRegistry;
+  defaultModel: string;
+  redis: Redis;
+  replyEvents: ReplyEventLog;
+  replyQueue: ReplyQueue;
+  /** A new Redis connection for a blocking reader (the worker, the event follower). */
+  connectRedis(opts?: RedisOptions): Redis;
+  close(): Promise<void>;
+}
+
+export async function buildDeps(config: Config, log: Logger): Promise<Deps> {
+  const database = connectDatabase(config.DATABASE_URL);
+  const connections: Redis[] = [];
+  const connectRedis = (opts: RedisOptions = {}): Redis => {
+    const redis = new Redis(config.REDIS_URL, { lazyConnect: false, ...opts });
+    redis.on("error", (err) => log.warn({ err: err.message }, "redis connection error"));
+    connections.push(redis);
+    return redis;
+  };
+  // Commands from request handlers fail after a short retry instead of hanging while Redis is away.
+  const redis = connectRedis({ maxRetriesPerRequest: 2 });
+  const models = buildModelRegistry(
+    { simulatorModels: config.SIMULATOR_MODELS, upstreams: config.UPSTREAMS },
+    {
+      simulator: () =>
+        createSimulatorProvider({ ttftMs: config.SIMULATOR_TTFT_MS, tokensPerSecond: config.SIMULATOR_TOKENS_PER_SECOND }),
+      upstream: createOpenAICompatibleProvider,
+    },
+  );
+  const defaultModel = config.DEFAULT_MODEL ?? models.list()[0]?.id;
+  if (!defaultModel) throw new Error("no model is served: set SIMULATOR_MODELS or UPSTREAMS");
+  if (!models.resolve(defaultModel)) {
+    throw new Error(`DEFAULT_MODEL '${defaultModel}' is not served (served: ${models.describeServed().join(", ")})`);
+  }
+  const replyQueue = createReplyQueue({ connection: connectRedis({ maxRetriesPerRequest: 2 }), prefix: config.REDIS_PREFIX });
+  return {
+    config,
+    log,
+    db: database.db,
+    models,
+    defaultModel,
+    redis,
+    replyEvents: new ReplyEventLog({ redis, prefix: config.REDIS_PREFIX, ttlSeconds: config.REPLY_EVENTS_TTL_SECONDS }),
+    replyQueue,
+    connectRedis,
+    async close() {
+      await replyQueue.close().catch(() => {});
+      await Promise.all(connections.map((r) => r.quit().catch(() => r.disconnect())));
+      await database.close();
+    },
+  };
+}

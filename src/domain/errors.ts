@@ -1,0 +1,60 @@
+/**
+ * What can go wrong in Parley's own terms. Each class carries a stable,
+ * machine-readable code; http/errors.ts maps them to statuses in one place.
+ */
+
+export abstract class ParleyError extends Error {
+  abstract readonly code: string;
+  /** The request field the error is about, when there is one. */
+  readonly param: string | null;
+
+  constructor(message: string, param: string | null = null) {
+    super(message);
+    this.name = new.target.name;
+    this.param = param;
+  }
+}
+
+export class InvalidRequestError extends ParleyError {
+  readonly code: string;
+  constructor(message: string, param: string | null, code = "invalid_request") {
+    super(message, param);
+    this.code = code;
+  }
+}
+
+export class NotFoundError extends ParleyError {
+  readonly code = "not_found";
+  constructor(resource: "conversation" | "message", id: string, param: string | null = null) {
+    super(`No ${resource} found with id '${id}'.`, param);
+  }
+}
+
+export class ModelNotFoundError extends ParleyError {
+  readonly code = "model_not_found";
+  constructor(model: string, served: string[], param = "model") {
+    super(
+      `The model '${model}' is not served here. Served: ${served.length ? served.join(", ") : "(none)"}.`,
+      param,
+    );
+  }
+}
+
+export class ConversationBusyError extends ParleyError {
+  readonly code = "conversation_busy";
+  readonly replyId: string;
+  constructor(replyId: string) {
+    super(
+      `The conversation has a reply in flight (${replyId}); wait for it to finish or cancel it before adding messages.`,
+    );
+    this.replyId = replyId;
+  }
+}
+
+/** A dependency (Redis, Postgres) did not answer. */
+export class DependencyUnavailableError extends ParleyError {
+  readonly code = "service_unavailable";
+  constructor(what: string) {
+    super(`${what} is unavailable; try again shortly.`);
+  }
+}

@@ -1,0 +1,82 @@
+import { and, asc, desc, eq, gt, lt } from "drizzle-orm";
+import type { Database } from "../db/client.ts";
+import { messages, type MessageRow } from "../db/schema.ts";
+import type { ReplyEventLog } from "../streams/reply-events.ts";
+import { InvalidRequestError, NotFoundError } from "./errors.ts";
+import { getConversation } from "./conversations.ts";
+import { looksLikeId } from "./ids.ts";
+import { planPageScan, toPage, type Page, type PageQuery } from "./pagination.ts";
+import { inFlightStatuses } from "./replies.ts";
+
+export interface MessageDeps {
+  db: Database;
+  replyEvents: ReplyEventLog;
+}
+
+export async function getMessage(
+  deps: MessageDeps,
+  tenantId: string,
+  conversationId: string,
+  messageId: string,
+): Promise<MessageRow> {
+  if (!looksLikeId("conv", conversationId)) throw new NotFoundError("conversation", conversationId);
+  if (!looksLikeId("msg", messageId)) throw new NotFoundError("message", messageId);
+  const [row] = await deps.db
+    .select()
+    .from(messages)
+    .where(
+      and(eq(messages.id, messageId), eq(messages.conversationId, conversationId), eq(messages.tenantId, tenantId)),
+    );
+  if (!row) {
+    await getConversation(deps, tenantId, conversationId); // a missing conversation is the better 404
+    throw new NotFoundError("message", messageId);
+  }
+  if ((inFlightStatuses as readonly string[]).includes(row.status)) {
+    // Postgres gets the content when the reply ends; until then it is the deltas so far.
+    return { ...row, content: await contentSoFar(deps.replyEvents, row.id) };
+  }
+  return row;
+}
+
+async function contentSoFar(replyEvents: ReplyEventLog, replyId: string): Promise<string> {
+  let content = "";
+  for (const e of await replyEvents.readAfter(replyId, null)) {
+    if (e.event !== "message.delta") continue;
+    content += (JSON.parse(e.data) as { delta: { content: string } }).delta.content;
+  }
+  return content;
+}
+
+/** The history, oldest first by default, paged by seq. */
+export async function listMessages(
+  deps: Pick<MessageDeps, "db">,
+  tenantId: string,
+  conversationId: string,
+  query: PageQuery,
+): Promise<Page<MessageRow>> {
+  await getConversation(deps, tenantId, conversationId);
+  const cursorId = query.before ?? query.after;
+  const cursorParam = query.before !== undefined ? "before" : "after";
+  let cursorSeq: number | null = null;
+  if (cursorId !== undefined) {
+    const [cursor] = looksLikeId("msg", cursorId)
+      ? await deps.db
+          .select({ seq: messages.seq })
+          .from(messages)
+          .where(and(eq(messages.id, cursorId), eq(messages.conversationId, conversationId)))
+      : [];
+    if (!cursor) {
+      throw new InvalidRequestError(`No message '${cursorId}' in this conversation to page from.`, cursorParam);
+    }
+    cursorSeq = cursor.seq;
+  }
+  const scan = planPageScan(query, query.order ?? "asc");
+  const cmp = scan.comparator === "gt" ? gt : lt;
+  const rows = await deps.db
+    .select()
+    .from(messages)
+    .where(and(eq(messages.conversationId, conversationId), cursorSeq !== null ? cmp(messages.seq, cursorSeq) : undefined))
+    .orderBy(scan.direction === "asc" ? asc(messages.seq) : desc(messages.seq))
+    .limit(scan.take);
+  return toPage(rows, scan);
+}

@@ -1,0 +1,111 @@
+import { z } from "@hono/zod-openapi";
+import type { ConversationRow, MessageRow } from "../db/schema.ts";
+import { messageRoles, messageStatuses } from "../db/schema.ts";
+
+/**
+ * The resources as clients see them: one zod schema each, which types the
+ * code, documents /openapi.json, and is what the presenters below produce.
+ */
+
+export const metadataSchema = z
+  .record(z.string().max(64), z.string().max(512))
+  .refine((m) => Object.keys(m).length <= 16, { message: "at most 16 metadata entries" })
+  .openapi({ description: "Up to 16 string pairs of your own.", example: { app: "travel" } });
+
+export const paramsSchema = z
+  .record(z.string(), z.unknown())
+  .openapi({
+    description:
+      "Default sampling fields for the model (`temperature`, `max_tokens`, `top_p`, `stop`, …), passed to the upstream as given.",
+    example: { temperature: 0.7, max_tokens: 512 },
+  });
+
+export const usageSchema = z
+  .object({ prompt_tokens: z.int(), completion_tokens: z.int(), total_tokens: z.int() })
+  .openapi("Usage");
+
+export const conversationSchema = z
+  .object({
+    id: z.string().openapi({ example: "conv_01jf3t8vvaf8s9k0d7k6x1s2y3" }),
+    object: z.literal("conversation"),
+    created_at: z.int().openapi({ description: "Unix seconds." }),
+    updated_at: z.int(),
+    title: z.string().nullable(),
+    model: z.string(),
+    system: z.string().nullable(),
+    params: paramsSchema,
+    metadata: z.record(z.string(), z.string()),
+    message_count: z.int(),
+  })
+  .openapi("Conversation");
+export type ConversationResource = z.infer<typeof conversationSchema>;
+
+export const messageSchema = z
+  .object({
+    id: z.string().openapi({ example: "msg_01jf3t8vvaf8s9k0d7k6x1s2y3" }),
+    object: z.literal("message"),
+    conversation_id: z.string(),
+    seq: z.int().openapi({ description: "Position in the conversation: 1, 2, 3… with no gaps." }),
+    role: z.enum(messageRoles),
+    content: z.string(),
+    status: z.enum(messageStatuses),
+    model: z.string().nullable(),
+    finish_reason: z.string().nullable(),
+    usage: usageSchema.nullable(),
+    error: z
+      .object({ message: z.string(), type: z.string(), code: z.string() })
+      .nullable()
+      .openapi({ description: "Why a reply failed." }),
+    created_at: z.int(),
+    completed_at: z.int().nullable(),
+    metadata: z.record(z.string(), z.string()),
+  })
+  .openapi("Message");
+export type MessageResource = z.infer<typeof messageSchema>;
+
+const unixSeconds = (d: Date): number => Math.floor(d.getTime() / 1000);
+
+export function toConversationResource(row: ConversationRow): ConversationResource {
+  return {
+    id: row.id,
+    object: "conversation",
+    created_at: unixSeconds(row.createdAt),
+    updated_at: unixSeconds(row.updatedAt),
+    title: row.title,
+    model: row.model,
+    system: row.system,
+    params: row.params,
+    metadata: row.metadata,
+    message_count: row.messageCount,
+  };
+}
+
+export function toMessageResource(row: MessageRow): MessageResource {
+  return {
+    id: row.id,
+    object: "message",
+    conversation_id: row.conversationId,
+    seq: row.seq,
+    role: row.role,
+    content: row.content,
+    status: row.status,
+    model: row.model,
+    finish_reason: row.finishReason,
+    usage: row.usage,
+    error: row.error,
+    created_at: unixSeconds(row.createdAt),
+    completed_at: row.completedAt ? unixSeconds(row.completedAt) : null,
+    metadata: row.metadata,
+  };
+}
+
+export const listOf = <T extends z.ZodType>(item: T, name: string) =>
+  z
+    .object({
+      object: z.literal("list"),
+      data: z.array(item),
+      first_id: z.string().nullable(),
+      last_id: z.string().nullable(),
+      has_more: z.boolean(),
+    })
+    .openapi(name);

@@ -1,0 +1,162 @@
+import { z } from "@hono/zod-openapi";
+import { and, eq, inArray, sql } from "drizzle-orm";
+import type { Database } from "../db/client.ts";
+import { conversations, messages, type MessageRow } from "../db/schema.ts";
+import type { ModelRegistry } from "../providers/registry.ts";
+import type { ReplyQueue } from "../queue/completions.ts";
+import type { ReplyEventLog } from "../streams/reply-events.ts";
+import { ConversationBusyError, DependencyUnavailableError, InvalidRequestError, ModelNotFoundError, NotFoundError } from "./errors.ts";
+import { looksLikeId, newMessageId } from "./ids.ts";
+import { finishReply, inFlightStatuses } from "./replies.ts";
+import { metadataSchema, paramsSchema, toMessageResource } from "./resources.ts";
+
+export interface TurnDeps {
+  db: Database;
+  models: ModelRegistry;
+  replyEvents: ReplyEventLog;
+  replyQueue: ReplyQueue;
+}
+
+export const appendMessageSchema = z
+  .object({
+    role: z.enum(["user", "assistant", "system"]).default("user"),
+    content: z.string().openapi({ example: "What should I see in Lisbon?" }),
+    metadata: metadataSchema.optional(),
+    reply: z
+      .boolean()
+      .optional()
+      .openapi({ description: "Generate the assistant's reply (default for `role: user`; only allowed for it)." }),
+    params: paramsSchema
+      .optional()
+      .openapi({ description: "Sampling fields for this reply only, merged over the conversation's `params`." }),
+    stream: z.boolean().default(false).openapi({ description: "Answer with the reply's events as SSE." }),
+    wait: z
+      .boolean()
+      .default(true)
+      .openapi({ description: "Non-streaming only: wait for the reply (201), or answer at once with it queued (202)." }),
+  })
+  .strict()
+  .openapi("AppendMessage");
+export type AppendMessageInput = z.infer<typeof appendMessageSchema>;
+
+export interface AppendedTurn {
+  message: MessageRow;
+  reply: MessageRow | null;
+}
+
+/**
+ * Stores a message and, for a user message, a `queued` reply, with the next
+ * seqs in one transaction; then announces the reply on its event stream and
+ * enqueues its job. The conversation row lock serialises concurrent appends,
+ * so seqs have no gaps and no duplicates.
+ */
+export async function appendMessage(
+  deps: TurnDeps,
+  tenantId: string,
+  conversationId: string,
+  input: AppendMessageInput,
+): Promise<AppendedTurn> {
+  if (input.reply === true && input.role !== "user") {
+    throw new InvalidRequestError("Only a `user` message can ask for a reply.", "reply");
+  }
+  const wantsReply = input.role === "user" && input.reply !== false;
+  if (input.stream && !wantsReply) {
+    throw new InvalidRequestError("`stream: true` streams a reply; this message asks for none.", "stream");
+  }
+  if (!looksLikeId("conv", conversationId)) throw new NotFoundError("conversation", conversationId);
+
+  const turn = await deps.db.transaction(async (tx) => {
+    const [conversation] = await tx
+      .select()
+      .from(conversations)
+      .where(and(eq(conversations.id, conversationId), eq(conversations.tenantId, tenantId)))
+      .for("update");
+    if (!conversation) throw new NotFoundError("conversation", conversationId);
+    if (wantsReply && !deps.models.resolve(conversation.model)) {
+      throw new ModelNotFoundError(conversation.model, deps.models.describeServed());
+    }
+    const [busy] = await tx
+      .select({ id: messages.id })
+      .from(messages)
+      .where(and(eq(messages.conversationId, conversationId), inArray(messages.status, inFlightStatuses)))
+      .limit(1);
+    if (busy) throw new ConversationBusyError(busy.id);
+
+    const count = wantsReply ? 2 : 1;
+    const [bumped] = await tx
+      .update(conversations)
+      .set({
+        lastSeq: sql`${conversations.lastSeq} + ${count}`,
+        messageCount: sql`${conversations.messageCount} + ${count}`,
+        updatedAt: sql`now()`,
+      })
+      .where(eq(conversations.id, conversationId))
+      .returning({ lastSeq: conversations.lastSeq });
+    if (!bumped) throw new NotFoundError("conversation", conversationId);
+    const firstSeq = bumped.lastSeq - count + 1;
+    const now = new Date();
+
+    const rows = await tx
+      .insert(messages)
+      .values([
+        {
+          id: newMessageId(),
+          tenantId,
+          conversationId,
+          seq: firstSeq,
+          role: input.role,
+          content: input.content,
+          status: "completed" as const,
+          metadata: input.metadata ?? {},
+          createdAt: now,
+          completedAt: now,
+        },
+        ...(wantsReply
+          ? [
+              {
+                id: newMessageId(),
+                tenantId,
+                conversationId,
+                seq: firstSeq + 1,
+                role: "assistant" as const,
+                content: "",
+                status: "queued" as const,
+                model: conversation.model,
+                params: input.params ?? null,
+                createdAt: now,
+              },
+            ]
+          : []),
+      ])
+      .returning();
+    rows.sort((a, b) => a.seq - b.seq);
+    const [message, reply] = rows;
+    if (!message) throw new Error("insert returned no message");
+    return { message, reply: reply ?? null };
+  });
+
+  if (turn.reply) await startReply(deps, tenantId, turn.message, turn.reply);
+  return turn;
+}
+
+/**
+ * Opens the reply's event stream (so the requester and any follower read the
+ * turn from its first event) and hands the reply to the worker pool. If Redis
+ * refuses, the reply is failed rather than left queued with no job behind it.
+ */
+async function startReply(deps: TurnDeps, tenantId: string, message: MessageRow, reply: MessageRow): Promise<void> {
+  try {
+    await deps.replyEvents.append(reply.id, [
+      { event: "message.created", data: toMessageResource(message) },
+      { event: "message.created", data: toMessageResource(reply) },
+    ]);
+    await deps.replyQueue.enqueue({ replyId: reply.id, tenantId });
+  } catch (cause) {
+    await finishReply(deps.db, reply.id, {
+      status: "failed",
+      content: "",
+      error: { message: "The reply could not be queued.", type: "server_error", code: "queue_unavailable" },
+    });
+    throw Object.assign(new DependencyUnavailableError("The job queue (Redis)"), { cause });
+  }
+}

@@ -1,0 +1,104 @@
+import type { Context } from "hono";
+import { HTTPException } from "hono/http-exception";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { Logger } from "pino";
+import type { ZodError } from "zod";
+import {
+  ConversationBusyError,
+  DependencyUnavailableError,
+  InvalidRequestError,
+  ModelNotFoundError,
+  NotFoundError,
+  ParleyError,
+} from "../domain/errors.ts";
+import { ProviderError } from "../providers/types.ts";
+
+/** The one error shape every endpoint answers with, as the chat-completions SDKs expect it. */
+export interface ErrorBody {
+  error: { message: string; type: string; param: string | null; code: string | null };
+}
+
+export function errorBody(message: string, type: string, param: string | null, code: string | null): ErrorBody {
+  return { error: { message, type, param, code } };
+}
+
+/** An error raised by the HTTP layer itself (bad JSON, unknown route). */
+export class ApiError extends Error {
+  readonly status: ContentfulStatusCode;
+  readonly body: ErrorBody;
+  constructor(status: ContentfulStatusCode, message: string, code: string, param: string | null = null) {
+    super(message);
+    this.status = status;
+    this.body = errorBody(message, status >= 500 ? "server_error" : "invalid_request_error", param, code);
+  }
+}
+
+/** Domain error class → HTTP status and `type`, in one place. */
+function fromDomain(err: ParleyError): { status: ContentfulStatusCode; type: string } {
+  if (err instanceof InvalidRequestError) return { status: 400, type: "invalid_request_error" };
+  if (err instanceof NotFoundError || err instanceof ModelNotFoundError) return { status: 404, type: "invalid_request_error" };
+  if (err instanceof ConversationBusyError) return { status: 409, type: "invalid_request_error" };
+  if (err instanceof DependencyUnavailableError) return { status: 503, type: "server_error" };
+  return { status: 500, type: "server_error" };
+}
+
+// postgres.js and ioredis report a server they cannot reach with these.
+const UNREACHABLE = new Set(["ECONNREFUSED", "ECONNRESET", "CONNECT_TIMEOUT", "CONNECTION_CLOSED", "CONNECTION_ENDED", "ETIMEDOUT", "EHOSTUNREACH"]);
+function isDependencyDown(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === "string" && UNREACHABLE.has(code)) return true;
+  const message = err instanceof Error ? err.message : "";
+  return /Connection is closed|Stream isn't writeable|enableOfflineQueue/.test(message);
+}
+
+export function toErrorResponse(err: unknown, log: Logger): { status: ContentfulStatusCode; body: ErrorBody } {
+  if (err instanceof ApiError) return { status: err.status, body: err.body };
+  if (err instanceof ParleyError) {
+    const { status, type } = fromDomain(err);
+    return { status, body: errorBody(err.message, type, err.param, err.code) };
+  }
+  if (err instanceof ProviderError) {
+    return { status: err.status, body: errorBody(err.message, "upstream_error", null, err.code) };
+  }
+  if (err instanceof HTTPException) {
+    // Hono's validators throw these; the only one we meet is a body that is not JSON.
+    const status = err.status as ContentfulStatusCode;
+    const malformed = /json/i.test(err.message);
+    return {
+      status,
+      body: errorBody(
+        malformed ? "The request body is not valid JSON." : err.message,
+        "invalid_request_error",
+        null,
+        malformed ? "invalid_json" : "invalid_request",
+      ),
+    };
+  }
+  if (isDependencyDown(err)) {
+    log.error({ err }, "a dependency is unavailable");
+    return { status: 503, body: errorBody("A dependency of the service is unavailable; try again shortly.", "server_error", null, "service_unavailable") };
+  }
+  log.error({ err }, "unhandled error");
+  return { status: 500, body: errorBody("Internal error.", "server_error", null, "internal_error") };
+}
+
+/** A failed zod parse → 400 naming the first bad field (`messages.2.role`). */
+export function validationErrorBody(error: ZodError, target: string): ErrorBody {
+  const issue = error.issues[0];
+  const path = issue?.path.map(String).join(".") ?? "";
+  const param = path || (target === "json" ? null : target);
+  const message = issue
+    ? `${path ? `${path}: ` : ""}${describeIssue(issue.message, issue.code)}`
+    : "Invalid request.";
+  return errorBody(message, "invalid_request_error", param, "invalid_request");
+}
+
+function describeIssue(message: string, code: string): string {
+  if (code === "unrecognized_keys") return message.replace(/^Unrecognized key/, "Unknown field");
+  return message;
+}
+
+export function sendError(c: Context, err: unknown, log: Logger): Response {
+  const { status, body } = toErrorResponse(err, log);
+  return c.json(body, status);
+}

@@ -1,0 +1,104 @@
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import {
+  createConversation,
+  createConversationSchema,
+  deleteConversation,
+  getConversation,
+  listConversations,
+  updateConversation,
+  updateConversationSchema,
+  type ConversationDeps,
+} from "../../domain/conversations.ts";
+import { pageQuerySchema } from "../../domain/pagination.ts";
+import { conversationSchema, listOf, toConversationResource } from "../../domain/resources.ts";
+import type { AppEnv } from "../env.ts";
+import { validationHook } from "../validation.ts";
+import { conversationIdParam, errorResponse, jsonBody, jsonResponse } from "./schemas.ts";
+
+const params = z.object({ conversation_id: conversationIdParam });
+
+const create = createRoute({
+  method: "post",
+  path: "/",
+  summary: "Create a conversation",
+  request: { body: jsonBody(createConversationSchema) },
+  responses: {
+    201: jsonResponse(conversationSchema, "The new conversation."),
+    400: errorResponse("Invalid input."),
+    404: errorResponse("The model is not served."),
+  },
+});
+
+const list = createRoute({
+  method: "get",
+  path: "/",
+  summary: "List conversations, newest first",
+  request: { query: pageQuerySchema },
+  responses: {
+    200: jsonResponse(listOf(conversationSchema, "ConversationList"), "A page of conversations."),
+    400: errorResponse("Invalid paging."),
+  },
+});
+
+const get = createRoute({
+  method: "get",
+  path: "/{conversation_id}",
+  summary: "Get a conversation",
+  request: { params },
+  responses: {
+    200: jsonResponse(conversationSchema, "The conversation."),
+    404: errorResponse("No such conversation."),
+  },
+});
+
+const update = createRoute({
+  method: "patch",
+  path: "/{conversation_id}",
+  summary: "Change a conversation's title, system prompt, model, params or metadata",
+  request: { params, body: jsonBody(updateConversationSchema) },
+  responses: {
+    200: jsonResponse(conversationSchema, "The changed conversation."),
+    400: errorResponse("Invalid input."),
+    404: errorResponse("No such conversation, or the model is not served."),
+  },
+});
+
+const remove = createRoute({
+  method: "delete",
+  path: "/{conversation_id}",
+  summary: "Delete a conversation and its messages",
+  request: { params },
+  responses: {
+    200: jsonResponse(
+      z.object({ id: z.string(), object: z.literal("conversation.deleted"), deleted: z.literal(true) }).openapi("ConversationDeleted"),
+      "Deleted.",
+    ),
+    404: errorResponse("No such conversation."),
+  },
+});
+
+export function conversationRoutes(deps: ConversationDeps) {
+  return new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
+    .openapi(create, async (c) => {
+      const { conversation } = await createConversation(deps, c.var.tenantId, c.req.valid("json"));
+      return c.json(toConversationResource(conversation), 201);
+    })
+    .openapi(list, async (c) => {
+      const page = await listConversations(deps, c.var.tenantId, c.req.valid("query"));
+      return c.json({ ...page, data: page.data.map(toConversationResource) }, 200);
+    })
+    .openapi(get, async (c) => {
+      const row = await getConversation(deps, c.var.tenantId, c.req.valid("param").conversation_id);
+      return c.json(toConversationResource(row), 200);
+    })
+    .openapi(update, async (c) => {
+      const id = c.req.valid("param").conversation_id;
+      const row = await updateConversation(deps, c.var.tenantId, id, c.req.valid("json"));
+      return c.json(toConversationResource(row), 200);
+    })
+    .openapi(remove, async (c) => {
+      const id = c.req.valid("param").conversation_id;
+      await deleteConversation(deps, c.var.tenantId, id);
+      return c.json({ id, object: "conversation.deleted" as const, deleted: true as const }, 200);
+    });
+}

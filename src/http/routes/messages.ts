@@ -1,0 +1,102 @@
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Logger } from "pino";
+import { getMessage, listMessages, type MessageDeps } from "../../domain/messages.ts";
+import { pageQuerySchema } from "../../domain/pagination.ts";
+import { listOf, messageSchema, toMessageResource, type MessageResource } from "../../domain/resources.ts";
+import { appendMessage, appendMessageSchema, type TurnDeps } from "../../domain/turns.ts";
+import { awaitReplyEnd, type ReplyEventFollower } from "../../streams/reply-event-follower.ts";
+import type { AppEnv } from "../env.ts";
+import { replyEventsResponse } from "../sse.ts";
+import { validationHook } from "../validation.ts";
+import { conversationIdParam, errorResponse, jsonBody, jsonResponse, messageIdParam } from "./schemas.ts";
+
+export interface MessageRouteDeps extends TurnDeps, MessageDeps {
+  follower: ReplyEventFollower;
+  heartbeatMs: number;
+  log: Logger;
+}
+
+const conversationParams = z.object({ conversation_id: conversationIdParam });
+const messageParams = z.object({ conversation_id: conversationIdParam, message_id: messageIdParam });
+
+const turnSchema = z
+  .object({ message: messageSchema, reply: messageSchema.nullable() })
+  .openapi("Turn", { description: "The appended message, and the assistant's reply when one was asked for." });
+
+const append = createRoute({
+  method: "post",
+  path: "/{conversation_id}/messages",
+  summary: "Append a message and generate the reply",
+  description:
+    "With `stream: true` the answer is `text/event-stream`: `message.created` (the message, then the queued reply), " +
+    "`message.delta`…, one of `message.completed` | `message.failed` | `message.cancelled`, then `done` with `[DONE]`. " +
+    "Every event has an `id:` to resume from.",
+  request: { params: conversationParams, body: jsonBody(appendMessageSchema) },
+  responses: {
+    201: {
+      description: "Stored; `reply` is the finished reply (or null when none was asked for).",
+      content: {
+        "application/json": { schema: turnSchema },
+        "text/event-stream": { schema: z.string().openapi({ description: "The reply's events." }) },
+      },
+    },
+    202: jsonResponse(turnSchema, "Stored; the reply is queued (`wait: false`)."),
+    400: errorResponse("Invalid input."),
+    404: errorResponse("No such conversation, or its model is not served."),
+    409: errorResponse("A reply is in flight in this conversation (`conversation_busy`)."),
+    503: errorResponse("The queue is unavailable; nothing was left in flight."),
+  },
+});
+
+const list = createRoute({
+  method: "get",
+  path: "/{conversation_id}/messages",
+  summary: "The history, oldest first",
+  request: { params: conversationParams, query: pageQuerySchema },
+  responses: {
+    200: jsonResponse(listOf(messageSchema, "MessageList"), "A page of messages."),
+    400: errorResponse("Invalid paging."),
+    404: errorResponse("No such conversation."),
+  },
+});
+
+const get = createRoute({
+  method: "get",
+  path: "/{conversation_id}/messages/{message_id}",
+  summary: "One message; a reply in flight shows its content so far",
+  request: { params: messageParams },
+  responses: {
+    200: jsonResponse(messageSchema, "The message."),
+    404: errorResponse("No such conversation or message."),
+  },
+});
+
+export function messageRoutes(deps: MessageRouteDeps) {
+  return new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
+    .openapi(append, async (c) => {
+      const body = c.req.valid("json");
+      const turn = await appendMessage(deps, c.var.tenantId, c.req.valid("param").conversation_id, body);
+      const message = toMessageResource(turn.message);
+      if (!turn.reply) return c.json({ message, reply: null }, 201);
+      const key = deps.replyEvents.key(turn.reply.id);
+      if (body.stream) {
+        return replyEventsResponse(c, {
+          follow: (signal) => deps.follower.follow(key, null, signal),
+          heartbeatMs: deps.heartbeatMs,
+          log: c.var.log,
+        }) as never;
+      }
+      if (!body.wait) return c.json({ message, reply: toMessageResource(turn.reply) }, 202);
+      const reply = (await awaitReplyEnd(deps.follower, key, c.req.raw.signal)) as MessageResource;
+      return c.json({ message, reply }, 201);
+    })
+    .openapi(list, async (c) => {
+      const page = await listMessages(deps, c.var.tenantId, c.req.valid("param").conversation_id, c.req.valid("query"));
+      return c.json({ ...page, data: page.data.map(toMessageResource) }, 200);
+    })
+    .openapi(get, async (c) => {
+      const { conversation_id, message_id } = c.req.valid("param");
+      const row = await getMessage(deps, c.var.tenantId, conversation_id, message_id);
+      return c.json(toMessageResource(row), 200);
+    });
+}

@@ -1,0 +1,38 @@
+import { z } from "@hono/zod-openapi";
+
+/** Pieces several route files declare the same way. */
+
+export const errorSchema = z
+  .object({
+    error: z.object({
+      message: z.string(),
+      type: z.string(),
+      param: z.string().nullable(),
+      code: z.string().nullable(),
+    }),
+  })
+  .openapi("Error");
+
+export const errorResponse = (description: string) => ({
+  description,
+  content: { "application/json": { schema: errorSchema } },
+});
+
+export const jsonBody = <T extends z.ZodType>(schema: T) => ({
+  required: true,
+  content: { "application/json": { schema } },
+});
+
+export const jsonResponse = <T extends z.ZodType>(schema: T, description: string) => ({
+  description,
+  content: { "application/json": { schema } },
+});
+
+export const conversationIdParam = z.string().openapi({
+  param: { name: "conversation_id", in: "path" },
+  example: "conv_01jf3t8vvaf8s9k0d7k6x1s2y3",
+});
+export const messageIdParam = z.string().openapi({
+  param: { name: "message_id", in: "path" },
+  example: "msg_01jf3t8vvaf8s9k0d7k6x1s2y3",
+});

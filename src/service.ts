@@ -1,0 +1,76 @@
+import type { AddressInfo } from "node:net";
+import { serve, type ServerType } from "@hono/node-server";
+import type { Logger } from "pino";
+import type { Config } from "./config.ts";
+import { migrateDatabase } from "./db/migrate.ts";
+import { buildDeps } from "./deps.ts";
+import { generateReply } from "./domain/reply-generation.ts";
+import { createApp } from "./http/app.ts";
+import { startReplyWorker, type ReplyWorker } from "./queue/completions.ts";
+import { ReplyEventFollower } from "./streams/reply-event-follower.ts";
+
+export interface RunningService {
+  /** The API's base URL (`http://host:port`), when this process serves the API. */
+  url: string | null;
+  /**
+   * Stops taking requests and jobs, lets in-flight ones finish for up to
+   * `timeoutMs`, then closes every connection.
+   */
+  stop(timeoutMs?: number): Promise<void>;
+}
+
+const withinBound = (work: Promise<unknown>, ms: number): Promise<unknown> =>
+  Promise.race([work, new Promise((r) => setTimeout(r, ms).unref())]);
+
+/** Starts the roles `config.ROLE` asks for, after applying migrations. */
+export async function startService(config: Config, log: Logger): Promise<RunningService> {
+  await migrateDatabase(config.DATABASE_URL);
+  const deps = await buildDeps(config, log);
+  const runsApi = config.ROLE !== "worker";
+  const runsWorker = config.ROLE !== "api";
+
+  let worker: ReplyWorker | null = null;
+  if (runsWorker) {
+    worker = startReplyWorker({
+      connection: deps.connectRedis({ maxRetriesPerRequest: null }),
+      prefix: config.REDIS_PREFIX,
+      concurrency: config.WORKER_CONCURRENCY,
+      generate: (job, signal) => generateReply(deps, job, signal),
+      onError: (err) => log.warn({ err }, "worker error"),
+    });
+    log.info({ concurrency: config.WORKER_CONCURRENCY }, "worker started");
+  }
+
+  let server: ServerType | null = null;
+  let follower: ReplyEventFollower | null = null;
+  let url: string | null = null;
+  if (runsApi) {
+    follower = new ReplyEventFollower({
+      blocking: deps.connectRedis({ maxRetriesPerRequest: null }),
+      control: deps.redis,
+      log,
+    });
+    const app = createApp({ ...deps, follower, heartbeatMs: config.SSE_HEARTBEAT_MS, startedAt: Math.floor(Date.now() / 1000) });
+    server = await new Promise<ServerType>((resolve) => {
+      const s = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, () => resolve(s));
+    });
+    const address = server.address() as AddressInfo;
+    const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+    url = `http://${host === "0.0.0.0" || host === "[::]" ? "127.0.0.1" : host}:${address.port}`;
+    log.info({ url }, "api listening");
+  }
+
+  return {
+    url,
+    async stop(timeoutMs = config.SHUTDOWN_TIMEOUT_MS) {
+      const httpClosed = server
+        ? new Promise<void>((resolve) => server?.close(() => resolve()))
+        : Promise.resolve();
+      // In-flight turns and open responses get until the bound; then everything is cut.
+      await withinBound(Promise.all([worker?.close(), httpClosed]), timeoutMs);
+      if (server && "closeAllConnections" in server) server.closeAllConnections();
+      await follower?.close();
+      await deps.close();
+    },
+  };
+}

@@ -1,0 +1,61 @@
+import { EventSourceParserStream } from "eventsource-parser/stream";
+
+/** A small JSON client for the API under test: real HTTP through fetch. */
+export function apiClient(baseUrl: string) {
+  async function request<T = any>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
+    const res = await fetch(`${baseUrl}${path}`, {
+      method,
+      headers: {
+        authorization: "Bearer test",
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+        ...headers,
+      },
+      body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+    });
+    const text = await res.text();
+    let json: T;
+    try {
+      json = JSON.parse(text) as T;
+    } catch {
+      throw new Error(`${method} ${path} answered ${res.status} with non-JSON: ${text.slice(0, 200)}`);
+    }
+    return { status: res.status, headers: res.headers, body: json };
+  }
+  return {
+    request,
+    get: <T = any>(path: string) => request<T>("GET", path),
+    post: <T = any>(path: string, body?: unknown, headers?: Record<string, string>) => request<T>("POST", path, body, headers),
+    patch: <T = any>(path: string, body?: unknown) => request<T>("PATCH", path, body),
+    delete: <T = any>(path: string) => request<T>("DELETE", path),
+  };
+}
+
+export interface SseEvent {
+  id: string | undefined;
+  event: string | undefined;
+  data: string;
+}
+
+/** POSTs and reads the whole SSE answer, plus the comment lines seen. */
+export async function postForEvents(
+  url: string,
+  body: unknown,
+): Promise<{ status: number; contentType: string | null; events: SseEvent[]; comments: string[] }> {
+  const res = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: "Bearer test" },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, contentType: res.headers.get("content-type"), ...(await readEvents(res)) };
+}
+
+export async function readEvents(res: Response): Promise<{ events: SseEvent[]; comments: string[] }> {
+  const events: SseEvent[] = [];
+  const comments: string[] = [];
+  if (!res.body) return { events, comments };
+  const stream = res.body
+    .pipeThrough(new TextDecoderStream())
+    .pipeThrough(new EventSourceParserStream({ onComment: (c) => comments.push(c) }));
+  for await (const e of stream) events.push({ id: e.id, event: e.event, data: e.data });
+  return { events, comments };
+}

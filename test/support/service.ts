@@ -1,0 +1,70 @@
+import { randomBytes } from "node:crypto";
+import postgres from "postgres";
+import { inject } from "vitest";
+import { configSchema, type Config, type UpstreamConfig } from "../../src/config.ts";
+import { createLogger } from "../../src/logger.ts";
+import { startService, type RunningService } from "../../src/service.ts";
+
+const suffix = () => randomBytes(6).toString("hex");
+
+/** A database of its own for one test file, on the shared server; dropped by `drop()`. */
+export async function createTestDatabase(): Promise<{ url: string; sql: postgres.Sql; drop(): Promise<void> }> {
+  const serverUrl = new URL(inject("databaseUrl"));
+  const name = `parley_test_${suffix()}`;
+  const admin = postgres(serverUrl.toString(), { max: 1, onnotice: () => {} });
+  await admin.unsafe(`create database ${name}`);
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  const sql = postgres(url.toString(), { max: 2, onnotice: () => {} });
+  return {
+    url: url.toString(),
+    sql,
+    async drop() {
+      await sql.end({ timeout: 1 });
+      await admin.unsafe(`drop database if exists ${name} with (force)`);
+      await admin.end({ timeout: 1 });
+    },
+  };
+}
+
+export interface TestService extends RunningService {
+  url: string;
+  config: Config;
+  /** SQL on the service's own database, for asserting what is stored. */
+  sql: postgres.Sql;
+}
+
+/**
+ * Parley (API and worker in one process) on a random port, with its own
+ * database and Redis key prefix. `stop()` shuts it down and drops the database.
+ */
+export async function startTestService(
+  overrides: Partial<Omit<Config, "UPSTREAMS">> & { UPSTREAMS?: Partial<UpstreamConfig>[] } = {},
+): Promise<TestService> {
+  const database = await createTestDatabase();
+  const config = configSchema.parse({
+    PORT: 0,
+    HOST: "127.0.0.1",
+    DATABASE_URL: database.url,
+    REDIS_URL: inject("redisUrl"),
+    REDIS_PREFIX: `parley-test-${suffix()}`,
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "silent",
+    SIMULATOR_TTFT_MS: 0,
+    SIMULATOR_TOKENS_PER_SECOND: 1000,
+    SSE_HEARTBEAT_MS: 1000,
+    SHUTDOWN_TIMEOUT_MS: 2000,
+  });
+  Object.assign(config, overrides);
+  if (overrides.UPSTREAMS) config.UPSTREAMS = configSchema.shape.UPSTREAMS.parse(JSON.stringify(overrides.UPSTREAMS));
+  const service = await startService(config, createLogger(config.LOG_LEVEL));
+  if (!service.url) throw new Error("the test service has no API");
+  return {
+    url: service.url,
+    config,
+    sql: database.sql,
+    async stop(timeoutMs?: number) {
+      await service.stop(timeoutMs);
+      await database.drop();
+    },
+  };
+}

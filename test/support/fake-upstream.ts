@@ -1,0 +1,146 @@
+import { once } from "node:events";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+
+/**
+ * A fake OpenAI-compatible upstream over real HTTP, for tests: it records
+ * every chat-completions request and answers as told. The reply text is
+ * `Reply to: <last user message>`, streamed a word at a time.
+ */
+
+export type FakeBehaviour =
+  | { kind: "ok"; ttftMs?: number; tokenDelayMs?: number; text?: string }
+  | { kind: "status"; status: number; body?: unknown; headers?: Record<string, string> }
+  | { kind: "drop"; afterTokens: number }
+  | { kind: "hang" };
+
+export interface RecordedRequest {
+  body: any;
+  headers: IncomingMessage["headers"];
+}
+
+export interface FakeUpstream {
+  /** Base URL ending in /v1, as SDKs and Parley's UPSTREAMS take it. */
+  baseURL: string;
+  requests: RecordedRequest[];
+  /** The behaviour for every request from now on. */
+  setBehaviour(b: FakeBehaviour): void;
+  /** A behaviour for the next request only (queued in order). */
+  queueBehaviour(b: FakeBehaviour): void;
+  /** The text the fake answers to a conversation whose last user message is `lastUser`. */
+  replyTextFor(lastUser: string): string;
+  reset(): void;
+  close(): Promise<void>;
+}
+
+export const fakeReplyText = (lastUser: string) => `Reply to: ${lastUser}`;
+/** The deltas the fake sends: words, each after the first with its leading space. */
+export const fakeTokens = (text: string) => text.split(/(?= )/);
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function startFakeUpstream(): Promise<FakeUpstream> {
+  const requests: RecordedRequest[] = [];
+  let behaviour: FakeBehaviour = { kind: "ok" };
+  const queued: FakeBehaviour[] = [];
+  const sockets = new Set<Socket>();
+  let counter = 0;
+
+  const server = createServer(async (req, res) => {
+    if (req.method === "GET" && req.url === "/v1/models") {
+      return json(res, 200, { object: "list", data: [{ id: "fake-model", object: "model", created: 0, owned_by: "fake" }] });
+    }
+    if (req.method !== "POST" || req.url !== "/v1/chat/completions") {
+      return json(res, 404, { error: { message: "not found", type: "invalid_request_error", param: null, code: null } });
+    }
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+    requests.push({ body, headers: req.headers });
+    const b = queued.shift() ?? behaviour;
+    const id = `chatcmpl-fake-${++counter}`;
+    const messages: { role: string; content: string }[] = body.messages ?? [];
+    const lastUser = [...messages].reverse().find((m) => m.role === "user")?.content ?? "";
+
+    if (b.kind === "hang") return; // answered by close()
+    if (b.kind === "status") {
+      res.writeHead(b.status, { "content-type": "application/json", ...b.headers });
+      return res.end(JSON.stringify(b.body ?? { error: { message: `fake ${b.status}`, type: "server_error", param: null, code: null } }));
+    }
+    const text = b.kind === "ok" && b.text !== undefined ? b.text : fakeReplyText(lastUser);
+    const tokens = fakeTokens(text);
+    const usage = {
+      prompt_tokens: messages.reduce((n, m) => n + fakeTokens(m.content).length, 0),
+      completion_tokens: tokens.length,
+      total_tokens: 0,
+    };
+    usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+    const created = Math.floor(Date.now() / 1000);
+
+    if (!body.stream) {
+      if (b.kind === "drop") return req.socket.destroy();
+      if (b.ttftMs) await sleep(b.ttftMs);
+      return json(res, 200, {
+        id,
+        object: "chat.completion",
+        created,
+        model: body.model,
+        choices: [{ index: 0, message: { role: "assistant", content: text }, finish_reason: "stop" }],
+        usage,
+      });
+    }
+
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+    const send = (data: unknown) => res.write(`data: ${JSON.stringify(data)}\n\n`);
+    const chunk = (delta: object, finish: string | null) => ({
+      id,
+      object: "chat.completion.chunk",
+      created,
+      model: body.model,
+      choices: [{ index: 0, delta, finish_reason: finish }],
+    });
+    if (b.kind === "ok" && b.ttftMs) await sleep(b.ttftMs);
+    send(chunk({ role: "assistant", content: "" }, null));
+    for (const [i, token] of tokens.entries()) {
+      if (b.kind === "drop" && i === b.afterTokens) {
+        // Let the tokens already written reach the client, then cut the connection.
+        await sleep(20);
+        return req.socket.destroy();
+      }
+      if (i > 0 && b.kind === "ok" && b.tokenDelayMs) await sleep(b.tokenDelayMs);
+      send(chunk({ content: token }, null));
+    }
+    send(chunk({}, "stop"));
+    if (body.stream_options?.include_usage) send({ id, object: "chat.completion.chunk", created, model: body.model, choices: [], usage });
+    res.end("data: [DONE]\n\n");
+  });
+  server.on("connection", (s) => {
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as AddressInfo;
+
+  return {
+    baseURL: `http://127.0.0.1:${port}/v1`,
+    requests,
+    setBehaviour: (b) => void (behaviour = b),
+    queueBehaviour: (b) => void queued.push(b),
+    replyTextFor: fakeReplyText,
+    reset() {
+      requests.length = 0;
+      queued.length = 0;
+      behaviour = { kind: "ok" };
+    },
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+function json(res: ServerResponse, status: number, body: unknown) {
+  res.writeHead(status, { "content-type": "application/json" });
+  res.end(JSON.stringify(body));
+}

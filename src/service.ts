@@ -66,8 +66,14 @@ export async function startService(config: Config, log: Logger): Promise<Running
       const httpClosed = server
         ? new Promise<void>((resolve) => server?.close(() => resolve()))
         : Promise.resolve();
+      // close() only drops connections idle at the moment it is called; a keep-alive
+      // connection whose response ends later would hold the drain open for its timeout.
+      const dropIdle = server && "closeIdleConnections" in server
+        ? setInterval(() => server.closeIdleConnections(), 100)
+        : null;
       // In-flight turns and open responses get until the bound; then everything is cut.
       await withinBound(Promise.all([worker?.close(), httpClosed]), timeoutMs);
+      if (dropIdle) clearInterval(dropIdle);
       if (server && "closeAllConnections" in server) server.closeAllConnections();
       await follower?.close();
       await deps.close();

@@ -1,0 +1,91 @@
+import { randomBytes } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { inject } from "vitest";
+import { createTestDatabase } from "../support/service.ts";
+import { apiClient, readEvents } from "../support/http.ts";
+import { freePort, spawnParley, waitForOutput, type ParleyProcess } from "../support/processes.ts";
+
+let database: Awaited<ReturnType<typeof createTestDatabase>>;
+const running: ParleyProcess[] = [];
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+});
+afterAll(async () => {
+  for (const p of running) if (p.child.exitCode === null) p.child.kill("SIGKILL");
+  await database?.drop();
+});
+
+function env(extra: Record<string, string>): Record<string, string> {
+  return {
+    DATABASE_URL: database.url,
+    REDIS_URL: inject("redisUrl"),
+    REDIS_PREFIX: `parley-test-${randomBytes(4).toString("hex")}`,
+    HOST: "127.0.0.1",
+    SIMULATOR_TTFT_MS: "0",
+    SIMULATOR_TOKENS_PER_SECOND: "200",
+    ...extra,
+  };
+}
+
+function start(e: Record<string, string>): ParleyProcess {
+  const p = spawnParley(e);
+  running.push(p);
+  return p;
+}
+
+describe("processes", () => {
+  it("runs the API and the worker as separate processes sharing Postgres and Redis", async () => {
+    const port = await freePort();
+    const shared = env({ PORT: String(port) });
+    const apiProcess = start({ ...shared, ROLE: "api" });
+    const workerProcess = start({ ...shared, ROLE: "worker" });
+    await Promise.all([waitForOutput(apiProcess, "api listening"), waitForOutput(workerProcess, "worker started")]);
+    expect(apiProcess.output()).not.toContain("worker started");
+    expect(workerProcess.output()).not.toContain("api listening");
+
+    const api = apiClient(`http://127.0.0.1:${port}/v1`);
+    const { body: conv } = await api.post("/conversations", { system: "Be kind." });
+    const turn = await api.post(`/conversations/${conv.id}/messages`, { content: "hello from far away" });
+    expect(turn.status).toBe(201);
+    expect(turn.body.reply.status).toBe("completed");
+    expect(turn.body.reply.content.length).toBeGreaterThan(0);
+
+    apiProcess.child.kill("SIGTERM");
+    workerProcess.child.kill("SIGTERM");
+    expect(await apiProcess.exited).toBe(0);
+    expect(await workerProcess.exited).toBe(0);
+  });
+
+  it("on SIGTERM lets an in-flight streamed turn finish, then exits 0", async () => {
+    const port = await freePort();
+    const p = start(env({ PORT: String(port), SIMULATOR_TOKENS_PER_SECOND: "20", SHUTDOWN_TIMEOUT_MS: "20000" }));
+    await waitForOutput(p, "api listening");
+    const api = apiClient(`http://127.0.0.1:${port}/v1`);
+    const { body: conv } = await api.post("/conversations", {});
+    const res = await fetch(`http://127.0.0.1:${port}/v1/conversations/${conv.id}/messages`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ content: "a slow one", stream: true, params: { simulate: { reply_tokens: 30 } } }),
+    });
+    const reading = readEvents(res);
+    await new Promise((r) => setTimeout(r, 300)); // mid-reply: 30 tokens at 20/s take 1.5 s
+    p.child.kill("SIGTERM");
+    const { events } = await reading;
+    expect(events.at(-2)?.event).toBe("message.completed");
+    expect(events.filter((e) => e.event === "message.delta")).toHaveLength(30);
+    expect(await p.exited).toBe(0);
+    const [row] = await database.sql`select status, content from messages where conversation_id = ${conv.id} and role = 'assistant'`;
+    expect(row?.status).toBe("completed");
+    expect(p.output()).toContain("shutting down");
+  });
+
+  it("stops at start with one line naming a bad variable", async () => {
+    const p = start(env({ PORT: "not-a-port", ROLE: "everything" }));
+    expect(await p.exited).toBe(1);
+    const lines = p.output().trim().split("\n");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/PORT/);
+    expect(lines[0]).toMatch(/ROLE/);
+  });
+});

@@ -1,0 +1,48 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { createServer } from "node:net";
+import { fileURLToPath } from "node:url";
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as { port: number };
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+export interface ParleyProcess {
+  child: ChildProcess;
+  output(): string;
+  /** Resolves with the exit code (or the signal's name). */
+  exited: Promise<number | string>;
+}
+
+/** `node src/main.ts` as `npm start` runs it, with the given environment. */
+export function spawnParley(env: Record<string, string>): ParleyProcess {
+  const child = spawn(process.execPath, ["src/main.ts"], {
+    cwd: root,
+    env: { PATH: process.env.PATH ?? "", LOG_LEVEL: "info", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout?.on("data", (d) => (out += d));
+  child.stderr?.on("data", (d) => (out += d));
+  const exited = new Promise<number | string>((resolve) =>
+    child.on("exit", (code, signal) => resolve(code ?? signal ?? "unknown")),
+  );
+  return { child, output: () => out, exited };
+}
+
+/** Waits until the process has logged a line containing `text`. */
+export async function waitForOutput(p: ParleyProcess, text: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!p.output().includes(text)) {
+    if (Date.now() > deadline) throw new Error(`no "${text}" in output:\n${p.output()}`);
+    if (p.child.exitCode !== null) throw new Error(`exited ${p.child.exitCode} before "${text}":\n${p.output()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -61,11 +61,10 @@ export class ReplyEventFollower {
       // Node's Readable is the queue between the read loop and each consumer.
       out: new Readable({ objectMode: true, read() {}, highWaterMark: Number.MAX_SAFE_INTEGER }),
     };
-    const stop = () => this.#remove(follower);
-    follower.out.once("close", stop);
+    follower.out.once("close", () => this.#remove(follower));
     if (signal) {
-      if (signal.aborted) follower.out.destroy();
-      else signal.addEventListener("abort", () => follower.out.destroy(), { once: true });
+      if (signal.aborted) this.#end(follower);
+      else signal.addEventListener("abort", () => this.#end(follower), { once: true });
     }
     let group = this.#followers.get(key);
     if (!group) this.#followers.set(key, (group = new Set()));
@@ -83,10 +82,16 @@ export class ReplyEventFollower {
 
   async close(): Promise<void> {
     this.#closed = true;
-    for (const group of this.#followers.values()) for (const f of group) f.out.destroy();
+    for (const group of this.#followers.values()) for (const f of group) this.#end(f);
     this.#followers.clear();
     this.#nudge();
     await this.#loop;
+  }
+
+  /** Ends a follower's iteration normally (a consumer that left is not an error). */
+  #end(follower: Follower): void {
+    this.#remove(follower);
+    if (!follower.out.readableEnded) follower.out.push(null);
   }
 
   #remove(follower: Follower): void {
@@ -186,10 +191,7 @@ export class ReplyEventFollower {
           if (compareStreamIds(id, f.lastId) <= 0) continue;
           f.lastId = id;
           f.out.push(event);
-          if (event.event === "done") {
-            this.#remove(f);
-            f.out.push(null);
-          }
+          if (event.event === "done") this.#end(f);
         }
       }
     }

@@ -1,19 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { apiClient } from "../support/http.ts";
-import { startTestService, type TestService } from "../support/service.ts";
+import { describe, expect, it } from "vitest";
+import { useTestService } from "../support/service.ts";
 
-let service: TestService;
-let api: ReturnType<typeof apiClient>;
-
-beforeAll(async () => {
-  service = await startTestService();
-  api = apiClient(`${service.url}/v1`);
-});
-afterAll(() => service?.stop());
+const ctx = useTestService();
 
 describe("conversations", () => {
   it("creates one with model, system prompt, params and metadata, and reads it back", async () => {
-    const created = await api.post("/conversations", {
+    const created = await ctx.api.post("/conversations", {
       model: "parley-sim-1",
       system: "You are a helpful travel guide.",
       title: "Lisbon",
@@ -33,20 +25,20 @@ describe("conversations", () => {
     expect(created.body.id).toMatch(/^conv_[0-9a-z]{26}$/);
     expect(created.body.created_at).toBeGreaterThan(1_700_000_000);
 
-    const fetched = await api.get(`/conversations/${created.body.id}`);
+    const fetched = await ctx.api.get(`/conversations/${created.body.id}`);
     expect(fetched.status).toBe(200);
     expect(fetched.body).toEqual(created.body);
   });
 
   it("uses the default model when none is named", async () => {
-    const created = await api.post("/conversations", {});
+    const created = await ctx.api.post("/conversations", {});
     expect(created.status).toBe(201);
     expect(created.body.model).toBe("parley-sim-1");
     expect(created.body.system).toBeNull();
   });
 
   it("imports an existing history with seqs 1..n", async () => {
-    const created = await api.post("/conversations", {
+    const created = await ctx.api.post("/conversations", {
       messages: [
         { role: "system", content: "Be brief." },
         { role: "user", content: "Hi" },
@@ -55,7 +47,7 @@ describe("conversations", () => {
     });
     expect(created.status).toBe(201);
     expect(created.body.message_count).toBe(3);
-    const history = await api.get(`/conversations/${created.body.id}/messages`);
+    const history = await ctx.api.get(`/conversations/${created.body.id}/messages`);
     expect(history.body.data.map((m: any) => [m.seq, m.role, m.content, m.status])).toEqual([
       [1, "system", "Be brief.", "completed"],
       [2, "user", "Hi", "completed"],
@@ -64,8 +56,8 @@ describe("conversations", () => {
   });
 
   it("patches title, system, model, params and metadata", async () => {
-    const { body: conv } = await api.post("/conversations", { title: "old" });
-    const patched = await api.patch(`/conversations/${conv.id}`, {
+    const { body: conv } = await ctx.api.post("/conversations", { title: "old" });
+    const patched = await ctx.api.patch(`/conversations/${conv.id}`, {
       title: "new",
       system: "Answer in French.",
       params: { temperature: 0.1 },
@@ -73,29 +65,29 @@ describe("conversations", () => {
     });
     expect(patched.status).toBe(200);
     expect(patched.body).toMatchObject({ title: "new", system: "Answer in French.", params: { temperature: 0.1 }, metadata: { k: "v" } });
-    expect((await api.get(`/conversations/${conv.id}`)).body.title).toBe("new");
+    expect((await ctx.api.get(`/conversations/${conv.id}`)).body.title).toBe("new");
   });
 
   it("deletes a conversation and its messages", async () => {
-    const { body: conv } = await api.post("/conversations", { messages: [{ role: "user", content: "x" }] });
-    const deleted = await api.delete(`/conversations/${conv.id}`);
+    const { body: conv } = await ctx.api.post("/conversations", { messages: [{ role: "user", content: "x" }] });
+    const deleted = await ctx.api.delete(`/conversations/${conv.id}`);
     expect(deleted.status).toBe(200);
     expect(deleted.body).toEqual({ id: conv.id, object: "conversation.deleted", deleted: true });
-    expect((await api.get(`/conversations/${conv.id}`)).status).toBe(404);
-    const [row] = await service.sql`select count(*)::int as n from messages where conversation_id = ${conv.id}`;
+    expect((await ctx.api.get(`/conversations/${conv.id}`)).status).toBe(404);
+    const [row] = await ctx.service.sql`select count(*)::int as n from messages where conversation_id = ${conv.id}`;
     const n = row?.n;
     expect(n).toBe(0);
-    expect((await api.delete(`/conversations/${conv.id}`)).status).toBe(404);
+    expect((await ctx.api.delete(`/conversations/${conv.id}`)).status).toBe(404);
   });
 });
 
 describe("listing conversations", () => {
   it("pages newest first with after and before", async () => {
     const ids: string[] = [];
-    for (let i = 0; i < 5; i++) ids.push((await api.post("/conversations", { title: `page-${i}` })).body.id);
+    for (let i = 0; i < 5; i++) ids.push((await ctx.api.post("/conversations", { title: `page-${i}` })).body.id);
     const newest = [...ids].reverse();
 
-    const first = await api.get("/conversations?limit=2");
+    const first = await ctx.api.get("/conversations?limit=2");
     expect(first.status).toBe(200);
     expect(first.body.object).toBe("list");
     expect(first.body.data.map((c: any) => c.id)).toEqual(newest.slice(0, 2));
@@ -103,14 +95,14 @@ describe("listing conversations", () => {
     expect(first.body.last_id).toBe(newest[1]);
     expect(first.body.has_more).toBe(true);
 
-    const second = await api.get(`/conversations?limit=2&after=${first.body.last_id}`);
+    const second = await ctx.api.get(`/conversations?limit=2&after=${first.body.last_id}`);
     expect(second.body.data.map((c: any) => c.id)).toEqual(newest.slice(2, 4));
 
-    const back = await api.get(`/conversations?limit=2&before=${second.body.first_id}`);
+    const back = await ctx.api.get(`/conversations?limit=2&before=${second.body.first_id}`);
     expect(back.body.data.map((c: any) => c.id)).toEqual(newest.slice(0, 2));
     expect(back.body.has_more).toBe(false);
 
-    const asc = await api.get(`/conversations?limit=3&order=asc&after=${ids[0]}`);
+    const asc = await ctx.api.get(`/conversations?limit=3&order=asc&after=${ids[0]}`);
     expect(asc.body.data.map((c: any) => c.id)).toEqual(ids.slice(1, 4));
   });
 
@@ -122,7 +114,7 @@ describe("listing conversations", () => {
       ["order=sideways", "order"],
       ["after=conv_a&before=conv_b", "before"],
     ]) {
-      const res = await api.get(`/conversations?${query}`);
+      const res = await ctx.api.get(`/conversations?${query}`);
       expect(res.status, query).toBe(400);
       expect(res.body.error).toMatchObject({ type: "invalid_request_error", param });
     }
@@ -131,7 +123,7 @@ describe("listing conversations", () => {
 
 describe("bad input", () => {
   it("answers malformed JSON with 400 invalid_json", async () => {
-    const res = await api.request("POST", "/conversations", "{not json", { "content-type": "application/json" });
+    const res = await ctx.api.request("POST", "/conversations", "{not json", { "content-type": "application/json" });
     expect(res.status).toBe(400);
     expect(res.body.error).toMatchObject({ code: "invalid_json", type: "invalid_request_error" });
   });
@@ -145,37 +137,37 @@ describe("bad input", () => {
       [{ colour: "blue" }, ""],
     ];
     for (const [body, param] of cases) {
-      const res = await api.post("/conversations", body);
+      const res = await ctx.api.post("/conversations", body);
       expect(res.status, JSON.stringify(body)).toBe(400);
       expect(res.body.error.type).toBe("invalid_request_error");
       if (param) expect(res.body.error.param).toBe(param);
       else expect(res.body.error.message).toMatch(/colour/);
     }
-    const [row] = await service.sql`select count(*)::int as n from conversations where title = 'never'`;
+    const [row] = await ctx.service.sql`select count(*)::int as n from conversations where title = 'never'`;
     const n = row?.n;
     expect(n).toBe(0);
   });
 
   it("answers an unserved model with 404 model_not_found listing what is served", async () => {
-    const res = await api.post("/conversations", { model: "gpt-nonexistent" });
+    const res = await ctx.api.post("/conversations", { model: "gpt-nonexistent" });
     expect(res.status).toBe(404);
     expect(res.body.error).toMatchObject({ code: "model_not_found", param: "model" });
     expect(res.body.error.message).toContain("parley-sim-1");
-    const { body: conv } = await api.post("/conversations", {});
-    expect((await api.patch(`/conversations/${conv.id}`, { model: "nope" })).status).toBe(404);
+    const { body: conv } = await ctx.api.post("/conversations", {});
+    expect((await ctx.api.patch(`/conversations/${conv.id}`, { model: "nope" })).status).toBe(404);
   });
 
   it("answers unknown and malformed ids with 404", async () => {
     for (const id of ["conv_01jf3t8vvaf8s9k0d7k6x1s2y3", "nonsense", "conv_'; drop table x"]) {
-      const res = await api.get(`/conversations/${encodeURIComponent(id)}`);
+      const res = await ctx.api.get(`/conversations/${encodeURIComponent(id)}`);
       expect(res.status).toBe(404);
       expect(res.body.error.code).toBe("not_found");
     }
-    expect((await api.patch("/conversations/conv_01jf3t8vvaf8s9k0d7k6x1s2y3", { title: "x" })).status).toBe(404);
+    expect((await ctx.api.patch("/conversations/conv_01jf3t8vvaf8s9k0d7k6x1s2y3", { title: "x" })).status).toBe(404);
   });
 
   it("answers an unknown route with 404 in the error shape", async () => {
-    const res = await api.get("/nothing-here");
+    const res = await ctx.api.get("/nothing-here");
     expect(res.status).toBe(404);
     expect(res.body.error.code).toBe("route_not_found");
   });
@@ -183,7 +175,7 @@ describe("bad input", () => {
 
 describe("models", () => {
   it("lists what is served in the SDK list format", async () => {
-    const res = await api.get("/models");
+    const res = await ctx.api.get("/models");
     expect(res.status).toBe(200);
     expect(res.body.object).toBe("list");
     expect(res.body.data).toContainEqual(expect.objectContaining({ id: "parley-sim-1", object: "model" }));
@@ -192,7 +184,7 @@ describe("models", () => {
 
 describe("openapi", () => {
   it("serves the document generated from the route schemas", async () => {
-    const res = await fetch(`${service.url}/openapi.json`);
+    const res = await fetch(`${ctx.service.url}/openapi.json`);
     expect(res.status).toBe(200);
     const doc = (await res.json()) as any;
     expect(doc.openapi).toBe("3.1.0");

@@ -1,9 +1,10 @@
 import { randomBytes } from "node:crypto";
 import postgres from "postgres";
-import { inject } from "vitest";
+import { afterAll, beforeAll, inject } from "vitest";
 import { configSchema, type Config, type UpstreamConfig } from "../../src/config.ts";
 import { createLogger } from "../../src/logger.ts";
 import { startService, type RunningService } from "../../src/service.ts";
+import { apiClient } from "./http.ts";
 
 const suffix = () => randomBytes(6).toString("hex");
 
@@ -67,4 +68,18 @@ export async function startTestService(
       await database.drop();
     },
   };
+}
+
+/**
+ * Starts a test service before the file's tests and stops it after; the
+ * returned object is filled in once `beforeAll` has run.
+ */
+export function useTestService(overrides: Parameters<typeof startTestService>[0] = {}) {
+  const ctx = {} as { service: TestService; api: ReturnType<typeof apiClient> };
+  beforeAll(async () => {
+    ctx.service = await startTestService(overrides);
+    ctx.api = apiClient(`${ctx.service.url}/v1`);
+  });
+  afterAll(() => ctx.service?.stop());
+  return ctx;
 }

@@ -6,7 +6,7 @@ import type { ModelRegistry } from "../providers/registry.ts";
 import { ModelNotFoundError, NotFoundError } from "./errors.ts";
 import { looksLikeId, newConversationId, newMessageId } from "./ids.ts";
 import { planPageScan, toPage, type Page, type PageQuery } from "./pagination.ts";
-import { metadataSchema, paramsSchema } from "./resources.ts";
+import { metadataSchema, paramsSchema, storableText } from "./resources.ts";
 
 export interface ConversationDeps {
   db: Database;
@@ -16,15 +16,15 @@ export interface ConversationDeps {
 
 const importedMessageSchema = z.object({
   role: z.enum(["system", "user", "assistant"]),
-  content: z.string(),
+  content: storableText(),
   metadata: metadataSchema.optional(),
 });
 
 export const createConversationSchema = z
   .object({
-    model: z.string().min(1).optional().openapi({ description: "Defaults to the deployment's default model." }),
-    system: z.string().nullable().optional().openapi({ example: "You are a helpful travel guide." }),
-    title: z.string().max(512).nullable().optional(),
+    model: storableText().min(1).optional().openapi({ description: "Defaults to the deployment's default model." }),
+    system: storableText().nullable().optional().openapi({ example: "You are a helpful travel guide." }),
+    title: storableText().max(512).nullable().optional(),
     params: paramsSchema.optional(),
     metadata: metadataSchema.optional(),
     messages: z
@@ -39,9 +39,9 @@ export type CreateConversationInput = z.infer<typeof createConversationSchema>;
 
 export const updateConversationSchema = z
   .object({
-    title: z.string().max(512).nullable().optional(),
-    system: z.string().nullable().optional(),
-    model: z.string().min(1).optional(),
+    title: storableText().max(512).nullable().optional(),
+    system: storableText().nullable().optional(),
+    model: storableText().min(1).optional(),
     params: paramsSchema.optional(),
     metadata: metadataSchema.optional(),
   })

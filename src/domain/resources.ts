@@ -7,13 +7,18 @@ import { messageRoles, messageStatuses } from "../db/schema.ts";
  * code, documents /openapi.json, and is what the presenters below produce.
  */
 
+/** Text as Postgres can store it: any string without NUL characters. */
+export const storableText = () =>
+  z.string().refine((s) => !s.includes("\u0000"), { message: "must not contain NUL (\\u0000) characters" });
+
 export const metadataSchema = z
-  .record(z.string().max(64), z.string().max(512))
+  .record(storableText().max(64), storableText().max(512))
   .refine((m) => Object.keys(m).length <= 16, { message: "at most 16 metadata entries" })
   .openapi({ description: "Up to 16 string pairs of your own.", example: { app: "travel" } });
 
 export const paramsSchema = z
   .record(z.string(), z.unknown())
+  .refine((p) => !JSON.stringify(p).includes("\\u0000"), { message: "must not contain NUL (\\u0000) characters" })
   .openapi({
     description:
       "Default sampling fields for the model (`temperature`, `max_tokens`, `top_p`, `stop`, …), passed to the upstream as given.",

@@ -8,7 +8,7 @@ import type { ReplyEventLog } from "../streams/reply-events.ts";
 import { ConversationBusyError, DependencyUnavailableError, InvalidRequestError, ModelNotFoundError, NotFoundError } from "./errors.ts";
 import { looksLikeId, newMessageId } from "./ids.ts";
 import { finishReply, inFlightStatuses } from "./replies.ts";
-import { metadataSchema, paramsSchema, toMessageResource } from "./resources.ts";
+import { metadataSchema, paramsSchema, storableText, toMessageResource } from "./resources.ts";
 
 export interface TurnDeps {
   db: Database;
@@ -20,7 +20,7 @@ export interface TurnDeps {
 export const appendMessageSchema = z
   .object({
     role: z.enum(["user", "assistant", "system"]).default("user"),
-    content: z.string().openapi({ example: "What should I see in Lisbon?" }),
+    content: storableText().openapi({ example: "What should I see in Lisbon?" }),
     metadata: metadataSchema.optional(),
     reply: z
       .boolean()

@@ -60,18 +60,11 @@ export function toErrorResponse(err: unknown, log: Logger): { status: Contentful
   if (err instanceof ProviderError) {
     return { status: err.status, body: errorBody(err.message, "upstream_error", null, err.code) };
   }
-  if (err instanceof HTTPException) {
-    // Hono's validators throw these; the only one we meet is a body that is not JSON.
-    const status = err.status as ContentfulStatusCode;
-    const malformed = /json/i.test(err.message);
+  if (err instanceof HTTPException) return fromHttpException(err);
+  if (isUnstorableText(err)) {
     return {
-      status,
-      body: errorBody(
-        malformed ? "The request body is not valid JSON." : err.message,
-        "invalid_request_error",
-        null,
-        malformed ? "invalid_json" : "invalid_request",
-      ),
+      status: 400,
+      body: errorBody("The request has text that cannot be stored (a NUL character?).", "invalid_request_error", null, "invalid_text"),
     };
   }
   if (isDependencyDown(err)) {
@@ -80,6 +73,28 @@ export function toErrorResponse(err: unknown, log: Logger): { status: Contentful
   }
   log.error({ err }, "unhandled error");
   return { status: 500, body: errorBody("Internal error.", "server_error", null, "internal_error") };
+}
+
+/** Hono's validators throw these: a body that is not JSON, or not sent as JSON. */
+function fromHttpException(err: HTTPException): { status: ContentfulStatusCode; body: ErrorBody } {
+  const status = err.status as ContentfulStatusCode;
+  if (status === 415) {
+    return {
+      status,
+      body: errorBody("Send the body as JSON, with `Content-Type: application/json`.", "invalid_request_error", null, "unsupported_media_type"),
+    };
+  }
+  if (status === 400 && /json/i.test(err.message)) {
+    return { status, body: errorBody("The request body is not valid JSON.", "invalid_request_error", null, "invalid_json") };
+  }
+  return { status, body: errorBody(err.message, status >= 500 ? "server_error" : "invalid_request_error", null, "invalid_request") };
+}
+
+/** Postgres refused a string (22021 character_not_in_repertoire, 22P05 untranslatable_character). */
+function isUnstorableText(err: unknown): boolean {
+  const cause = (err as { cause?: { code?: unknown } } | null)?.cause;
+  const code = cause?.code ?? (err as { code?: unknown } | null)?.code;
+  return code === "22021" || code === "22P05";
 }
 
 /** A failed zod parse → 400 naming the first bad field (`messages.2.role`). */

@@ -148,6 +148,29 @@ describe("bad input", () => {
     expect(n).toBe(0);
   });
 
+  it("answers a body not sent as JSON with 415", async () => {
+    const res = await ctx.api.request("POST", "/conversations", '{"title":"x"}', { "content-type": "text/plain" });
+    expect(res.status).toBe(415);
+    expect(res.body.error.code).toBe("unsupported_media_type");
+  });
+
+  it("answers text Postgres cannot store (NUL) with 400 naming the field, storing nothing", async () => {
+    const cases: [unknown, string][] = [
+      [{ title: "nul-test\u0000" }, "title"],
+      [{ system: "a\u0000b", title: "nul-test" }, "system"],
+      [{ metadata: { k: "\u0000" }, title: "nul-test" }, "metadata.k"],
+      [{ params: { stop: ["\u0000"] }, title: "nul-test" }, "params"],
+      [{ messages: [{ role: "user", content: "x\u0000" }], title: "nul-test" }, "messages.0.content"],
+    ];
+    for (const [body, param] of cases) {
+      const res = await ctx.api.post("/conversations", body);
+      expect(res.status, JSON.stringify(body)).toBe(400);
+      expect(res.body.error.param).toBe(param);
+    }
+    const [row] = await ctx.service.sql`select count(*)::int as n from conversations where title = 'nul-test'`;
+    expect(row?.n).toBe(0);
+  });
+
   it("answers an unserved model with 404 model_not_found listing what is served", async () => {
     const res = await ctx.api.post("/conversations", { model: "gpt-nonexistent" });
     expect(res.status).toBe(404);

@@ -271,6 +271,8 @@ describe("messages", () => {
       [{ content: "x", role: "assistant", reply: true }, "reply"],
       [{ content: "x", stream: "yes" }, "stream"],
       [{ content: "x", extra: 1 }, null],
+      [{ content: "nul \u0000 inside" }, "content"],
+      [{ content: "x", params: { stop: "\u0000" } }, "params"],
     ];
     for (const [body, param] of cases) {
       const res = await api.post(`/conversations/${conv.id}/messages`, body);

@@ -5,7 +5,7 @@ import { connectDatabase, type Database } from "./db/client.ts";
 import { createOpenAICompatibleProvider } from "./providers/openai-compatible.ts";
 import { buildModelRegistry, type ModelRegistry } from "./providers/registry.ts";
 import { createSimulatorProvider } from "./providers/simulator.ts";
-import { createReplyQueue, type ReplyQueue } from "./queue/completions.ts";
+import { createModelJobQueue, type ModelJobQueue } from "./queue/completions.ts";
 import { ReplyEventLog } from "./streams/reply-events.ts";
 
 /** The shared things, built once per process from the config, and closed together. */
@@ -17,7 +17,7 @@ export interface Deps {
   defaultModel: string;
   redis: Redis;
   replyEvents: ReplyEventLog;
-  replyQueue: ReplyQueue;
+  jobQueue: ModelJobQueue;
   /** A new Redis connection for a blocking reader (the worker, the event follower). */
   connectRedis(opts?: RedisOptions): Redis;
   close(): Promise<void>;
@@ -47,7 +47,7 @@ export async function buildDeps(config: Config, log: Logger): Promise<Deps> {
   if (!models.resolve(defaultModel)) {
     throw new Error(`DEFAULT_MODEL '${defaultModel}' is not served (served: ${models.describeServed().join(", ")})`);
   }
-  const replyQueue = createReplyQueue({ connection: connectRedis({ maxRetriesPerRequest: 2 }), prefix: config.REDIS_PREFIX });
+  const jobQueue = createModelJobQueue({ connection: connectRedis({ maxRetriesPerRequest: 2 }), prefix: config.REDIS_PREFIX });
   return {
     config,
     log,
@@ -56,10 +56,10 @@ export async function buildDeps(config: Config, log: Logger): Promise<Deps> {
     defaultModel,
     redis,
     replyEvents: new ReplyEventLog({ redis, prefix: config.REDIS_PREFIX, ttlSeconds: config.REPLY_EVENTS_TTL_SECONDS }),
-    replyQueue,
+    jobQueue,
     connectRedis,
     async close() {
-      await replyQueue.close().catch(() => {});
+      await jobQueue.close().catch(() => {});
       await Promise.all(connections.map((r) => r.quit().catch(() => r.disconnect())));
       await database.close();
     },

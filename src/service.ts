@@ -5,8 +5,9 @@ import type { Config } from "./config.ts";
 import { migrateDatabase } from "./db/migrate.ts";
 import { buildDeps } from "./deps.ts";
 import { generateReply } from "./domain/reply-generation.ts";
+import { runStatelessCompletion } from "./domain/stateless-completions.ts";
 import { createApp } from "./http/app.ts";
-import { startReplyWorker, type ReplyWorker } from "./queue/completions.ts";
+import { startModelJobWorker, type ModelJobWorker } from "./queue/completions.ts";
 import { ReplyEventFollower } from "./streams/reply-event-follower.ts";
 
 export interface RunningService {
@@ -29,13 +30,14 @@ export async function startService(config: Config, log: Logger): Promise<Running
   const runsApi = config.ROLE !== "worker";
   const runsWorker = config.ROLE !== "api";
 
-  let worker: ReplyWorker | null = null;
+  let worker: ModelJobWorker | null = null;
   if (runsWorker) {
-    worker = startReplyWorker({
+    worker = startModelJobWorker({
       connection: deps.connectRedis({ maxRetriesPerRequest: null }),
       prefix: config.REDIS_PREFIX,
       concurrency: config.WORKER_CONCURRENCY,
-      generate: (job, signal) => generateReply(deps, job, signal),
+      run: (job, signal) =>
+        job.kind === "reply" ? generateReply(deps, job, signal) : runStatelessCompletion(deps, job, signal),
       onError: (err) => log.warn({ err }, "worker error"),
     });
     log.info({ concurrency: config.WORKER_CONCURRENCY }, "worker started");

@@ -1,9 +1,9 @@
 import { z } from "@hono/zod-openapi";
 import { and, eq, inArray, sql } from "drizzle-orm";
 import type { Database } from "../db/client.ts";
-import { conversations, messages, type MessageRow } from "../db/schema.ts";
+import { conversations, messages, type MessageRole, type MessageRow } from "../db/schema.ts";
 import type { ModelRegistry } from "../providers/registry.ts";
-import type { ReplyQueue } from "../queue/completions.ts";
+import type { ModelJobQueue } from "../queue/completions.ts";
 import type { ReplyEventLog } from "../streams/reply-events.ts";
 import { ConversationBusyError, DependencyUnavailableError, InvalidRequestError, ModelNotFoundError, NotFoundError } from "./errors.ts";
 import { looksLikeId, newMessageId } from "./ids.ts";
@@ -14,7 +14,7 @@ export interface TurnDeps {
   db: Database;
   models: ModelRegistry;
   replyEvents: ReplyEventLog;
-  replyQueue: ReplyQueue;
+  jobQueue: ModelJobQueue;
 }
 
 export const appendMessageSchema = z
@@ -44,12 +44,19 @@ export interface AppendedTurn {
   reply: MessageRow | null;
 }
 
-/**
- * Stores a message and, for a user message, a `queued` reply, with the next
- * seqs in one transaction; then announces the reply on its event stream and
- * enqueues its job. The conversation row lock serialises concurrent appends,
- * so seqs have no gaps and no duplicates.
- */
+/** Messages to append together, and whether (and how) to generate a reply after them. */
+export interface NewTurn {
+  messages: { role: MessageRole; content: string; metadata?: Record<string, string> }[];
+  reply: boolean;
+  /** The reply's model; the conversation's when absent. */
+  model?: string;
+  /** Sampling fields for this reply, over the conversation's params. */
+  params?: Record<string, unknown> | null;
+  /** Ask the provider with streaming on (default) or for one whole answer. */
+  upstreamStream?: boolean;
+}
+
+/** One message through the messages API: the checks of its flags, then a turn. */
 export async function appendMessage(
   deps: TurnDeps,
   tenantId: string,
@@ -63,17 +70,44 @@ export async function appendMessage(
   if (input.stream && !wantsReply) {
     throw new InvalidRequestError("`stream: true` streams a reply; this message asks for none.", "stream");
   }
-  if (!looksLikeId("conv", conversationId)) throw new NotFoundError("conversation", conversationId);
+  const turn = await appendTurn(deps, tenantId, conversationId, {
+    messages: [{ role: input.role, content: input.content, metadata: input.metadata }],
+    reply: wantsReply,
+    params: input.params ?? null,
+  });
+  const [message] = turn.messages;
+  if (!message) throw new Error("a turn stored no message");
+  return { message, reply: turn.reply };
+}
 
-  const turn = await deps.db.transaction(async (tx) => {
+/**
+ * Stores messages and, when asked, a `queued` reply, with the next seqs in one
+ * transaction; then announces the reply on its event stream and enqueues its
+ * job. The conversation row lock serialises concurrent appends, so seqs have
+ * no gaps and no duplicates; any append while a reply is in flight is refused.
+ */
+export async function appendTurn(
+  deps: TurnDeps,
+  tenantId: string,
+  conversationId: string,
+  turn: NewTurn,
+): Promise<{ messages: MessageRow[]; reply: MessageRow | null }> {
+  if (turn.messages.length === 0) throw new InvalidRequestError("At least one message is needed.", "messages");
+  if (!looksLikeId("conv", conversationId)) throw new NotFoundError("conversation", conversationId);
+  if (turn.model !== undefined && !deps.models.resolve(turn.model)) {
+    throw new ModelNotFoundError(turn.model, deps.models.describeServed());
+  }
+
+  const stored = await deps.db.transaction(async (tx) => {
     const [conversation] = await tx
       .select()
       .from(conversations)
       .where(and(eq(conversations.id, conversationId), eq(conversations.tenantId, tenantId)))
       .for("update");
     if (!conversation) throw new NotFoundError("conversation", conversationId);
-    if (wantsReply && !deps.models.resolve(conversation.model)) {
-      throw new ModelNotFoundError(conversation.model, deps.models.describeServed());
+    const model = turn.model ?? conversation.model;
+    if (turn.reply && !deps.models.resolve(model)) {
+      throw new ModelNotFoundError(model, deps.models.describeServed());
     }
     const [busy] = await tx
       .select({ id: messages.id })
@@ -82,7 +116,7 @@ export async function appendMessage(
       .limit(1);
     if (busy) throw new ConversationBusyError(busy.id);
 
-    const count = wantsReply ? 2 : 1;
+    const count = turn.messages.length + (turn.reply ? 1 : 0);
     const [bumped] = await tx
       .update(conversations)
       .set({
@@ -99,30 +133,30 @@ export async function appendMessage(
     const rows = await tx
       .insert(messages)
       .values([
-        {
+        ...turn.messages.map((m, i) => ({
           id: newMessageId(),
           tenantId,
           conversationId,
-          seq: firstSeq,
-          role: input.role,
-          content: input.content,
+          seq: firstSeq + i,
+          role: m.role,
+          content: m.content,
           status: "completed" as const,
-          metadata: input.metadata ?? {},
+          metadata: m.metadata ?? {},
           createdAt: now,
           completedAt: now,
-        },
-        ...(wantsReply
+        })),
+        ...(turn.reply
           ? [
               {
                 id: newMessageId(),
                 tenantId,
                 conversationId,
-                seq: firstSeq + 1,
+                seq: bumped.lastSeq,
                 role: "assistant" as const,
                 content: "",
                 status: "queued" as const,
-                model: conversation.model,
-                params: input.params ?? null,
+                model,
+                params: turn.params ?? null,
                 createdAt: now,
               },
             ]
@@ -130,13 +164,12 @@ export async function appendMessage(
       ])
       .returning();
     rows.sort((a, b) => a.seq - b.seq);
-    const [message, reply] = rows;
-    if (!message) throw new Error("insert returned no message");
-    return { message, reply: reply ?? null };
+    const reply = turn.reply ? (rows.pop() ?? null) : null;
+    return { messages: rows, reply };
   });
 
-  if (turn.reply) await startReply(deps, tenantId, turn.message, turn.reply);
-  return turn;
+  if (stored.reply) await startReply(deps, tenantId, stored.messages, stored.reply, turn.upstreamStream ?? true);
+  return stored;
 }
 
 /**
@@ -144,13 +177,19 @@ export async function appendMessage(
  * turn from its first event) and hands the reply to the worker pool. If Redis
  * refuses, the reply is failed rather than left queued with no job behind it.
  */
-async function startReply(deps: TurnDeps, tenantId: string, message: MessageRow, reply: MessageRow): Promise<void> {
+async function startReply(
+  deps: TurnDeps,
+  tenantId: string,
+  appended: MessageRow[],
+  reply: MessageRow,
+  upstreamStream: boolean,
+): Promise<void> {
   try {
     await deps.replyEvents.append(reply.id, [
-      { event: "message.created", data: toMessageResource(message) },
+      ...appended.map((m) => ({ event: "message.created" as const, data: toMessageResource(m) })),
       { event: "message.created", data: toMessageResource(reply) },
     ]);
-    await deps.replyQueue.enqueue({ replyId: reply.id, tenantId });
+    await deps.jobQueue.enqueue({ kind: "reply", replyId: reply.id, tenantId, upstreamStream });
   } catch (cause) {
     await finishReply(deps.db, reply.id, {
       status: "failed",

@@ -3,6 +3,7 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import type { ConversationDeps } from "../domain/conversations.ts";
 import type { AppEnv } from "./env.ts";
 import { ApiError, sendError } from "./errors.ts";
+import { chatCompletionRoutes } from "./routes/chat-completions.ts";
 import { conversationRoutes } from "./routes/conversations.ts";
 import { messageRoutes, type MessageRouteDeps } from "./routes/messages.ts";
 import { modelRoutes } from "./routes/models.ts";
@@ -36,6 +37,7 @@ export function createApp(deps: AppDeps) {
   v1.route("/conversations", conversationRoutes(deps));
   v1.route("/conversations", messageRoutes(deps));
   v1.route("/models", modelRoutes(deps));
+  v1.route("/", chatCompletionRoutes(deps));
   app.route("/v1", v1);
 
   app.doc31("/openapi.json", {

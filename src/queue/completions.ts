@@ -4,24 +4,48 @@ import { z } from "zod";
 
 export const COMPLETIONS_QUEUE = "completions";
 
-/** What a job carries: ids only; the worker reads the rest from Postgres. */
+/**
+ * A conversation's reply: ids only, the worker reads the rest from Postgres.
+ * `upstreamStream` is how the provider is asked (the plain chat-completions
+ * API calls the upstream streaming or not as its client asked).
+ */
 export const replyJobSchema = z.object({
+  kind: z.literal("reply"),
   replyId: z.string().startsWith("msg_"),
   tenantId: z.string().min(1),
+  upstreamStream: z.boolean().default(true),
 });
-export type ReplyJob = z.infer<typeof replyJobSchema>;
+export type ReplyJob = z.input<typeof replyJobSchema>;
 
-export interface ReplyQueue {
-  enqueue(job: ReplyJob): Promise<void>;
+/**
+ * A stateless chat completion: nothing is stored in Postgres for it, so the
+ * job carries the request itself.
+ */
+export const completionJobSchema = z.object({
+  kind: z.literal("completion"),
+  completionId: z.string().startsWith("chatcmpl_"),
+  tenantId: z.string().min(1),
+  model: z.string().min(1),
+  messages: z.array(z.object({ role: z.enum(["system", "user", "assistant"]), content: z.string() })),
+  params: z.record(z.string(), z.unknown()),
+  upstreamStream: z.boolean(),
+});
+export type CompletionJob = z.infer<typeof completionJobSchema>;
+
+export const jobSchema = z.discriminatedUnion("kind", [replyJobSchema, completionJobSchema]);
+export type ModelJob = z.output<typeof jobSchema>;
+
+export interface ModelJobQueue {
+  enqueue(job: ReplyJob | CompletionJob): Promise<void>;
   close(): Promise<void>;
 }
 
-export function createReplyQueue(opts: { connection: Redis; prefix: string }): ReplyQueue {
-  const queue = new Queue<ReplyJob>(COMPLETIONS_QUEUE, {
+export function createModelJobQueue(opts: { connection: Redis; prefix: string }): ModelJobQueue {
+  const queue = new Queue<ModelJob>(COMPLETIONS_QUEUE, {
     connection: opts.connection,
     prefix: opts.prefix,
     defaultJobOptions: {
-      // A model call is not retried blindly by BullMQ: a failure is stored on the reply.
+      // A model call is not retried blindly by BullMQ: a failure is reported on the reply.
       attempts: 1,
       removeOnComplete: { count: 1_000 },
       removeOnFail: { count: 10_000 },
@@ -29,33 +53,34 @@ export function createReplyQueue(opts: { connection: Redis; prefix: string }): R
   });
   return {
     async enqueue(job) {
-      // The reply id is the job id: enqueuing the same reply twice makes one job.
-      await queue.add("reply", replyJobSchema.parse(job), { jobId: job.replyId });
+      const data = jobSchema.parse(job);
+      // The reply's (or completion's) id is the job id: enqueuing it twice makes one job.
+      const jobId = data.kind === "reply" ? data.replyId : data.completionId;
+      await queue.add(data.kind, data, { jobId });
     },
     close: () => queue.close(),
   };
 }
 
-export interface ReplyWorker {
+export interface ModelJobWorker {
   close(): Promise<void>;
 }
 
 /**
- * Runs `generate` for each job, `concurrency` at a time. Jobs whose data does
- * not parse fail at once instead of reaching the domain.
+ * Runs `run` for each job, `concurrency` at a time. Jobs whose data does not
+ * parse fail at once instead of reaching the domain.
  */
-export function startReplyWorker(opts: {
+export function startModelJobWorker(opts: {
   connection: Redis;
   prefix: string;
   concurrency: number;
-  generate: (job: ReplyJob, signal: AbortSignal) => Promise<void>;
+  run: (job: ModelJob, signal: AbortSignal) => Promise<void>;
   onError: (err: unknown) => void;
-}): ReplyWorker {
-  const worker = new Worker<ReplyJob>(
+}): ModelJobWorker {
+  const worker = new Worker<ModelJob>(
     COMPLETIONS_QUEUE,
-    async (job: Job<ReplyJob>, _token?: string, signal?: AbortSignal) => {
-      const data = replyJobSchema.parse(job.data);
-      await opts.generate(data, signal ?? new AbortController().signal);
+    async (job: Job<ModelJob>, _token?: string, signal?: AbortSignal) => {
+      await opts.run(jobSchema.parse(job.data), signal ?? new AbortController().signal);
     },
     { connection: opts.connection, prefix: opts.prefix, concurrency: opts.concurrency },
   );

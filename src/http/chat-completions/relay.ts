@@ -1,0 +1,141 @@
+import type { Context } from "hono";
+import { streamSSE } from "hono/streaming";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { Logger } from "pino";
+import { terminalEventNames, type ReplyEvent } from "../../streams/reply-events.ts";
+import { errorBody } from "../errors.ts";
+import { chatCompletion, chatCompletionChunk, type CompletionUsage } from "./wire.ts";
+
+/** What every end event carries, a conversation reply's or a stateless completion's. */
+interface ReplyEnd {
+  status: "completed" | "failed" | "cancelled";
+  content: string;
+  finish_reason: string | null;
+  usage: CompletionUsage | null;
+  error: { message: string; type: string; code: string } | null;
+}
+
+export interface RelayOptions {
+  /** The reply's events from the start; stops following when the signal aborts. */
+  follow: (signal: AbortSignal) => AsyncIterable<ReplyEvent>;
+  id: string;
+  model: string;
+  created: number;
+  heartbeatMs: number;
+  log: Logger;
+}
+
+function failureStatus(code: string | undefined): ContentfulStatusCode {
+  if (code === "upstream_timeout") return 504;
+  if (code === "model_not_found") return 404;
+  if (code === "interrupted" || code === "queue_unavailable") return 503;
+  return 502;
+}
+
+function failureResponse(c: Context, end: ReplyEnd): Response {
+  const error = end.error ?? { message: `The reply was ${end.status}.`, type: "server_error", code: end.status };
+  return c.json(errorBody(error.message, error.type, null, error.code), failureStatus(error.code));
+}
+
+const deltaText = (e: ReplyEvent): string => (JSON.parse(e.data) as { delta: { content: string } }).delta.content;
+
+/** Waits for the end and answers with one `chat.completion` object, or the error it ended with. */
+export async function chatCompletionResponse(c: Context, opts: RelayOptions): Promise<Response> {
+  const stop = new AbortController();
+  const onAbort = () => stop.abort();
+  c.req.raw.signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    for await (const e of opts.follow(stop.signal)) {
+      if (!terminalEventNames.has(e.event)) continue;
+      const end = JSON.parse(e.data) as ReplyEnd;
+      if (end.status !== "completed") return failureResponse(c, end);
+      return c.json(
+        chatCompletion({ ...opts, content: end.content, finishReason: end.finish_reason, usage: end.usage }),
+        200,
+      );
+    }
+  } finally {
+    c.req.raw.signal.removeEventListener("abort", onAbort);
+    stop.abort();
+  }
+  return c.json(errorBody("The client went away.", "invalid_request_error", null, "client_closed"), 400);
+}
+
+/**
+ * Streams `chat.completion.chunk`s and `[DONE]`. The HTTP status is decided
+ * by the first token: a model that fails before it answers with an error
+ * status (what SDKs turn into typed errors), not a 200 stream; failures after
+ * it arrive as an `{"error":…}` chunk, as the hosted APIs send them. A reply
+ * slower than the heartbeat interval to start gets its 200 then, so idle
+ * proxies see bytes.
+ */
+export async function chatCompletionStreamResponse(c: Context, opts: RelayOptions): Promise<Response> {
+  const stop = new AbortController();
+  c.req.raw.signal.addEventListener("abort", () => stop.abort(), { once: true });
+  const events = opts.follow(stop.signal)[Symbol.asyncIterator]();
+  const buffered: ReplyEvent[] = [];
+  let pending: Promise<IteratorResult<ReplyEvent>> | null = events.next();
+  const waitLimit = new Promise<"slow">((resolve) => setTimeout(resolve, opts.heartbeatMs, "slow").unref());
+  while (pending) {
+    const next: IteratorResult<ReplyEvent> | "slow" = await Promise.race([pending, waitLimit]);
+    if (next === "slow") break;
+    pending = next.done ? null : events.next();
+    if (next.done) break;
+    buffered.push(next.value);
+    if (next.value.event === "message.delta") break;
+    if (terminalEventNames.has(next.value.event)) {
+      const end = JSON.parse(next.value.data) as ReplyEnd;
+      if (end.status === "failed" && !end.content) {
+        stop.abort();
+        return failureResponse(c, end);
+      }
+      break;
+    }
+  }
+
+  async function* rest(): AsyncGenerator<ReplyEvent> {
+    yield* buffered;
+    while (pending) {
+      const next = await pending;
+      if (next.done) return;
+      pending = events.next();
+      yield next.value;
+    }
+  }
+
+  return streamSSE(
+    c,
+    async (stream) => {
+      stream.onAbort(() => stop.abort());
+      const heartbeat = setInterval(() => stream.write(": keep-alive\n\n").catch(() => stop.abort()), opts.heartbeatMs);
+      let first = true;
+      try {
+        for await (const e of rest()) {
+          if (e.event === "message.delta") {
+            const delta = first ? { role: "assistant" as const, content: deltaText(e) } : { content: deltaText(e) };
+            first = false;
+            await stream.writeSSE({ data: JSON.stringify(chatCompletionChunk({ ...opts, delta, finishReason: null })) });
+          } else if (terminalEventNames.has(e.event)) {
+            const end = JSON.parse(e.data) as ReplyEnd;
+            if (end.status === "completed") {
+              const chunk = chatCompletionChunk({ ...opts, delta: {}, finishReason: end.finish_reason ?? "stop", usage: end.usage });
+              await stream.writeSSE({ data: JSON.stringify(chunk) });
+              await stream.writeSSE({ data: "[DONE]" });
+            } else {
+              const error = end.error ?? { message: `The reply was ${end.status}.`, type: "server_error", code: end.status };
+              await stream.writeSSE({ data: JSON.stringify(errorBody(error.message, error.type, null, error.code)) });
+            }
+            break;
+          }
+          if (stream.aborted) break;
+        }
+      } finally {
+        clearInterval(heartbeat);
+        stop.abort();
+      }
+    },
+    async (err) => {
+      opts.log.warn({ err }, "chat completion stream ended with an error");
+    },
+  );
+}

@@ -4,7 +4,8 @@ import type { Database } from "../db/client.ts";
 import { conversations, messages, type ConversationRow, type MessageRow } from "../db/schema.ts";
 import type { ModelRegistry } from "../providers/registry.ts";
 import { ModelNotFoundError, NotFoundError } from "./errors.ts";
-import { looksLikeId, newConversationId, newMessageId } from "./ids.ts";
+import { looksLikeId, newConversationId } from "./ids.ts";
+import { completedMessageRows } from "./message-rows.ts";
 import { planPageScan, toPage, type Page, type PageQuery } from "./pagination.ts";
 import { metadataSchema, paramsSchema, storableText } from "./resources.ts";
 
@@ -84,18 +85,7 @@ export async function createConversation(
     const rows = await tx
       .insert(messages)
       .values(
-        imported.map((m, i) => ({
-          id: newMessageId(),
-          tenantId,
-          conversationId: conversation.id,
-          seq: i + 1,
-          role: m.role,
-          content: m.content,
-          status: "completed" as const,
-          metadata: m.metadata ?? {},
-          createdAt: now,
-          completedAt: now,
-        })),
+        completedMessageRows(imported, { tenantId, conversationId: conversation.id, firstSeq: 1, now }),
       )
       .returning();
     return { conversation, messages: rows };

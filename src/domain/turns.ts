@@ -1,12 +1,13 @@
 import { z } from "@hono/zod-openapi";
 import { and, eq, inArray, sql } from "drizzle-orm";
 import type { Database } from "../db/client.ts";
-import { conversations, messages, type MessageRole, type MessageRow } from "../db/schema.ts";
+import { conversations, messages, type MessageRow } from "../db/schema.ts";
 import type { ModelRegistry } from "../providers/registry.ts";
 import type { ModelJobQueue } from "../queue/completions.ts";
 import type { ReplyEventLog } from "../streams/reply-events.ts";
 import { ConversationBusyError, DependencyUnavailableError, InvalidRequestError, ModelNotFoundError, NotFoundError } from "./errors.ts";
 import { looksLikeId, newMessageId } from "./ids.ts";
+import { completedMessageRows, type GivenMessage } from "./message-rows.ts";
 import { finishReply, inFlightStatuses } from "./replies.ts";
 import { metadataSchema, paramsSchema, storableText, toMessageResource } from "./resources.ts";
 
@@ -46,7 +47,7 @@ export interface AppendedTurn {
 
 /** Messages to append together, and whether (and how) to generate a reply after them. */
 export interface NewTurn {
-  messages: { role: MessageRole; content: string; metadata?: Record<string, string> }[];
+  messages: GivenMessage[];
   reply: boolean;
   /** The reply's model; the conversation's when absent. */
   model?: string;
@@ -133,18 +134,7 @@ export async function appendTurn(
     const rows = await tx
       .insert(messages)
       .values([
-        ...turn.messages.map((m, i) => ({
-          id: newMessageId(),
-          tenantId,
-          conversationId,
-          seq: firstSeq + i,
-          role: m.role,
-          content: m.content,
-          status: "completed" as const,
-          metadata: m.metadata ?? {},
-          createdAt: now,
-          completedAt: now,
-        })),
+        ...completedMessageRows(turn.messages, { tenantId, conversationId, firstSeq, now }),
         ...(turn.reply
           ? [
               {

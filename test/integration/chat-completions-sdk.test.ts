@@ -47,9 +47,7 @@ describe("the OpenAI SDK against /v1/chat/completions", () => {
       { role: "assistant" as const, content: "Arr!" },
       { role: "user" as const, content: "Where is the treasure?" },
     ];
-    const completion = await openai.chat.completions.create({
-      model: "fake-model",
-      messages,
+    const sampling = {
       max_tokens: 50,
       temperature: 0.5,
       top_p: 0.9,
@@ -58,22 +56,20 @@ describe("the OpenAI SDK against /v1/chat/completions", () => {
       presence_penalty: 0.1,
       frequency_penalty: 0.2,
       // Not in OpenAI's types; Together-style fields pass through all the same.
-      ...({ top_k: 40, repetition_penalty: 1.05, min_p: 0.05 } as object),
+      top_k: 40,
+      repetition_penalty: 1.05,
+      min_p: 0.05,
+    };
+    const completion = await openai.chat.completions.create({
+      model: "fake-model",
+      messages,
+      ...sampling,
     });
     expect(completion.choices[0]?.message.content).toBe("Reply to: Where is the treasure?");
     expect(upstream.requests[0]?.body).toEqual({
       model: "fake-model",
       messages,
-      max_tokens: 50,
-      temperature: 0.5,
-      top_p: 0.9,
-      stop: ["\n\n"],
-      seed: 42,
-      presence_penalty: 0.1,
-      frequency_penalty: 0.2,
-      top_k: 40,
-      repetition_penalty: 1.05,
-      min_p: 0.05,
+      ...sampling,
       stream: false,
     });
   });

@@ -9,7 +9,16 @@ import type { AddressInfo, Socket } from "node:net";
  */
 
 export type FakeBehaviour =
-  | { kind: "ok"; ttftMs?: number; tokenDelayMs?: number; text?: string }
+  | {
+      kind: "ok";
+      ttftMs?: number;
+      tokenDelayMs?: number;
+      text?: string;
+      /** Answer with this many tokens (` w0`, ` w1`, …) instead of `Reply to: …`. */
+      replyTokens?: number;
+      /** Append the send time (`@<epoch ms>`) to each token, to measure relay lag. */
+      stampTokens?: boolean;
+    }
   | { kind: "status"; status: number; body?: unknown; headers?: Record<string, string> }
   | { kind: "drop"; afterTokens: number }
   | { kind: "hang" };
@@ -37,9 +46,24 @@ export const fakeReplyText = (lastUser: string) => `Reply to: ${lastUser}`;
 /** The deltas the fake sends: words, each after the first with its leading space. */
 export const fakeTokens = (text: string) => text.split(/(?= )/);
 
+/** ` w0`, ` w1`, …: a reply whose order a reader can check. */
+export const numberedTokens = (n: number) => Array.from({ length: n }, (_, i) => ` w${i}`);
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function startFakeUpstream(): Promise<FakeUpstream> {
+/**
+ * `bench-<ttftMs>-<tokenDelayMs>-<replyTokens>[-stamp]`: a model name that
+ * carries its own behaviour, so one fake serves every benchmark case.
+ */
+export function behaviourFromModel(model: string): FakeBehaviour | null {
+  const m = /^bench-(\d+)-(\d+)-(\d+)(-stamp)?$/.exec(model);
+  if (!m) return null;
+  return { kind: "ok", ttftMs: Number(m[1]), tokenDelayMs: Number(m[2]), replyTokens: Number(m[3]), stampTokens: Boolean(m[4]) };
+}
+
+export async function startFakeUpstream(
+  opts: { port?: number; behaviourFromModel?: boolean; record?: boolean } = {},
+): Promise<FakeUpstream> {
   const requests: RecordedRequest[] = [];
   let behaviour: FakeBehaviour = { kind: "ok" };
   const queued: FakeBehaviour[] = [];
@@ -56,8 +80,8 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
-    requests.push({ body, headers: req.headers });
-    const b = queued.shift() ?? behaviour;
+    if (opts.record !== false) requests.push({ body, headers: req.headers });
+    const b = (opts.behaviourFromModel ? behaviourFromModel(String(body.model)) : null) ?? queued.shift() ?? behaviour;
     const id = `chatcmpl-fake-${++counter}`;
     const messages: { role: string; content: string }[] = body.messages ?? [];
     const lastUser = [...messages].reverse().find((m) => m.role === "user")?.content ?? "";
@@ -67,8 +91,14 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
       res.writeHead(b.status, { "content-type": "application/json", ...b.headers });
       return res.end(JSON.stringify(b.body ?? { error: { message: `fake ${b.status}`, type: "server_error", param: null, code: null } }));
     }
-    const text = b.kind === "ok" && b.text !== undefined ? b.text : fakeReplyText(lastUser);
+    const text =
+      b.kind === "ok" && b.text !== undefined
+        ? b.text
+        : b.kind === "ok" && b.replyTokens !== undefined
+          ? numberedTokens(b.replyTokens).join("")
+          : fakeReplyText(lastUser);
     const tokens = fakeTokens(text);
+    const stamp = b.kind === "ok" && b.stampTokens === true;
     const usage = {
       prompt_tokens: messages.reduce((n, m) => n + fakeTokens(m.content).length, 0),
       completion_tokens: tokens.length,
@@ -108,7 +138,7 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
         return req.socket.destroy();
       }
       if (i > 0 && b.kind === "ok" && b.tokenDelayMs) await sleep(b.tokenDelayMs);
-      send(chunk({ content: token }, null));
+      send(chunk({ content: stamp ? `${token}@${performance.timeOrigin + performance.now()}` : token }, null));
     }
     send(chunk({}, "stop"));
     if (body.stream_options?.include_usage) send({ id, object: "chat.completion.chunk", created, model: body.model, choices: [], usage });
@@ -118,7 +148,7 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     sockets.add(s);
     s.on("close", () => sockets.delete(s));
   });
-  server.listen(0, "127.0.0.1");
+  server.listen(opts.port ?? 0, "127.0.0.1");
   await once(server, "listening");
   const { port } = server.address() as AddressInfo;
 

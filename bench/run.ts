@@ -1,0 +1,165 @@
+import { randomBytes } from "node:crypto";
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, totalmem, type } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { Redis } from "ioredis";
+import postgres from "postgres";
+import { migrateDatabase } from "../src/db/migrate.ts";
+import type { BenchContext, ScenarioResult } from "./lib/context.ts";
+import { root, startChild, type Child } from "./lib/processes.ts";
+import { summarizeProfile } from "./lib/profile-summary.ts";
+import { renderMarkdown, type MachineInfo } from "./lib/report.ts";
+import { historyGrowth } from "./scenarios/history.ts";
+import { peerSideBySide } from "./scenarios/peer.ts";
+import { manyStreams } from "./scenarios/streams.ts";
+import { turnThroughput } from "./scenarios/throughput.ts";
+import { ttftOverhead } from "./scenarios/ttft.ts";
+import { freePort } from "../test/support/processes.ts";
+
+/**
+ * `npm run bench [-- --quick] [--only ttft,throughput,streams,history,peer]
+ *  [--api N] [--workers N] [--skip-peer] [--cpu-prof] [--out DIR]`
+ *
+ * Starts a fake upstream, Parley (N API and M worker processes) and a load
+ * generator, each a process of its own, on loopback; runs the scenarios; and
+ * writes RESULTS.md and results.json (to bench/ unless --out says otherwise).
+ */
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: "boolean", default: false },
+    only: { type: "string" },
+    api: { type: "string", default: "1" },
+    workers: { type: "string", default: "1" },
+    "skip-peer": { type: "boolean", default: false },
+    "cpu-prof": { type: "boolean", default: false },
+    out: { type: "string", default: join(root, "bench") },
+  },
+});
+
+const scenarios = {
+  ttft: ttftOverhead,
+  throughput: turnThroughput,
+  streams: manyStreams,
+  history: historyGrowth,
+  peer: peerSideBySide,
+} as const;
+type ScenarioName = keyof typeof scenarios;
+const chosen = (args.only?.split(",") ?? Object.keys(scenarios)) as ScenarioName[];
+for (const name of chosen) if (!(name in scenarios)) throw new Error(`unknown scenario '${name}'; choose from ${Object.keys(scenarios).join(", ")}`);
+
+const serverUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const databaseUrl = Object.assign(new URL(serverUrl), { pathname: `/parley_bench_${randomBytes(4).toString("hex")}` }).toString();
+const prefix = `parley-bench-${randomBytes(4).toString("hex")}`;
+const profileDir = join(args.out, "profiles");
+const log = (line: string) => console.error(`[bench] ${line}`);
+
+async function machine(sql: postgres.Sql): Promise<MachineInfo> {
+  const [pg] = await sql<{ version: string }[]>`select version()`;
+  const redis = new Redis(redisUrl);
+  const info = await redis.info("server");
+  redis.disconnect();
+  return {
+    cores: cpus().length,
+    cpu: cpus()[0]?.model ?? "unknown",
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    postgres: pg?.version.split(" on ")[0] ?? "unknown",
+    redis: /redis_version:(\S+)/.exec(info)?.[1] ?? "unknown",
+    os: type(),
+  };
+}
+
+const children: Child[] = [];
+let sql: postgres.Sql | null = null;
+try {
+  await migrateDatabase(databaseUrl);
+  sql = postgres(databaseUrl, { max: 2, onnotice: () => {} });
+
+  const upstream = await startChild("upstream", ["bench/lib/fake-upstream-server.ts"], { ready: /"baseURL"/ });
+  children.push(upstream);
+  const upstreamUrl = (JSON.parse(upstream.output().trim().split("\n")[0]!) as { baseURL: string }).baseURL;
+
+  const env = {
+    DATABASE_URL: databaseUrl,
+    REDIS_URL: redisUrl,
+    REDIS_PREFIX: prefix,
+    LOG_LEVEL: "info",
+    HOST: "127.0.0.1",
+    // Enough for every reply of the many-streams case at once across the workers.
+    WORKER_CONCURRENCY: String(Math.ceil(1_200 / Number(args.workers))),
+    UPSTREAMS: JSON.stringify([{ name: "bench", base_url: upstreamUrl, model_prefix: "bench-", strip_prefix: false }]),
+  };
+  if (args["cpu-prof"]) {
+    rmSync(profileDir, { recursive: true, force: true });
+    mkdirSync(profileDir, { recursive: true });
+  }
+  const nodeFlags = (role: string) => (args["cpu-prof"] ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${role}-\${pid}.cpuprofile`] : []);
+  const apiUrls: string[] = [];
+  const apiPids: number[] = [];
+  for (let i = 0; i < Number(args.api); i++) {
+    const port = await freePort();
+    const api = await startChild(`api-${i}`, ["src/main.ts"], { env: { ...env, ROLE: "api", PORT: String(port) }, ready: "api listening", nodeFlags: nodeFlags("api") });
+    children.push(api);
+    apiUrls.push(`http://127.0.0.1:${port}/v1`);
+    apiPids.push(api.pid);
+  }
+  const workerPids: number[] = [];
+  for (let i = 0; i < Number(args.workers); i++) {
+    const worker = await startChild(`worker-${i}`, ["src/main.ts"], { env: { ...env, ROLE: "worker" }, ready: "worker started", nodeFlags: nodeFlags("worker") });
+    children.push(worker);
+    workerPids.push(worker.pid);
+  }
+
+  const ctx: BenchContext & { skipPeer: boolean } = {
+    quick: args.quick,
+    apiUrls,
+    apiPids,
+    workerPids,
+    upstreamUrl,
+    sql,
+    log,
+    skipPeer: args["skip-peer"],
+  };
+  const results: ScenarioResult[] = [];
+  for (const name of chosen) {
+    log(`scenario ${name}…`);
+    const started = Date.now();
+    results.push(await scenarios[name](ctx));
+    log(`scenario ${name} done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  }
+
+  const info = await machine(sql);
+  for (const c of children.reverse()) await c.stop();
+  children.length = 0;
+  const profiles = args["cpu-prof"]
+    ? readdirSync(profileDir)
+        .filter((f) => f.endsWith(".cpuprofile"))
+        .flatMap((f) => [`- ${f}`, ...summarizeProfile(join(profileDir, f))])
+    : [];
+  const setup = {
+    "API processes": Number(args.api),
+    "worker processes": Number(args.workers),
+    "worker concurrency": env.WORKER_CONCURRENCY,
+    mode: args.quick ? "quick (tiny sizes: a smoke run, not figures to quote)" : "full",
+  };
+  const when = new Date().toISOString();
+  const command = `npm run bench --${process.argv.slice(2).map((a) => ` ${a}`).join("")}`;
+  mkdirSync(args.out, { recursive: true });
+  writeFileSync(join(args.out, "results.json"), JSON.stringify({ when, command, machine: info, setup, scenarios: results }, null, 2));
+  const markdown = renderMarkdown({ when, command, machine: info, setup, scenarios: results, profiles });
+  writeFileSync(join(args.out, "RESULTS.md"), markdown);
+  console.log(markdown);
+} finally {
+  for (const c of children.reverse()) await c.stop().catch(() => {});
+  await sql?.end({ timeout: 1 });
+  const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`drop database if exists ${new URL(databaseUrl).pathname.slice(1)} with (force)`).catch(() => {});
+  await admin.end({ timeout: 1 });
+  const redis = new Redis(redisUrl);
+  const keys = await redis.keys(`${prefix}:*`);
+  for (let i = 0; i < keys.length; i += 1000) await redis.del(...keys.slice(i, i + 1000));
+  redis.disconnect();
+}

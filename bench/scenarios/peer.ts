@@ -1,0 +1,100 @@
+import { execFile } from "node:child_process";
+import { existsSync, mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import type { BenchContext, ScenarioResult, TargetCheck } from "../lib/context.ts";
+import { runLoadProcess, startChild, type Child } from "../lib/processes.ts";
+import type { LoadResult } from "../lib/load-client.ts";
+import { round } from "../lib/stats.ts";
+import { freePort } from "../../test/support/processes.ts";
+import { check } from "./ttft.ts";
+
+const PEER = "@portkey-ai/gateway@1.15.2";
+
+/** Installs the peer into a temporary folder (not a project dependency) and starts it. */
+async function startPeer(): Promise<Child> {
+  const dir = join(tmpdir(), "parley-bench-portkey");
+  const entry = join(dir, "node_modules/@portkey-ai/gateway/build/start-server.js");
+  if (!existsSync(entry)) {
+    mkdirSync(dir, { recursive: true });
+    await promisify(execFile)("npm", ["install", "--no-audit", "--no-fund", "--prefix", dir, PEER], { timeout: 300_000 });
+  }
+  const port = await freePort();
+  const child = await startChild("portkey", [entry, `--port=${port}`, "--headless"], { ready: "Ready for connections" });
+  return Object.assign(child, { url: `http://127.0.0.1:${port}/v1` });
+}
+
+/** 5. The stateless chat-completions API, through Parley vs. Portkey's open-source gateway vs. direct. */
+export async function peerSideBySide(ctx: BenchContext & { skipPeer: boolean }): Promise<ScenarioResult> {
+  const model = "bench-0-0-8";
+  const result: ScenarioResult = {
+    name: "peer",
+    title: `Stateless /v1/chat/completions: Parley vs. ${PEER} vs. direct (same upstream, same run)`,
+    cases: [],
+    targets: [],
+    notes: [],
+  };
+  let peer: (Child & { url: string }) | null = null;
+  let peerError: string | null = ctx.skipPeer ? "skipped (--skip-peer)" : null;
+  if (!ctx.skipPeer) {
+    try {
+      peer = (await startPeer()) as Child & { url: string };
+    } catch (err) {
+      peerError = `could not install or start: ${String(err).slice(0, 300)}`;
+    }
+  }
+  if (peerError) result.notes.push(`Peer: ${peerError}`);
+  const peerHeaders = { "x-portkey-provider": "openai", "x-portkey-custom-host": ctx.upstreamUrl };
+
+  try {
+    for (const stream of [false, true]) {
+      const latencyRequests = ctx.quick ? 10 : 300;
+      const loadRequests = ctx.quick ? 64 : 3_000;
+      const targets = {
+        direct: { urls: [ctx.upstreamUrl], headers: {} },
+        parley: { urls: ctx.apiUrls, headers: {} },
+        ...(peer ? { portkey: { urls: [peer.url], headers: peerHeaders } } : {}),
+      };
+      const latency: Record<string, LoadResult> = {};
+      const load: Record<string, LoadResult> = {};
+      for (const [name, t] of Object.entries(targets)) {
+        latency[name] = await runLoadProcess({ kind: "stateless", ...t, model, stream, concurrency: 1, requests: latencyRequests, deadlineMs: 60_000 });
+        load[name] = await runLoadProcess({ kind: "stateless", ...t, model, stream, concurrency: 32, requests: loadRequests, deadlineMs: 60_000 });
+      }
+      const mode = stream ? "streaming" : "non-streaming";
+      for (const name of Object.keys(targets)) {
+        const l = latency[name]!;
+        const t = load[name]!;
+        const failedAll = t.completed === 0;
+        result.cases.push({
+          scenario: "peer",
+          case: `${mode}, ${name}`,
+          figures: {
+            "req/s at c=32": failedAll ? "failed" : round(t.perSecond, 1),
+            "p50 ms at c=1": failedAll ? "failed" : round(l.latencyMs.p50),
+            "added p50 ms": name === "direct" || failedAll ? "-" : round(l.latencyMs.p50 - latency.direct!.latencyMs.p50),
+            failed: l.failed + t.failed,
+            ...(t.errors[0] ? { "first error": t.errors[0].slice(0, 160) } : {}),
+          },
+          raw: { latency: l, load: t },
+        });
+      }
+      const p = load.portkey;
+      if (p && p.completed > 0) {
+        const parley = load.parley!;
+        const added = (n: string) => latency[n]!.latencyMs.p50 - latency.direct!.latencyMs.p50;
+        result.targets.push(
+          check(`Stateless ${mode} throughput vs. peer's ${round(p.perSecond, 1)} req/s`, parley.perSecond, p.perSecond, "req/s", true),
+          check(`Stateless ${mode} added latency vs. peer's ${round(added("portkey"))} ms + 1`, added("parley"), added("portkey") + 1, "ms"),
+        );
+      } else {
+        const why = p ? `the peer failed every ${mode} request: ${p.errors[0] ?? "no detail"}` : peerError ?? "not run";
+        result.targets.push({ target: `Stateless ${mode} vs. peer`, measured: `not comparable: ${why.slice(0, 200)}`, met: null } as TargetCheck);
+      }
+    }
+  } finally {
+    await peer?.stop();
+  }
+  return result;
+}

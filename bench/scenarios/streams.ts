@@ -1,0 +1,41 @@
+import { createConversations, type BenchContext, type ScenarioResult } from "../lib/context.ts";
+import { peakRssMb } from "../lib/proc.ts";
+import { runLoadProcess } from "../lib/processes.ts";
+import { round } from "../lib/stats.ts";
+import { check } from "./ttft.ts";
+
+/** 3. Many replies streaming at once at 20 tokens/s each: correctness, relay lag, memory. */
+export async function manyStreams(ctx: BenchContext): Promise<ScenarioResult> {
+  const streams = ctx.quick ? 50 : 1_000;
+  const tokens = ctx.quick ? 10 : 40;
+  const conversations = await createConversations(ctx, streams, `bench-0-50-${tokens}-stamp`);
+  const load = await runLoadProcess({ kind: "streams", urls: ctx.apiUrls, conversations, tokens, deadlineMs: 120_000 });
+  const apiRss = Math.max(...ctx.apiPids.map(peakRssMb));
+  const workerRss = Math.max(...ctx.workerPids.map(peakRssMb));
+  return {
+    name: "streams",
+    title: `Many streams: ${streams} replies at once, 20 tokens/s, ${tokens} tokens each`,
+    cases: [
+      {
+        scenario: "streams",
+        case: `${streams} streams`,
+        figures: {
+          streams,
+          "complete and correct": load.correct ?? 0,
+          failed: load.failed,
+          "relay lag p50 ms": round(load.lagMs?.p50 ?? NaN),
+          "relay lag p99 ms": round(load.lagMs?.p99 ?? NaN),
+          "API peak RSS MB": round(apiRss, 1),
+          "worker peak RSS MB": round(workerRss, 1),
+        },
+        raw: load,
+      },
+    ],
+    targets: [
+      check("Streams complete and correct", load.correct ?? 0, streams, "streams", true),
+      check("Relay lag p99", load.lagMs?.p99 ?? NaN, 50, "ms"),
+      check("API peak RSS", apiRss, 300, "MB"),
+    ],
+    notes: ["Relay lag: the fake upstream stamps each token with its send time; the client subtracts it on receipt (one clock)."],
+  };
+}

@@ -1,0 +1,40 @@
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, describe, expect, inject, it } from "vitest";
+import { root } from "../../bench/lib/processes.ts";
+
+const out = mkdtempSync(join(tmpdir(), "parley-bench-"));
+afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+describe("npm run bench -- --quick", () => {
+  it("runs every scenario end to end on tiny sizes and writes the results", async () => {
+    // The peer is installed from the registry at bench time; tests never reach the network.
+    await promisify(execFile)(process.execPath, ["bench/run.ts", "--quick", "--skip-peer", "--out", out], {
+      cwd: root,
+      env: { ...process.env, DATABASE_URL: inject("databaseUrl"), REDIS_URL: inject("redisUrl") },
+      timeout: 170_000,
+    });
+    const results = JSON.parse(readFileSync(join(out, "results.json"), "utf8"));
+    expect(results.scenarios.map((s: { name: string }) => s.name)).toEqual(["ttft", "throughput", "streams", "history", "peer"]);
+    expect(results.machine.cores).toBeGreaterThan(0);
+    expect(results.machine.postgres).toMatch(/PostgreSQL/);
+
+    const byName = Object.fromEntries(results.scenarios.map((s: { name: string }) => [s.name, s]));
+    for (const c of byName.ttft.cases) {
+      expect(c.figures.failed).toBe(0);
+      expect(c.figures["parley p50 ms"]).toBeGreaterThan(0);
+    }
+    expect(byName.throughput.cases[0].figures["turns/s"]).toBeGreaterThan(0);
+    expect(byName.streams.cases[0].figures["complete and correct"]).toBe(50);
+    expect(byName.history.cases.map((c: { case: string }) => c.case)).toEqual(["10 messages", "100 messages", "1000 messages"]);
+    expect(byName.peer.notes.join(" ")).toContain("skipped");
+    expect(byName.peer.cases.map((c: { case: string }) => c.case)).toContain("streaming, parley");
+
+    const markdown = readFileSync(join(out, "RESULTS.md"), "utf8");
+    expect(markdown).toContain("## Targets");
+    expect(markdown).toContain("Time to first token overhead");
+  }, 180_000);
+});

@@ -6,6 +6,7 @@ import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import postgres from "postgres";
 import { migrateDatabase } from "../src/db/migrate.ts";
+import { PARLEY_NODE_FLAGS } from "../src/runtime-flags.ts";
 import type { BenchContext, ScenarioResult } from "./lib/context.ts";
 import { root, startChild, type Child } from "./lib/processes.ts";
 import { summarizeProfile } from "./lib/profile-summary.ts";
@@ -96,7 +97,10 @@ try {
     rmSync(profileDir, { recursive: true, force: true });
     mkdirSync(profileDir, { recursive: true });
   }
-  const nodeFlags = (role: string) => (args["cpu-prof"] ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${role}-\${pid}.cpuprofile`] : []);
+  const nodeFlags = (role: string) => [
+    ...PARLEY_NODE_FLAGS,
+    ...(args["cpu-prof"] ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${role}-\${pid}.cpuprofile`] : []),
+  ];
   const apiUrls: string[] = [];
   const apiPids: number[] = [];
   for (let i = 0; i < Number(args.api); i++) {

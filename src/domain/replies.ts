@@ -5,20 +5,15 @@ import { conversations, messages, type MessageRow, type StoredError, type Stored
 /** A reply is in flight while it is in one of these. */
 export const inFlightStatuses = ["queued", "in_progress"] as const;
 
-export async function loadReply(db: Database, tenantId: string, replyId: string): Promise<MessageRow | null> {
-  const [row] = await db
-    .select()
-    .from(messages)
-    .where(and(eq(messages.id, replyId), eq(messages.tenantId, tenantId), eq(messages.role, "assistant")));
-  return row ?? null;
-}
-
-/** queued → in_progress; null when the reply is no longer in flight (finished, cancelled, deleted). */
-export async function markReplyInProgress(db: Database, replyId: string): Promise<MessageRow | null> {
+/**
+ * queued → in_progress; null when the reply is not this tenant's or no longer
+ * in flight (finished, cancelled, deleted).
+ */
+export async function markReplyInProgress(db: Database, tenantId: string, replyId: string): Promise<MessageRow | null> {
   const [row] = await db
     .update(messages)
     .set({ status: "in_progress" })
-    .where(and(eq(messages.id, replyId), inArray(messages.status, inFlightStatuses)))
+    .where(and(eq(messages.id, replyId), eq(messages.tenantId, tenantId), inArray(messages.status, inFlightStatuses)))
     .returning();
   return row ?? null;
 }
@@ -34,21 +29,20 @@ export type ReplyOutcome =
  * overwrite the end that was stored first. Returns null when nothing changed.
  */
 export async function finishReply(db: Database, replyId: string, outcome: ReplyOutcome): Promise<MessageRow | null> {
-  return db.transaction(async (tx) => {
-    const [row] = await tx
-      .update(messages)
-      .set({
-        status: outcome.status,
-        content: outcome.content,
-        finishReason: outcome.status === "completed" ? outcome.finishReason : null,
-        usage: outcome.status === "completed" ? outcome.usage : null,
-        error: outcome.status === "failed" ? outcome.error : null,
-        completedAt: sql`now()`,
-      })
-      .where(and(eq(messages.id, replyId), inArray(messages.status, inFlightStatuses)))
-      .returning();
-    if (!row) return null;
-    await tx.update(conversations).set({ updatedAt: sql`now()` }).where(eq(conversations.id, row.conversationId));
-    return row;
-  });
+  const [row] = await db
+    .update(messages)
+    .set({
+      status: outcome.status,
+      content: outcome.content,
+      finishReason: outcome.status === "completed" ? outcome.finishReason : null,
+      usage: outcome.status === "completed" ? outcome.usage : null,
+      error: outcome.status === "failed" ? outcome.error : null,
+      completedAt: sql`now()`,
+    })
+    .where(and(eq(messages.id, replyId), inArray(messages.status, inFlightStatuses)))
+    .returning();
+  if (!row) return null;
+  // Not in one transaction with the reply: `updated_at` is informational, and a turn is a hot path.
+  await db.update(conversations).set({ updatedAt: sql`now()` }).where(eq(conversations.id, row.conversationId));
+  return row;
 }

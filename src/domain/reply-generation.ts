@@ -8,7 +8,7 @@ import type { ReplyJob } from "../queue/completions.ts";
 import type { ReplyEventLog } from "../streams/reply-events.ts";
 import { buildHistory } from "./history.ts";
 import { callModel, describeFailure, type ModelCallOutcome } from "./model-call.ts";
-import { finishReply, loadReply, markReplyInProgress } from "./replies.ts";
+import { finishReply, markReplyInProgress } from "./replies.ts";
 import { toMessageResource } from "./resources.ts";
 
 export interface ReplyGenerationDeps {
@@ -32,10 +32,8 @@ const terminalEvent = {
  */
 export async function generateReply(deps: ReplyGenerationDeps, job: ReplyJob, signal: AbortSignal): Promise<void> {
   const log = deps.log.child({ replyId: job.replyId });
-  const queued = await loadReply(deps.db, job.tenantId, job.replyId);
-  if (!queued) return void log.info("reply is gone; nothing to generate");
-  const reply = await markReplyInProgress(deps.db, job.replyId);
-  if (!reply) return void log.info({ status: queued.status }, "reply already ended; nothing to generate");
+  const reply = await markReplyInProgress(deps.db, job.tenantId, job.replyId);
+  if (!reply) return void log.info("reply is gone or already ended; nothing to generate");
 
   let outcome: ModelCallOutcome & { cause?: unknown };
   const [conversation] = await deps.db.select().from(conversations).where(eq(conversations.id, reply.conversationId));

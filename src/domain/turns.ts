@@ -1,5 +1,5 @@
 import { z } from "@hono/zod-openapi";
-import { and, eq, inArray, sql } from "drizzle-orm";
+import { and, eq, inArray, notExists, sql } from "drizzle-orm";
 import type { Database } from "../db/client.ts";
 import { conversations, messages, type MessageRow } from "../db/schema.ts";
 import type { ModelRegistry } from "../providers/registry.ts";
@@ -99,67 +99,89 @@ export async function appendTurn(
     throw new ModelNotFoundError(turn.model, deps.models.describeServed());
   }
 
-  const stored = await deps.db.transaction(async (tx) => {
-    const [conversation] = await tx
-      .select()
-      .from(conversations)
-      .where(and(eq(conversations.id, conversationId), eq(conversations.tenantId, tenantId)))
-      .for("update");
-    if (!conversation) throw new NotFoundError("conversation", conversationId);
-    const model = turn.model ?? conversation.model;
-    if (turn.reply && !deps.models.resolve(model)) {
-      throw new ModelNotFoundError(model, deps.models.describeServed());
-    }
-    const [busy] = await tx
-      .select({ id: messages.id })
-      .from(messages)
-      .where(and(eq(messages.conversationId, conversationId), inArray(messages.status, inFlightStatuses)))
-      .limit(1);
-    if (busy) throw new ConversationBusyError(busy.id);
+  const count = turn.messages.length + (turn.reply ? 1 : 0);
+  const inFlight = and(eq(messages.conversationId, conversationId), inArray(messages.status, inFlightStatuses));
+  const stored = await deps.db
+    .transaction(async (tx) => {
+      // One statement takes the row lock, checks nothing is in flight and reserves the seqs;
+      // two replies racing past the check are stopped by the one-in-flight unique index.
+      const [bumped] = await tx
+        .update(conversations)
+        .set({
+          lastSeq: sql`${conversations.lastSeq} + ${count}`,
+          messageCount: sql`${conversations.messageCount} + ${count}`,
+          updatedAt: sql`now()`,
+        })
+        .where(
+          and(
+            eq(conversations.id, conversationId),
+            eq(conversations.tenantId, tenantId),
+            notExists(tx.select({ one: sql`1` }).from(messages).where(inFlight)),
+          ),
+        )
+        .returning({ lastSeq: conversations.lastSeq, model: conversations.model });
+      if (!bumped) throw await whyNoTurn(deps.db, tenantId, conversationId);
+      const model = turn.model ?? bumped.model;
+      if (turn.reply && !deps.models.resolve(model)) {
+        throw new ModelNotFoundError(model, deps.models.describeServed());
+      }
+      const firstSeq = bumped.lastSeq - count + 1;
+      const now = new Date();
 
-    const count = turn.messages.length + (turn.reply ? 1 : 0);
-    const [bumped] = await tx
-      .update(conversations)
-      .set({
-        lastSeq: sql`${conversations.lastSeq} + ${count}`,
-        messageCount: sql`${conversations.messageCount} + ${count}`,
-        updatedAt: sql`now()`,
-      })
-      .where(eq(conversations.id, conversationId))
-      .returning({ lastSeq: conversations.lastSeq });
-    if (!bumped) throw new NotFoundError("conversation", conversationId);
-    const firstSeq = bumped.lastSeq - count + 1;
-    const now = new Date();
-
-    const rows = await tx
-      .insert(messages)
-      .values([
-        ...completedMessageRows(turn.messages, { tenantId, conversationId, firstSeq, now }),
-        ...(turn.reply
-          ? [
-              {
-                id: newMessageId(),
-                tenantId,
-                conversationId,
-                seq: bumped.lastSeq,
-                role: "assistant" as const,
-                content: "",
-                status: "queued" as const,
-                model,
-                params: turn.params ?? null,
-                createdAt: now,
-              },
-            ]
-          : []),
-      ])
-      .returning();
-    rows.sort((a, b) => a.seq - b.seq);
-    const reply = turn.reply ? (rows.pop() ?? null) : null;
-    return { messages: rows, reply };
-  });
+      const rows = await tx
+        .insert(messages)
+        .values([
+          ...completedMessageRows(turn.messages, { tenantId, conversationId, firstSeq, now }),
+          ...(turn.reply
+            ? [
+                {
+                  id: newMessageId(),
+                  tenantId,
+                  conversationId,
+                  seq: bumped.lastSeq,
+                  role: "assistant" as const,
+                  content: "",
+                  status: "queued" as const,
+                  model,
+                  params: turn.params ?? null,
+                  createdAt: now,
+                },
+              ]
+            : []),
+        ])
+        .returning();
+      rows.sort((a, b) => a.seq - b.seq);
+      const reply = turn.reply ? (rows.pop() ?? null) : null;
+      return { messages: rows, reply };
+    })
+    .catch(async (err: unknown) => {
+      if (!isUniqueViolation(err, "messages_one_reply_in_flight_idx")) throw err;
+      throw await whyNoTurn(deps.db, tenantId, conversationId);
+    });
 
   if (stored.reply) await startReply(deps, tenantId, stored.messages, stored.reply, turn.upstreamStream ?? true);
   return stored;
+}
+
+function isUniqueViolation(err: unknown, constraint: string): boolean {
+  const cause = (err as { cause?: { code?: string; constraint_name?: string } }).cause ?? (err as { code?: string; constraint_name?: string });
+  return cause?.code === "23505" && cause.constraint_name === constraint;
+}
+
+/** Why a conversation took no turn: it does not exist (for this tenant), or a reply is in flight. */
+async function whyNoTurn(db: TurnDeps["db"], tenantId: string, conversationId: string): Promise<Error> {
+  const [conversation] = await db
+    .select({ id: conversations.id })
+    .from(conversations)
+    .where(and(eq(conversations.id, conversationId), eq(conversations.tenantId, tenantId)));
+  if (!conversation) return new NotFoundError("conversation", conversationId);
+  const [busy] = await db
+    .select({ id: messages.id })
+    .from(messages)
+    .where(and(eq(messages.conversationId, conversationId), inArray(messages.status, inFlightStatuses)))
+    .limit(1);
+  // The reply may have ended in between; the caller can simply try again.
+  return new ConversationBusyError(busy?.id ?? "a reply that has just ended");
 }
 
 /**

@@ -16,8 +16,14 @@ const toFinishReason = (r: string | null | undefined): FinishReason =>
 
 function toUsage(u: OpenAI.CompletionUsage | null | undefined): TokenUsage | null {
   if (!u) return null;
-  return { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, total_tokens: u.total_tokens };
+  const prompt = u.prompt_tokens ?? 0;
+  const completion = u.completion_tokens ?? 0;
+  // Some servers leave out total_tokens; it is the sum wherever it is sent.
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: u.total_tokens ?? prompt + completion };
 }
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
 
 /** Our own fields never reach the upstream from `params`; everything else passes through untouched. */
 function upstreamBody(request: ChatRequest): Record<string, unknown> {
@@ -35,6 +41,9 @@ function abortError(cause: unknown): Error {
  * An upstream that speaks the chat-completions API (hosted APIs, vLLM, Ollama,
  * llama.cpp server), called through the official SDK. Retries are not the
  * SDK's to make (maxRetries 0): a failure is reported as a ProviderError.
+ *
+ * The SDK's `timeout` covers the wait for the response headers only; once the
+ * stream has begun, a stalled upstream is ended by the caller's signal.
  */
 export function createOpenAICompatibleProvider(upstream: UpstreamConfig): ChatProvider {
   const client = new OpenAI({
@@ -46,8 +55,22 @@ export function createOpenAICompatibleProvider(upstream: UpstreamConfig): ChatPr
   });
   const name = `upstream:${upstream.name}`;
 
-  function toProviderError(err: unknown, afterTokens: boolean): Error {
-    if (err instanceof OpenAI.APIUserAbortError) return abortError(err);
+  /** What the upstream said, short, and with our key masked should it echo it back. */
+  function upstreamSaid(err: InstanceType<typeof OpenAI.APIError>): string {
+    const body = err.error as unknown;
+    let said: string;
+    if (isPlainObject(body) && typeof body.message === "string") said = body.message;
+    else if (typeof body === "string") said = body;
+    else if (err.message.startsWith(`${err.status} `)) said = err.message.slice(`${err.status} `.length); // a non-JSON body
+    else said = err.message;
+    if (said === "status code (no body)") said = "";
+    said = said.trim().slice(0, 300);
+    if (upstream.api_key) said = said.replaceAll(upstream.api_key, "[api key]");
+    return said ? `: ${said}` : "";
+  }
+
+  function toProviderError(err: unknown, signal: AbortSignal, afterDeltas: boolean): Error {
+    if (err instanceof OpenAI.APIUserAbortError || signal.aborted) return abortError(err);
     if (err instanceof Error && err.name === "AbortError") return err;
     if (err instanceof OpenAI.APIConnectionTimeoutError) {
       return new ProviderError(`upstream ${upstream.name} did not answer within ${upstream.timeout_ms} ms`, {
@@ -56,21 +79,29 @@ export function createOpenAICompatibleProvider(upstream: UpstreamConfig): ChatPr
         cause: err,
       });
     }
-    if (err instanceof OpenAI.APIError && typeof err.status === "number") {
-      const detail = (err.error as { message?: unknown } | undefined)?.message;
-      const said = typeof detail === "string" ? `: ${detail.slice(0, 300)}` : "";
-      return new ProviderError(`upstream ${upstream.name} answered ${err.status}${said}`, {
+    // APIConnectionError is an APIError without a status; any other statusless
+    // APIError is an `error` event the upstream sent inside its stream.
+    if (err instanceof OpenAI.APIError && !(err instanceof OpenAI.APIConnectionError)) {
+      const status = typeof err.status === "number" ? err.status : null;
+      const what = status === null ? "reported an error mid-stream" : `answered ${status}`;
+      return new ProviderError(`upstream ${upstream.name} ${what}${upstreamSaid(err)}`, {
         code: "upstream_error",
-        upstreamStatus: err.status,
+        upstreamStatus: status,
         cause: err,
       });
     }
-    // Refused, reset, or cut mid-stream (fetch reports that as a TypeError "terminated").
+    if (err instanceof SyntaxError) {
+      return new ProviderError(`upstream ${upstream.name} sent a reply that is not valid JSON`, {
+        code: "upstream_error",
+        cause: err,
+      });
+    }
+    // Refused, reset, or cut mid-stream (fetch reports a cut body as a TypeError "terminated").
     return new ProviderError(
-      afterTokens
+      afterDeltas
         ? `upstream ${upstream.name} dropped the connection mid-reply`
-        : `upstream ${upstream.name} could not be reached`,
-      { code: afterTokens ? "upstream_disconnected" : "upstream_unreachable", cause: err },
+        : `upstream ${upstream.name} could not be reached or closed the connection before replying`,
+      { code: afterDeltas ? "upstream_disconnected" : "upstream_unreachable", cause: err },
     );
   }
 
@@ -78,7 +109,7 @@ export function createOpenAICompatibleProvider(upstream: UpstreamConfig): ChatPr
     name,
     async *streamChat(request: ChatRequest, signal: AbortSignal): AsyncIterable<ChatChunk> {
       const body = upstreamBody(request);
-      const streamOptions = { ...(body.stream_options as object | undefined), include_usage: true };
+      const streamOptions = { ...(isPlainObject(body.stream_options) ? body.stream_options : {}), include_usage: true };
       let sawDelta = false;
       let finishReason: string | null = null;
       let usage: TokenUsage | null = null;
@@ -99,8 +130,10 @@ export function createOpenAICompatibleProvider(upstream: UpstreamConfig): ChatPr
           }
         }
       } catch (err) {
-        throw toProviderError(err, sawDelta);
+        throw toProviderError(err, signal, sawDelta);
       }
+      // The SDK ends its iterator quietly when the signal aborts mid-stream: that is no finished reply.
+      if (signal.aborted) throw abortError(signal.reason);
       yield { type: "finish", finishReason: toFinishReason(finishReason), usage };
     },
 
@@ -111,14 +144,14 @@ export function createOpenAICompatibleProvider(upstream: UpstreamConfig): ChatPr
           { ...body, stream: false } as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming,
           { signal },
         );
-        const choice = completion.choices[0];
+        const choice = completion.choices?.[0];
         return {
-          content: choice?.message.content ?? "",
+          content: choice?.message?.content ?? "",
           finishReason: toFinishReason(choice?.finish_reason),
           usage: toUsage(completion.usage),
         };
       } catch (err) {
-        throw toProviderError(err, false);
+        throw toProviderError(err, signal, false);
       }
     },
   };

@@ -12,6 +12,8 @@ interface Follower {
 
 const BLOCK_MS = 5_000;
 const COUNT = 1_000;
+const BATCH_ABOVE_STREAMS = 32;
+const BATCH_WAIT_MS = 3;
 
 /**
  * Follows many reply streams over one blocking Redis connection: a single
@@ -164,6 +166,9 @@ export class ReplyEventFollower {
         )) as [string, [string, string[]][]][] | null;
         this.#inRead = false;
         if (result) this.#deliver(result);
+        // Each read names every followed stream; with many of them, reading again at
+        // once for every single new entry costs more than a moment's wait to batch.
+        if (result && keys.length > BATCH_ABOVE_STREAMS) await new Promise((r) => setTimeout(r, BATCH_WAIT_MS));
       } catch (err) {
         this.#inRead = false;
         if (this.#closed) break;

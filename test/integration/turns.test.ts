@@ -180,6 +180,19 @@ describe("concurrency", () => {
     expect((await api.get(`/conversations/${conv.id}`)).body.message_count).toBe(50);
   });
 
+  it("lets exactly one of 10 racing turns start a reply; the others get 409 and store nothing", async () => {
+    upstream.setBehaviour({ kind: "ok", ttftMs: 300 });
+    const conv = await newConversation();
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => api.post(`/conversations/${conv.id}/messages`, { content: `race ${i}`, wait: false })),
+    );
+    expect(results.map((r) => r.status).sort()).toEqual([202, ...Array(9).fill(409)]);
+    expect(results.filter((r) => r.status === 409).every((r) => r.body.error.code === "conversation_busy")).toBe(true);
+    const stored = await storedMessages(conv.id);
+    expect(stored.map((m) => m.seq)).toEqual([1, 2]);
+    expect((await api.get(`/conversations/${conv.id}`)).body.message_count).toBe(2);
+  });
+
   it("answers 409 conversation_busy while a reply is in flight, naming the reply", async () => {
     upstream.setBehaviour({ kind: "ok", ttftMs: 1500 });
     const conv = await newConversation();

@@ -4,26 +4,40 @@ import type { AddressInfo, Socket } from "node:net";
 
 /**
  * A fake OpenAI-compatible upstream over real HTTP, for tests: it records
- * every chat-completions request and answers as told. The reply text is
- * `Reply to: <last user message>`, streamed a word at a time.
+ * every chat-completions request and answers as told.
+ *
+ * The reply, unless a behaviour says otherwise, is `fakeReplyText(lastUser)`
+ * = `Reply to: <content of the last user message>`, sent as the deltas
+ * `fakeTokens(text)` (split before each space: "Reply to: hi you" →
+ * ["Reply", " to:", " hi", " you"]). Usage counts tokens the same way:
+ * prompt_tokens over every message's content, completion_tokens = deltas.
  */
 
 export type FakeBehaviour =
   | {
+      /** Answer normally; streams wait `ttftMs` before the first delta and `tokenDelayMs` between deltas. */
       kind: "ok";
       ttftMs?: number;
       tokenDelayMs?: number;
+      /** The reply text instead of `Reply to: …` (still sent as `fakeTokens(text)`). */
       text?: string;
       /** Answer with this many tokens (` w0`, ` w1`, …) instead of `Reply to: …`. */
       replyTokens?: number;
       /** Append the send time (`@<epoch ms>`) to each token, to measure relay lag. */
       stampTokens?: boolean;
     }
+  /** Answer with this status and JSON body (default: an OpenAI-shaped error), e.g. 429 with `Retry-After`. */
   | { kind: "status"; status: number; body?: unknown; headers?: Record<string, string> }
+  /**
+   * Stream `afterTokens` deltas, then destroy the socket with no finish chunk
+   * and no [DONE]. Without streaming: destroy the socket before answering.
+   */
   | { kind: "drop"; afterTokens: number }
+  /** Take the request and never answer; `close()` ends it. */
   | { kind: "hang" };
 
 export interface RecordedRequest {
+  /** The JSON body as parsed. */
   body: any;
   headers: IncomingMessage["headers"];
 }
@@ -31,14 +45,17 @@ export interface RecordedRequest {
 export interface FakeUpstream {
   /** Base URL ending in /v1, as SDKs and Parley's UPSTREAMS take it. */
   baseURL: string;
+  /** Every POST /v1/chat/completions, in arrival order. */
   requests: RecordedRequest[];
-  /** The behaviour for every request from now on. */
+  /** The behaviour for every request from now on (a queued one-shot behaviour goes first). */
   setBehaviour(b: FakeBehaviour): void;
   /** A behaviour for the next request only (queued in order). */
   queueBehaviour(b: FakeBehaviour): void;
   /** The text the fake answers to a conversation whose last user message is `lastUser`. */
   replyTextFor(lastUser: string): string;
+  /** Forget recorded requests and queued behaviours; back to `{ kind: "ok" }`. */
   reset(): void;
+  /** Ends hanging and streaming requests (destroys their sockets) and stops listening. */
   close(): Promise<void>;
 }
 
@@ -79,12 +96,19 @@ export async function startFakeUpstream(
     }
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
-    const body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+    let body: any;
+    try {
+      body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+      if (typeof body !== "object" || body === null || Array.isArray(body)) throw new TypeError("not an object");
+    } catch {
+      return json(res, 400, { error: { message: "body is not a JSON object", type: "invalid_request_error", param: null, code: null } });
+    }
     if (opts.record !== false) requests.push({ body, headers: req.headers });
     const b = (opts.behaviourFromModel ? behaviourFromModel(String(body.model)) : null) ?? queued.shift() ?? behaviour;
     const id = `chatcmpl-fake-${++counter}`;
-    const messages: { role: string; content: string }[] = body.messages ?? [];
-    const lastUser = [...messages].reverse().find((m) => m.role === "user")?.content ?? "";
+    const messages: { role: string; content: unknown }[] = Array.isArray(body.messages) ? body.messages : [];
+    const contentText = (c: unknown) => (typeof c === "string" ? c : JSON.stringify(c ?? ""));
+    const lastUser = contentText([...messages].reverse().find((m) => m.role === "user")?.content ?? "");
 
     if (b.kind === "hang") return; // answered by close()
     if (b.kind === "status") {
@@ -100,7 +124,7 @@ export async function startFakeUpstream(
     const tokens = fakeTokens(text);
     const stamp = b.kind === "ok" && b.stampTokens === true;
     const usage = {
-      prompt_tokens: messages.reduce((n, m) => n + fakeTokens(m.content).length, 0),
+      prompt_tokens: messages.reduce((n, m) => n + fakeTokens(contentText(m.content)).length, 0),
       completion_tokens: tokens.length,
       total_tokens: 0,
     };
@@ -131,15 +155,18 @@ export async function startFakeUpstream(
     });
     if (b.kind === "ok" && b.ttftMs) await sleep(b.ttftMs);
     send(chunk({ role: "assistant", content: "" }, null));
+    const cut = async () => {
+      // Let the tokens already written reach the client, then cut the connection.
+      await sleep(20);
+      req.socket.destroy();
+    };
     for (const [i, token] of tokens.entries()) {
-      if (b.kind === "drop" && i === b.afterTokens) {
-        // Let the tokens already written reach the client, then cut the connection.
-        await sleep(20);
-        return req.socket.destroy();
-      }
+      if (b.kind === "drop" && i === b.afterTokens) return cut();
       if (i > 0 && b.kind === "ok" && b.tokenDelayMs) await sleep(b.tokenDelayMs);
+      if (res.destroyed) return; // the client left
       send(chunk({ content: stamp ? `${token}@${performance.timeOrigin + performance.now()}` : token }, null));
     }
+    if (b.kind === "drop") return cut(); // afterTokens ≥ the reply's length: cut before the finish
     send(chunk({}, "stop"));
     if (body.stream_options?.include_usage) send({ id, object: "chat.completion.chunk", created, model: body.model, choices: [], usage });
     res.end("data: [DONE]\n\n");

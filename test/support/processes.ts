@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
+import { PARLEY_NODE_FLAGS } from "../../src/runtime-flags.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -23,7 +24,7 @@ export interface ParleyProcess {
 
 /** `node src/main.ts` as `npm start` runs it, with the given environment. */
 export function spawnParley(env: Record<string, string>): ParleyProcess {
-  const child = spawn(process.execPath, ["src/main.ts"], {
+  const child = spawn(process.execPath, [...PARLEY_NODE_FLAGS, "src/main.ts"], {
     cwd: root,
     env: { PATH: process.env.PATH ?? "", LOG_LEVEL: "info", ...env },
     stdio: ["ignore", "pipe", "pipe"],

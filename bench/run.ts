@@ -10,7 +10,7 @@ import { PARLEY_NODE_FLAGS } from "../src/runtime-flags.ts";
 import type { BenchContext, ScenarioResult } from "./lib/context.ts";
 import { root, startChild, type Child } from "./lib/processes.ts";
 import { summarizeProfile } from "./lib/profile-summary.ts";
-import { renderMarkdown, type MachineInfo } from "./lib/report.ts";
+import { renderMarkdown, renderProfiles, type MachineInfo } from "./lib/report.ts";
 import { historyGrowth } from "./scenarios/history.ts";
 import { peerSideBySide } from "./scenarios/peer.ts";
 import { manyStreams } from "./scenarios/streams.ts";
@@ -153,8 +153,9 @@ try {
   const command = `npm run bench --${process.argv.slice(2).map((a) => ` ${a}`).join("")}`;
   mkdirSync(args.out, { recursive: true });
   writeFileSync(join(args.out, "results.json"), JSON.stringify({ when, command, machine: info, setup, scenarios: results }, null, 2));
-  const markdown = renderMarkdown({ when, command, machine: info, setup, scenarios: results, profiles });
+  const markdown = renderMarkdown({ when, command, machine: info, setup, scenarios: results });
   writeFileSync(join(args.out, "RESULTS.md"), markdown);
+  if (profiles.length) writeFileSync(join(args.out, "PROFILE.md"), renderProfiles(when, command, profiles));
   console.log(markdown);
 } finally {
   for (const c of children.reverse()) await c.stop().catch(() => {});

@@ -26,7 +26,6 @@ export function renderMarkdown(opts: {
   machine: MachineInfo;
   setup: Record<string, string | number>;
   scenarios: ScenarioResult[];
-  profiles: string[];
 }): string {
   const out: string[] = [
     "# Parley benchmark results",
@@ -59,8 +58,17 @@ export function renderMarkdown(opts: {
     out.push("", `## ${s.title}`, "", table(s.cases.map((c) => ({ case: c.case, ...c.figures })), "case"));
     for (const n of s.notes) out.push("", `- ${n}`);
   }
-  if (opts.profiles.length) {
-    out.push("", "## Where the time goes (CPU profiles, self time)", "", ...opts.profiles);
-  }
   return out.join("\n") + "\n";
+}
+
+export function renderProfiles(when: string, command: string, profiles: string[]): string {
+  return [
+    "# Where Parley's time goes",
+    "",
+    `CPU profiles of Parley's processes during \`${command}\` (${when}), by self time.`,
+    "The profiler slows the processes down: take figures from RESULTS.md, reasons from here.",
+    "",
+    ...profiles,
+    "",
+  ].join("\n");
 }

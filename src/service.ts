@@ -48,8 +48,8 @@ export async function startService(config: Config, log: Logger): Promise<Running
   let url: string | null = null;
   if (runsApi) {
     follower = new ReplyEventFollower({
-      blocking: deps.connectRedis({ maxRetriesPerRequest: null }),
-      control: deps.redis,
+      subscriber: deps.connectRedis({ maxRetriesPerRequest: null }),
+      commands: deps.redis,
       log,
     });
     const app = createApp({ ...deps, follower, heartbeatMs: config.SSE_HEARTBEAT_MS, startedAt: Math.floor(Date.now() / 1000) });

@@ -1,7 +1,7 @@
 import { createConversations, type BenchContext, type ScenarioResult } from "../lib/context.ts";
 import { runLoadProcess } from "../lib/processes.ts";
 import { round } from "../lib/stats.ts";
-import { check } from "./ttft.ts";
+import { check } from "../lib/targets.ts";
 
 /** Gives a conversation `n` stored, completed messages (alternating user/assistant), straight in SQL. */
 async function seedHistory(ctx: BenchContext, conversationId: string, n: number): Promise<void> {

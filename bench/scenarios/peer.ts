@@ -8,7 +8,7 @@ import { runLoadProcess, startChild, type Child } from "../lib/processes.ts";
 import type { LoadResult } from "../lib/load-client.ts";
 import { round } from "../lib/stats.ts";
 import { freePort } from "../../test/support/processes.ts";
-import { check } from "./ttft.ts";
+import { check } from "../lib/targets.ts";
 
 const PEER = "@portkey-ai/gateway@1.15.2";
 
@@ -85,8 +85,8 @@ export async function peerSideBySide(ctx: BenchContext & { skipPeer: boolean }):
         const parley = load.parley!;
         const added = (n: string) => latency[n]!.latencyMs.p50 - latency.direct!.latencyMs.p50;
         result.targets.push(
-          check(`Stateless ${mode} throughput vs. peer's ${round(p.perSecond, 1)} req/s`, parley.perSecond, p.perSecond, "req/s", true),
-          check(`Stateless ${mode} added latency vs. peer's ${round(added("portkey"))} ms + 1`, added("parley"), added("portkey") + 1, "ms"),
+          check(`Stateless ${mode} throughput: the peer's, so`, parley.perSecond, p.perSecond, "req/s", true),
+          check(`Stateless ${mode} added p50 latency: the peer's + 1 ms, so`, added("parley"), added("portkey") + 1, "ms"),
         );
       } else {
         const why = p ? `the peer failed every ${mode} request: ${p.errors[0] ?? "no detail"}` : peerError ?? "not run";

@@ -2,7 +2,7 @@ import { createConversations, type BenchContext, type ScenarioResult } from "../
 import { peakRssMb } from "../lib/proc.ts";
 import { runLoadProcess } from "../lib/processes.ts";
 import { round } from "../lib/stats.ts";
-import { check } from "./ttft.ts";
+import { check } from "../lib/targets.ts";
 
 /** 3. Many replies streaming at once at 20 tokens/s each: correctness, relay lag, memory. */
 export async function manyStreams(ctx: BenchContext): Promise<ScenarioResult> {

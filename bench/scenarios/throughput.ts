@@ -2,7 +2,7 @@ import { createConversations, type BenchContext, type ScenarioResult } from "../
 import { pidsNamed, totalCpuSeconds } from "../lib/proc.ts";
 import { runLoadProcess } from "../lib/processes.ts";
 import { round } from "../lib/stats.ts";
-import { check } from "./ttft.ts";
+import { check } from "../lib/targets.ts";
 
 /** 2. Completed non-streaming turns per second at concurrency 64, and the CPU each process spent on them. */
 export async function turnThroughput(ctx: BenchContext): Promise<ScenarioResult> {

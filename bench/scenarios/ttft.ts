@@ -1,6 +1,7 @@
 import { createConversations, type BenchContext, type ScenarioResult } from "../lib/context.ts";
 import { runLoadProcess } from "../lib/processes.ts";
 import { round } from "../lib/stats.ts";
+import { check } from "../lib/targets.ts";
 
 /** 1. Time to first token: streamed conversation turns through Parley vs. the same request sent straight to the upstream. */
 export async function ttftOverhead(ctx: BenchContext): Promise<ScenarioResult> {
@@ -49,14 +50,4 @@ export async function ttftOverhead(ctx: BenchContext): Promise<ScenarioResult> {
     }
   }
   return result;
-}
-
-export function check(target: string, measured: number, limit: number, unit: string, higherIsBetter = false) {
-  const met = higherIsBetter ? measured >= limit : measured <= limit;
-  return {
-    target: `${target} ${higherIsBetter ? "≥" : "≤"} ${limit} ${unit}`,
-    measured: `${round(measured)} ${unit}`,
-    met,
-    ...(met ? {} : { by: `${round(Math.abs(measured - limit))} ${unit} (${round(measured / limit, 2)}× the target)` }),
-  };
 }

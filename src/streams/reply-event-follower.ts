@@ -1,54 +1,48 @@
 import { Readable } from "node:stream";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
-import { compareStreamIds, parseEntry, terminalEventNames, type ReplyEvent } from "./reply-events.ts";
+import {
+  compareStreamIds,
+  parsePublished,
+  readStreamAfter,
+  terminalEventNames,
+  type ReplyEvent,
+} from "./reply-events.ts";
 
 interface Follower {
   key: string;
   /** The last id this follower has been given. */
   lastId: string;
   out: Readable;
+  /** Published events that arrived while the stream was being read: delivered after it. */
+  held: ReplyEvent[] | null;
 }
 
-const BLOCK_MS = 5_000;
-const COUNT = 1_000;
-const BATCH_ABOVE_STREAMS = 32;
-const BATCH_WAIT_MS = 3;
-
 /**
- * Follows many reply streams over one blocking Redis connection: a single
- * XREAD BLOCK covers every stream that someone in this process is following,
- * so a thousand open SSE responses cost one connection, not a thousand.
- * (No library multiplexes XREAD; ioredis gives one connection per blocked call.)
- *
- * Each stream is read from the oldest position any of its followers needs;
- * each follower is handed only the entries past its own `lastId`.
+ * Follows reply streams for this process: one subscriber connection receives
+ * every followed reply's events as they are published, and the stream itself
+ * (XRANGE) supplies what came before a follower joined, or while the
+ * connection was down. Ids put the two together without gaps or repeats.
+ * A thousand open SSE responses cost one connection and no polling.
  */
 export class ReplyEventFollower {
-  readonly #blocking: Redis;
-  readonly #control: Redis;
+  readonly #subscriber: Redis;
+  readonly #commands: Redis;
   readonly #log: Logger;
   readonly #followers = new Map<string, Set<Follower>>();
-  #blockingClientId: number | null = null;
-  /** Counts blocking reads; an interrupt aimed at one read must not hit the next. */
-  #readNumber = 0;
-  #inRead = false;
-  #unblockSent = false;
-  #wake: (() => void) | null = null;
-  #closed = false;
-  readonly #loop: Promise<void>;
+  /** Per channel, the SUBSCRIBE that covers it (resolved once Redis confirmed it). */
+  readonly #subscriptions = new Map<string, Promise<unknown>>();
 
-  /**
-   * `blocking` is used for nothing else (it spends its time inside XREAD BLOCK);
-   * `control` is any connection, used to interrupt it when followers join.
-   */
-  constructor(opts: { blocking: Redis; control: Redis; log: Logger }) {
-    this.#blocking = opts.blocking;
-    this.#control = opts.control;
+  /** `subscriber` is used for nothing else (it is in subscribe mode); `commands` reads the streams. */
+  constructor(opts: { subscriber: Redis; commands: Redis; log: Logger }) {
+    this.#subscriber = opts.subscriber;
+    this.#commands = opts.commands;
     this.#log = opts.log;
-    // A reconnected connection has a new client id.
-    this.#blocking.on("ready", () => (this.#blockingClientId = null));
-    this.#loop = this.#run();
+    this.#subscriber.on("message", (channel: string, message: string) => this.#onPublished(channel, message));
+    // ioredis subscribes again after a reconnect; what was published meanwhile is read from the streams.
+    this.#subscriber.on("ready", () => {
+      for (const group of this.#followers.values()) for (const f of group) if (!f.held) void this.#catchUp(f);
+    });
   }
 
   /**
@@ -60,18 +54,20 @@ export class ReplyEventFollower {
     const follower: Follower = {
       key,
       lastId: afterId ?? "0-0",
-      // Node's Readable is the queue between the read loop and each consumer.
+      // Node's Readable is the queue between the subscriber and each consumer.
       out: new Readable({ objectMode: true, read() {}, highWaterMark: Number.MAX_SAFE_INTEGER }),
+      held: null,
     };
     follower.out.once("close", () => this.#remove(follower));
-    if (signal) {
-      if (signal.aborted) this.#end(follower);
-      else signal.addEventListener("abort", () => this.#end(follower), { once: true });
+    if (signal?.aborted) {
+      follower.out.push(null);
+      return follower.out;
     }
+    signal?.addEventListener("abort", () => this.#end(follower), { once: true });
     let group = this.#followers.get(key);
     if (!group) this.#followers.set(key, (group = new Set()));
     group.add(follower);
-    this.#nudge();
+    void this.#catchUp(follower);
     return follower.out;
   }
 
@@ -83,123 +79,65 @@ export class ReplyEventFollower {
   }
 
   async close(): Promise<void> {
-    this.#closed = true;
     for (const group of this.#followers.values()) for (const f of group) this.#end(f);
     this.#followers.clear();
-    this.#nudge();
-    await this.#loop;
+  }
+
+  /** Subscribes (once per channel), then reads what the stream already holds past the follower's position. */
+  async #catchUp(f: Follower): Promise<void> {
+    f.held = [];
+    try {
+      let subscribed = this.#subscriptions.get(f.key);
+      if (!subscribed) {
+        subscribed = this.#subscriber.subscribe(f.key);
+        this.#subscriptions.set(f.key, subscribed);
+      }
+      await subscribed;
+      for (const e of await readStreamAfter(this.#commands, f.key, f.lastId === "0-0" ? null : f.lastId)) this.#deliver(f, e);
+      const held = f.held ?? [];
+      f.held = null;
+      for (const e of held) this.#deliver(f, e);
+    } catch (err) {
+      if (!this.#isFollowing(f)) return;
+      this.#log.warn({ err }, "reading reply events failed; retrying");
+      setTimeout(() => this.#isFollowing(f) && void this.#catchUp(f), 250).unref();
+    }
+  }
+
+  #onPublished(channel: string, message: string): void {
+    const group = this.#followers.get(channel);
+    if (!group) return;
+    const event = parsePublished(message);
+    if (!event) return;
+    for (const f of group) {
+      if (f.held) f.held.push(event);
+      else this.#deliver(f, event);
+    }
+  }
+
+  #deliver(f: Follower, e: ReplyEvent): void {
+    if (compareStreamIds(e.id, f.lastId) <= 0 || !this.#isFollowing(f)) return;
+    f.lastId = e.id;
+    f.out.push(e);
+    if (e.event === "done") this.#end(f);
+  }
+
+  #isFollowing(f: Follower): boolean {
+    return this.#followers.get(f.key)?.has(f) ?? false;
   }
 
   /** Ends a follower's iteration normally (a consumer that left is not an error). */
-  #end(follower: Follower): void {
-    this.#remove(follower);
-    if (!follower.out.readableEnded) follower.out.push(null);
+  #end(f: Follower): void {
+    this.#remove(f);
+    f.out.push(null);
   }
 
-  #remove(follower: Follower): void {
-    const group = this.#followers.get(follower.key);
-    if (!group) return;
-    group.delete(follower);
-    if (group.size === 0) this.#followers.delete(follower.key);
-  }
-
-  /** Makes the read loop pick up a changed set of streams now, not after BLOCK_MS. */
-  #nudge(): void {
-    if (this.#wake) {
-      const wake = this.#wake;
-      this.#wake = null;
-      wake();
-      return;
-    }
-    if (this.#inRead && !this.#unblockSent) {
-      this.#unblockSent = true;
-      void this.#interrupt(this.#readNumber);
-    }
-  }
-
-  /**
-   * CLIENT UNBLOCK from the control connection. It can overtake the XREAD it
-   * aims at (two connections, no ordering between them) and find nothing
-   * blocked; then it tries again until that read is blocked or over.
-   */
-  async #interrupt(readNumber: number): Promise<void> {
-    for (let attempt = 0; attempt < 50; attempt++) {
-      if (!this.#inRead || this.#readNumber !== readNumber || this.#blockingClientId === null) return;
-      try {
-        const unblocked = Number(await this.#control.client("UNBLOCK", this.#blockingClientId));
-        if (unblocked === 1) return;
-      } catch (err) {
-        this.#log.warn({ err }, "could not interrupt the reply-event read");
-        return;
-      }
-      await new Promise((r) => setTimeout(r, 2));
-    }
-  }
-
-  async #run(): Promise<void> {
-    while (!this.#closed) {
-      if (this.#followers.size === 0) {
-        await new Promise<void>((resolve) => (this.#wake = resolve));
-        continue;
-      }
-      try {
-        this.#blockingClientId ??= Number(await this.#blocking.client("ID"));
-        // Marked as reading before the streams are listed: a follower that joins
-        // from here on interrupts this read instead of waiting out BLOCK_MS.
-        this.#readNumber++;
-        this.#unblockSent = false;
-        this.#inRead = true;
-        const keys = [...this.#followers.keys()];
-        const ids = keys.map((k) => this.#oldestPosition(k));
-        if (keys.length === 0) {
-          this.#inRead = false;
-          continue;
-        }
-        const result = (await this.#blocking.xread(
-          "COUNT",
-          COUNT,
-          "BLOCK",
-          BLOCK_MS,
-          "STREAMS",
-          ...keys,
-          ...ids,
-        )) as [string, [string, string[]][]][] | null;
-        this.#inRead = false;
-        if (result) this.#deliver(result);
-        // Each read names every followed stream; with many of them, reading again at
-        // once for every single new entry costs more than a moment's wait to batch.
-        if (result && keys.length > BATCH_ABOVE_STREAMS) await new Promise((r) => setTimeout(r, BATCH_WAIT_MS));
-      } catch (err) {
-        this.#inRead = false;
-        if (this.#closed) break;
-        this.#log.warn({ err }, "reading reply events failed; retrying");
-        await new Promise((r) => setTimeout(r, 250));
-      }
-    }
-  }
-
-  #oldestPosition(key: string): string {
-    let oldest: string | null = null;
-    for (const f of this.#followers.get(key) ?? []) {
-      if (oldest === null || compareStreamIds(f.lastId, oldest) < 0) oldest = f.lastId;
-    }
-    return oldest ?? "0-0";
-  }
-
-  #deliver(result: [string, [string, string[]][]][]): void {
-    for (const [key, entries] of result) {
-      const group = this.#followers.get(key);
-      if (!group) continue;
-      for (const [id, fields] of entries) {
-        const event = parseEntry(id, fields);
-        for (const f of group) {
-          if (compareStreamIds(id, f.lastId) <= 0) continue;
-          f.lastId = id;
-          f.out.push(event);
-          if (event.event === "done") this.#end(f);
-        }
-      }
-    }
+  #remove(f: Follower): void {
+    const group = this.#followers.get(f.key);
+    if (!group?.delete(f) || group.size > 0) return;
+    this.#followers.delete(f.key);
+    this.#subscriptions.delete(f.key);
+    this.#subscriber.unsubscribe(f.key).catch((err: unknown) => this.#log.warn({ err }, "unsubscribe failed"));
   }
 }
 
@@ -207,11 +145,7 @@ export class ReplyEventFollower {
  * Waits for a reply's end event and returns its data (the final message).
  * Throws an AbortError if `signal` aborts first.
  */
-export async function awaitReplyEnd(
-  follower: ReplyEventFollower,
-  key: string,
-  signal: AbortSignal,
-): Promise<unknown> {
+export async function awaitReplyEnd(follower: ReplyEventFollower, key: string, signal: AbortSignal): Promise<unknown> {
   for await (const e of follower.follow(key, null, signal)) {
     if (terminalEventNames.has(e.event)) return JSON.parse(e.data) as unknown;
   }

@@ -55,33 +55,62 @@ export function parseEntry(id: string, fields: string[]): ReplyEvent {
   return { id, event: (event ?? "message.delta") as ReplyEventName, data };
 }
 
+/**
+ * XADD and PUBLISH of the same event in one step: the stream keeps the event
+ * for replay, the publication carries it at once to whoever follows the reply
+ * (`<id> <event> <data>`), and the two cannot disagree on its id.
+ */
+const APPEND_SCRIPT = `
+local id = redis.call('XADD', KEYS[1], '*', 'event', ARGV[1], 'data', ARGV[2])
+if ARGV[3] ~= '' then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+redis.call('PUBLISH', KEYS[1], id .. ' ' .. ARGV[1] .. ' ' .. ARGV[2])
+return id`;
+
+type AppendCommand = (key: string, event: string, data: string, ttl: string) => Promise<string>;
+
+/** A published event, as `<id> <event> <data>`. */
+export function parsePublished(message: string): ReplyEvent | null {
+  const first = message.indexOf(" ");
+  const second = message.indexOf(" ", first + 1);
+  if (first < 0 || second < 0) return null;
+  return {
+    id: message.slice(0, first),
+    event: message.slice(first + 1, second) as ReplyEventName,
+    data: message.slice(second + 1),
+  };
+}
+
 export class ReplyEventLog {
-  readonly #redis: Redis;
+  readonly #redis: Redis & { appendReplyEvent: AppendCommand };
   readonly #prefix: string;
   readonly #ttlSeconds: number;
 
   constructor(opts: { redis: Redis; prefix: string; ttlSeconds: number }) {
-    this.#redis = opts.redis;
+    // ioredis runs it with EVALSHA, loading the script where Redis does not know it yet.
+    opts.redis.defineCommand("appendReplyEvent", { numberOfKeys: 1, lua: APPEND_SCRIPT });
+    this.#redis = opts.redis as Redis & { appendReplyEvent: AppendCommand };
     this.#prefix = opts.prefix;
     this.#ttlSeconds = opts.ttlSeconds;
   }
 
+  /** The stream's key, which is also the channel its events are published on. */
   key(replyId: string): string {
     return `${this.#prefix}:reply-events:${replyId}`;
   }
 
   /**
-   * Appends events in one round trip and (re)sets the retention, so a stream
-   * is never left without a TTL, however its writer dies.
+   * Appends (and publishes) events in one round trip and (re)sets the
+   * retention, so a stream is never left without a TTL, however its writer dies.
    */
   async append(replyId: string, events: NewReplyEvent[]): Promise<string[]> {
     const key = this.key(replyId);
-    const pipeline = this.#redis.multi();
-    for (const e of events) pipeline.xadd(key, "*", "event", e.event, "data", e.event === "done" ? "[DONE]" : JSON.stringify(e.data));
-    pipeline.expire(key, this.#ttlSeconds);
-    const results = (await pipeline.exec()) ?? [];
+    const pipeline = this.#redis.pipeline() as unknown as { appendReplyEvent(...args: string[]): void; exec(): Promise<[Error | null, unknown][] | null> };
+    events.forEach((e, i) => {
+      const data = e.event === "done" ? "[DONE]" : JSON.stringify(e.data);
+      pipeline.appendReplyEvent(key, e.event, data, i === events.length - 1 ? String(this.#ttlSeconds) : "");
+    });
     const ids: string[] = [];
-    for (const [err, value] of results.slice(0, events.length)) {
+    for (const [err, value] of (await pipeline.exec()) ?? []) {
       if (err) throw err;
       ids.push(String(value));
     }
@@ -90,18 +119,16 @@ export class ReplyEventLog {
 
   /** Appends one delta without touching the TTL (set when the reply was created, renewed at its end). */
   async appendDelta(replyId: string, data: unknown): Promise<string> {
-    const id = await this.#redis.xadd(this.key(replyId), "*", "event", "message.delta", "data", JSON.stringify(data));
-    return String(id);
+    return String(await this.#redis.appendReplyEvent(this.key(replyId), "message.delta", JSON.stringify(data), ""));
   }
 
   /** Events after `afterId` (exclusive; all of them when null), in order. */
   async readAfter(replyId: string, afterId: string | null): Promise<ReplyEvent[]> {
-    const start = afterId ? `(${afterId}` : "-";
-    const entries = (await this.#redis.xrange(this.key(replyId), start, "+")) as [string, string[]][];
-    return entries.map(([id, fields]) => parseEntry(id, fields));
+    return readStreamAfter(this.#redis, this.key(replyId), afterId);
   }
+}
 
-  async exists(replyId: string): Promise<boolean> {
-    return (await this.#redis.exists(this.key(replyId))) === 1;
-  }
+export async function readStreamAfter(redis: Redis, key: string, afterId: string | null): Promise<ReplyEvent[]> {
+  const entries = (await redis.xrange(key, afterId ? `(${afterId}` : "-", "+")) as [string, string[]][];
+  return entries.map(([id, fields]) => parseEntry(id, fields));
 }

@@ -7,22 +7,22 @@ import { ReplyEventLog, type ReplyEvent } from "../../src/streams/reply-events.t
 
 const prefix = `parley-test-${randomBytes(4).toString("hex")}`;
 let redis: Redis;
-let blocking: Redis;
+let subscriber: Redis;
 let log: ReplyEventLog;
 let follower: ReplyEventFollower;
 
 beforeAll(() => {
   redis = new Redis(inject("redisUrl"));
-  blocking = new Redis(inject("redisUrl"), { maxRetriesPerRequest: null });
+  subscriber = new Redis(inject("redisUrl"), { maxRetriesPerRequest: null });
   log = new ReplyEventLog({ redis, prefix, ttlSeconds: 60 });
-  follower = new ReplyEventFollower({ blocking, control: redis, log: pino({ level: "silent" }) });
+  follower = new ReplyEventFollower({ subscriber, commands: redis, log: pino({ level: "silent" }) });
 });
 afterAll(async () => {
   await follower.close();
   const keys = await redis.keys(`${prefix}:*`);
   if (keys.length) await redis.del(...keys);
   redis.disconnect();
-  blocking.disconnect();
+  subscriber.disconnect();
 });
 
 async function collect(iter: AsyncIterable<ReplyEvent>): Promise<ReplyEvent[]> {
@@ -77,6 +77,23 @@ describe("following reply events", () => {
       expect(events.map((e) => e.event)).toEqual(["message.delta", "message.completed", "done"]);
       expect(JSON.parse(events[0]!.data).delta.content).toBe(`only ${i}`);
     });
+  });
+
+  it("recovers from the stream what was published while the subscriber was reconnecting", async () => {
+    const id = `msg_${randomBytes(4).toString("hex")}`;
+    const following = collect(follower.follow(log.key(id), null));
+    await log.appendDelta(id, { id, delta: { content: "before " } });
+    await new Promise((r) => setTimeout(r, 50));
+    subscriber.disconnect(true); // drops the connection; ioredis reconnects and subscribes again
+    await log.appendDelta(id, { id, delta: { content: "during " } });
+    await new Promise((r) => subscriber.once("ready", r));
+    await log.appendDelta(id, { id, delta: { content: "after" } });
+    await finish(id);
+    const events = await following;
+    expect(events.filter((e) => e.event === "message.delta").map((e) => JSON.parse(e.data).delta.content).join("")).toBe(
+      "before during after",
+    );
+    expect(events.at(-1)?.event).toBe("done");
   });
 
   it("stops following when the signal aborts", async () => {

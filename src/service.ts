@@ -8,6 +8,7 @@ import { generateReply } from "./domain/reply-generation.ts";
 import { runStatelessCompletion } from "./domain/stateless-completions.ts";
 import { createApp } from "./http/app.ts";
 import { startModelJobWorker, type ModelJobWorker } from "./queue/completions.ts";
+import { CancellationListener, publishCancel } from "./queue/reply-cancellation.ts";
 import { ReplyEventFollower } from "./streams/reply-event-follower.ts";
 
 export interface RunningService {
@@ -32,12 +33,20 @@ export async function startService(config: Config, log: Logger): Promise<Running
 
   let worker: ModelJobWorker | null = null;
   if (runsWorker) {
+    const cancellations = new CancellationListener({
+      subscriber: deps.connectRedis({ maxRetriesPerRequest: null }),
+      prefix: config.REDIS_PREFIX,
+      log,
+    });
+    await cancellations.ready();
     worker = startModelJobWorker({
       connection: deps.connectRedis({ maxRetriesPerRequest: null }),
       prefix: config.REDIS_PREFIX,
       concurrency: config.WORKER_CONCURRENCY,
       run: (job, signal) =>
-        job.kind === "reply" ? generateReply(deps, job, signal) : runStatelessCompletion(deps, job, signal),
+        job.kind === "reply"
+          ? generateReply({ ...deps, cancellations }, job, signal)
+          : runStatelessCompletion(deps, job, signal),
       onError: (err) => log.warn({ err }, "worker error"),
     });
     log.info({ concurrency: config.WORKER_CONCURRENCY }, "worker started");
@@ -52,7 +61,13 @@ export async function startService(config: Config, log: Logger): Promise<Running
       commands: deps.redis,
       log,
     });
-    const app = createApp({ ...deps, follower, heartbeatMs: config.SSE_HEARTBEAT_MS, startedAt: Math.floor(Date.now() / 1000) });
+    const app = createApp({
+      ...deps,
+      follower,
+      heartbeatMs: config.SSE_HEARTBEAT_MS,
+      startedAt: Math.floor(Date.now() / 1000),
+      signalCancel: (replyId) => publishCancel(deps.redis, config.REDIS_PREFIX, replyId),
+    });
     server = await new Promise<ServerType>((resolve) => {
       const s = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, () => resolve(s));
     });

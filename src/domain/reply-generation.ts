@@ -5,6 +5,7 @@ import { conversations } from "../db/schema.ts";
 import type { ModelRegistry } from "../providers/registry.ts";
 import { ProviderError } from "../providers/types.ts";
 import type { ReplyJob } from "../queue/completions.ts";
+import type { CancellationListener } from "../queue/reply-cancellation.ts";
 import type { ReplyEventLog } from "../streams/reply-events.ts";
 import { buildHistory } from "./history.ts";
 import { callModel, describeFailure, type ModelCallOutcome } from "./model-call.ts";
@@ -12,6 +13,7 @@ import { finishReply, markReplyInProgress } from "./replies.ts";
 import { toMessageResource } from "./resources.ts";
 
 export interface ReplyGenerationDeps {
+  cancellations: CancellationListener;
   db: Database;
   models: ModelRegistry;
   replyEvents: ReplyEventLog;
@@ -44,6 +46,7 @@ export async function generateReply(deps: ReplyGenerationDeps, job: ReplyJob, si
     const cause = new ProviderError(`The model '${model}' is no longer served.`, { code: "model_not_found" });
     outcome = { status: "failed", content: "", error: describeFailure(cause), cause };
   } else {
+    const cancelled = deps.cancellations.watch(reply.id);
     outcome = await callModel({
       provider: resolved.provider,
       request: {
@@ -52,11 +55,11 @@ export async function generateReply(deps: ReplyGenerationDeps, job: ReplyJob, si
         params: { ...conversation.params, ...(reply.params ?? {}) },
       },
       upstreamStream: job.upstreamStream ?? true,
-      signal,
+      signal: AbortSignal.any([signal, cancelled.signal]),
       onDelta: async (content) => {
         await deps.replyEvents.appendDelta(reply.id, { id: reply.id, delta: { content } });
       },
-    });
+    }).finally(cancelled.done);
   }
   if (outcome.status === "failed") {
     log[outcome.cause instanceof ProviderError ? "warn" : "error"]({ err: outcome.cause, code: outcome.error.code }, "reply failed");

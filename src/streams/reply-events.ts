@@ -122,6 +122,11 @@ export class ReplyEventLog {
     return String(await this.#redis.appendReplyEvent(this.key(replyId), "message.delta", JSON.stringify(data), ""));
   }
 
+  /** Whether the reply's events are still retained. */
+  async exists(replyId: string): Promise<boolean> {
+    return (await this.#redis.exists(this.key(replyId))) === 1;
+  }
+
   /** Events after `afterId` (exclusive; all of them when null), in order. */
   async readAfter(replyId: string, afterId: string | null): Promise<ReplyEvent[]> {
     return readStreamAfter(this.#redis, this.key(replyId), afterId);

@@ -40,6 +40,8 @@ export interface RecordedRequest {
   /** The JSON body as parsed. */
   body: any;
   headers: IncomingMessage["headers"];
+  /** Set when the client closed the connection before the answer was complete (an aborted call). */
+  closedEarly: boolean;
 }
 
 export interface FakeUpstream {
@@ -103,7 +105,11 @@ export async function startFakeUpstream(
     } catch {
       return json(res, 400, { error: { message: "body is not a JSON object", type: "invalid_request_error", param: null, code: null } });
     }
-    if (opts.record !== false) requests.push({ body, headers: req.headers });
+    if (opts.record !== false) {
+      const recorded: RecordedRequest = { body, headers: req.headers, closedEarly: false };
+      res.on("close", () => (recorded.closedEarly = !res.writableFinished));
+      requests.push(recorded);
+    }
     const b = (opts.behaviourFromModel ? behaviourFromModel(String(body.model)) : null) ?? queued.shift() ?? behaviour;
     const id = `chatcmpl-fake-${++counter}`;
     const messages: { role: string; content: unknown }[] = Array.isArray(body.messages) ? body.messages : [];

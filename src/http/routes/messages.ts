@@ -1,6 +1,8 @@
+import { Readable } from "node:stream";
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Logger } from "pino";
-import { getMessage, listMessages, type MessageDeps } from "../../domain/messages.ts";
+import { getMessage, listMessages } from "../../domain/messages.ts";
+import { cancelReply, replyEventSource, type ReplyControlDeps } from "../../domain/reply-control.ts";
 import { pageQuerySchema } from "../../domain/pagination.ts";
 import { listOf, messageSchema, toMessageResource, type MessageResource } from "../../domain/resources.ts";
 import { appendMessage, appendMessageSchema, type TurnDeps } from "../../domain/turns.ts";
@@ -10,7 +12,7 @@ import { replyEventsResponse } from "../sse.ts";
 import { validationHook } from "../validation.ts";
 import { conversationIdParam, errorResponse, jsonBody, jsonResponse, messageIdParam } from "./schemas.ts";
 
-export interface MessageRouteDeps extends TurnDeps, MessageDeps {
+export interface MessageRouteDeps extends TurnDeps, ReplyControlDeps {
   follower: ReplyEventFollower;
   heartbeatMs: number;
   log: Logger;
@@ -71,6 +73,38 @@ const get = createRoute({
   },
 });
 
+const events = createRoute({
+  method: "get",
+  path: "/{conversation_id}/messages/{message_id}/events",
+  summary: "Follow a reply's events (SSE), from the start or after Last-Event-ID",
+  description:
+    "The same events as a streamed append, with the same ids. Resume with the `Last-Event-ID` header (or the " +
+    "`last_event_id` query parameter) to get exactly the events after it. A finished reply is replayed and the stream " +
+    "ends; once its events have expired from Redis it is replayed from the stored message (a delta with the whole " +
+    "content, left out when resuming, then its end event and `done`).",
+  request: {
+    params: messageParams,
+    query: z.object({ last_event_id: z.string().optional().openapi({ example: "1764045600123-0" }) }),
+  },
+  responses: {
+    200: { description: "The reply's events.", content: { "text/event-stream": { schema: z.string() } } },
+    400: errorResponse("Not a reply, or a malformed Last-Event-ID."),
+    404: errorResponse("No such conversation or message."),
+  },
+});
+
+const cancel = createRoute({
+  method: "post",
+  path: "/{conversation_id}/messages/{message_id}/cancel",
+  summary: "Stop a reply in flight; the content it had is kept",
+  request: { params: messageParams },
+  responses: {
+    200: jsonResponse(messageSchema, "The reply: `cancelled`, or as it was if it had already ended."),
+    400: errorResponse("Not a reply."),
+    404: errorResponse("No such conversation or message."),
+  },
+});
+
 export function messageRoutes(deps: MessageRouteDeps) {
   return new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
     .openapi(append, async (c) => {
@@ -97,6 +131,22 @@ export function messageRoutes(deps: MessageRouteDeps) {
     .openapi(get, async (c) => {
       const { conversation_id, message_id } = c.req.valid("param");
       const row = await getMessage(deps, c.var.tenantId, conversation_id, message_id);
+      return c.json(toMessageResource(row), 200);
+    })
+    .openapi(events, async (c) => {
+      const { conversation_id, message_id } = c.req.valid("param");
+      const lastEventId = c.req.header("last-event-id") ?? c.req.valid("query").last_event_id ?? null;
+      const source = await replyEventSource(deps, c.var.tenantId, conversation_id, message_id, lastEventId);
+      return replyEventsResponse(c, {
+        follow: (signal) =>
+          source.kind === "live" ? deps.follower.follow(source.key, source.afterId, signal) : Readable.from(source.events),
+        heartbeatMs: deps.heartbeatMs,
+        log: c.var.log,
+      }) as never;
+    })
+    .openapi(cancel, async (c) => {
+      const { conversation_id, message_id } = c.req.valid("param");
+      const row = await cancelReply(deps, c.var.tenantId, conversation_id, message_id);
       return c.json(toMessageResource(row), 200);
     });
 }

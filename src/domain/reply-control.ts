@@ -1,0 +1,87 @@
+import type { MessageRow } from "../db/schema.ts";
+import { isStreamId, type ReplyEvent, type ReplyEventLog } from "../streams/reply-events.ts";
+import { InvalidRequestError } from "./errors.ts";
+import { getMessage, type MessageDeps } from "./messages.ts";
+import { finishReply, inFlightStatuses } from "./replies.ts";
+import { toMessageResource } from "./resources.ts";
+
+/** Following and cancelling a reply, from any API instance. */
+
+export interface ReplyControlDeps extends MessageDeps {
+  replyEvents: ReplyEventLog;
+  /** Tells whichever worker generates the reply to stop (and abort its upstream call). */
+  signalCancel(replyId: string): Promise<void>;
+}
+
+const isInFlight = (status: string) => (inFlightStatuses as readonly string[]).includes(status);
+
+async function getReply(deps: MessageDeps, tenantId: string, conversationId: string, messageId: string): Promise<MessageRow> {
+  const message = await getMessage(deps, tenantId, conversationId, messageId);
+  if (message.role !== "assistant") {
+    throw new InvalidRequestError(`Message '${messageId}' is a ${message.role} message, not a reply.`, "message_id");
+  }
+  return message;
+}
+
+const terminalEvent = { completed: "message.completed", failed: "message.failed", cancelled: "message.cancelled" } as const;
+
+export type ReplyEventSource =
+  | { kind: "live"; key: string; afterId: string | null }
+  | { kind: "stored"; events: ReplyEvent[] };
+
+/**
+ * Where a follower reads a reply's events from: the reply's stream while it
+ * is retained (in flight, or ended within the retention), else the stored
+ * message: one delta with the whole content (left out when resuming, since
+ * the end event carries the content too), the end event, and `done`.
+ */
+export async function replyEventSource(
+  deps: MessageDeps,
+  tenantId: string,
+  conversationId: string,
+  messageId: string,
+  lastEventId: string | null,
+): Promise<ReplyEventSource> {
+  if (lastEventId !== null && !isStreamId(lastEventId)) {
+    throw new InvalidRequestError("Last-Event-ID must be an event id from this stream, like 1764045600123-0.", "last_event_id");
+  }
+  const reply = await getReply(deps, tenantId, conversationId, messageId);
+  if (isInFlight(reply.status) || (await deps.replyEvents.exists(reply.id))) {
+    return { kind: "live", key: deps.replyEvents.key(reply.id), afterId: lastEventId };
+  }
+  const ms = (reply.completedAt ?? reply.createdAt).getTime();
+  const events: ReplyEvent[] = [];
+  if (lastEventId === null && reply.content) {
+    events.push({ id: `${ms}-0`, event: "message.delta", data: JSON.stringify({ id: reply.id, delta: { content: reply.content } }) });
+  }
+  events.push(
+    { id: `${ms}-1`, event: terminalEvent[reply.status as keyof typeof terminalEvent], data: JSON.stringify(toMessageResource(reply)) },
+    { id: `${ms}-2`, event: "done", data: "[DONE]" },
+  );
+  return { kind: "stored", events };
+}
+
+/**
+ * Stops a reply in flight: stored as `cancelled` with the content it had,
+ * followers get `message.cancelled`, and the worker aborts its upstream call.
+ * A reply that has already ended is returned as it is.
+ */
+export async function cancelReply(
+  deps: ReplyControlDeps,
+  tenantId: string,
+  conversationId: string,
+  messageId: string,
+): Promise<MessageRow> {
+  const reply = await getReply(deps, tenantId, conversationId, messageId);
+  if (!isInFlight(reply.status)) return reply;
+  // Stored first, so the worker's own end (an interrupted call) finds the reply ended and stands down.
+  const cancelled = await finishReply(deps.db, reply.id, { status: "cancelled", content: reply.content });
+  // Null: it ended by itself in between; that end stands.
+  if (!cancelled) return getReply(deps, tenantId, conversationId, messageId);
+  await deps.signalCancel(reply.id);
+  await deps.replyEvents.append(reply.id, [
+    { event: "message.cancelled", data: toMessageResource(cancelled) },
+    { event: "done", data: "[DONE]" },
+  ]);
+  return cancelled;
+}

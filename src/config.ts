@@ -61,6 +61,15 @@ export const configSchema = z.object({
   SIMULATOR_MODELS: csv.default(["parley-sim-1"]),
   SIMULATOR_TTFT_MS: int(0).default(150),
   SIMULATOR_TOKENS_PER_SECOND: int(1).default(60),
+  /** Retries of a model call that fails before its first token (429, 5xx, timeouts, refused connections). */
+  UPSTREAM_MAX_RETRIES: int(0, 20).default(3),
+  UPSTREAM_RETRY_BASE_MS: int(1).default(250),
+  /** The longest backoff, and the longest Retry-After honoured (a longer one fails the call). */
+  UPSTREAM_RETRY_MAX_MS: int(1).default(10_000),
+  /** Time allowed to the first token (or to a whole non-streamed answer). */
+  UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: int(1).default(60_000),
+  /** Time allowed between tokens once a reply streams. */
+  UPSTREAM_IDLE_TIMEOUT_MS: int(1).default(30_000),
   /** OpenAI-compatible upstreams, as a JSON array of {name, base_url, api_key, models, model_prefix}. */
   UPSTREAMS: upstreamList.default([]),
 });

@@ -4,6 +4,7 @@ import type { Config } from "./config.ts";
 import { connectDatabase, type Database } from "./db/client.ts";
 import { createOpenAICompatibleProvider } from "./providers/openai-compatible.ts";
 import { buildModelRegistry, type ModelRegistry } from "./providers/registry.ts";
+import { withResilience } from "./providers/resilient.ts";
 import { createSimulatorProvider } from "./providers/simulator.ts";
 import { createModelJobQueue, type ModelJobQueue } from "./queue/completions.ts";
 import { ReplyEventLog } from "./streams/reply-events.ts";
@@ -34,12 +35,22 @@ export async function buildDeps(config: Config, log: Logger): Promise<Deps> {
   };
   // Commands from request handlers fail after a short retry instead of hanging while Redis is away.
   const redis = connectRedis({ maxRetriesPerRequest: 2 });
+  const policy = {
+    maxRetries: config.UPSTREAM_MAX_RETRIES,
+    baseDelayMs: config.UPSTREAM_RETRY_BASE_MS,
+    maxDelayMs: config.UPSTREAM_RETRY_MAX_MS,
+    firstTokenTimeoutMs: config.UPSTREAM_FIRST_TOKEN_TIMEOUT_MS,
+    idleTimeoutMs: config.UPSTREAM_IDLE_TIMEOUT_MS,
+  };
   const models = buildModelRegistry(
     { simulatorModels: config.SIMULATOR_MODELS, upstreams: config.UPSTREAMS },
     {
       simulator: () =>
-        createSimulatorProvider({ ttftMs: config.SIMULATOR_TTFT_MS, tokensPerSecond: config.SIMULATOR_TOKENS_PER_SECOND }),
-      upstream: createOpenAICompatibleProvider,
+        withResilience(
+          createSimulatorProvider({ ttftMs: config.SIMULATOR_TTFT_MS, tokensPerSecond: config.SIMULATOR_TOKENS_PER_SECOND }),
+          policy,
+        ),
+      upstream: (u) => withResilience(createOpenAICompatibleProvider(u), policy),
     },
   );
   const defaultModel = config.DEFAULT_MODEL ?? models.list()[0]?.id;

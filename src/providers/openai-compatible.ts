@@ -31,6 +31,14 @@ function upstreamBody(request: ChatRequest): Record<string, unknown> {
   return { ...sampling, model: request.model, messages: request.messages };
 }
 
+/** Retry-After as milliseconds: delay-seconds or an HTTP date (RFC 9110 §10.2.3). */
+export function parseRetryAfter(value: string | null | undefined, now = Date.now()): number | null {
+  if (!value) return null;
+  if (/^\d+(\.\d+)?$/.test(value.trim())) return Math.round(Number(value) * 1000);
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? null : Math.max(0, at - now);
+}
+
 function abortError(cause: unknown): Error {
   const err = new Error("The request was aborted.", { cause });
   err.name = "AbortError";
@@ -87,6 +95,7 @@ export function createOpenAICompatibleProvider(upstream: UpstreamConfig): ChatPr
       return new ProviderError(`upstream ${upstream.name} ${what}${upstreamSaid(err)}`, {
         code: "upstream_error",
         upstreamStatus: status,
+        retryAfterMs: parseRetryAfter(err.headers?.get("retry-after")),
         cause: err,
       });
     }

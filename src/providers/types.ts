@@ -63,15 +63,24 @@ export class ProviderError extends Error {
   readonly code: string;
   readonly status: 502 | 504;
   readonly upstreamStatus: number | null;
+  /** How long the upstream asked us to wait before trying again (its Retry-After), when it said. */
+  readonly retryAfterMs: number | null;
 
   constructor(
     message: string,
-    opts: { code: string; status?: 502 | 504; upstreamStatus?: number | null; cause?: unknown },
+    opts: {
+      code: string;
+      status?: 502 | 504;
+      upstreamStatus?: number | null;
+      retryAfterMs?: number | null;
+      cause?: unknown;
+    },
   ) {
     super(message, { cause: opts.cause });
     this.name = "ProviderError";
     this.code = opts.code;
     this.status = opts.status ?? 502;
     this.upstreamStatus = opts.upstreamStatus ?? null;
+    this.retryAfterMs = opts.retryAfterMs ?? null;
   }
 }

@@ -226,6 +226,15 @@ describe("upstream failures", () => {
     ]);
   });
 
+  it("retries an upstream that is rate limited before answering, and the reply completes", async () => {
+    const conv = await newConversation();
+    upstream.queueBehaviour({ kind: "status", status: 429, headers: { "retry-after": "0" } });
+    upstream.queueBehaviour({ kind: "status", status: 503 });
+    const res = await api.post(`/conversations/${conv.id}/messages`, { content: "busy upstream" });
+    expect(res.body.reply).toMatchObject({ status: "completed", content: upstream.replyTextFor("busy upstream") });
+    expect(upstream.requests).toHaveLength(3);
+  });
+
   it("keeps the partial content when the upstream drops the connection mid-stream", async () => {
     const conv = await newConversation();
     upstream.setBehaviour({ kind: "drop", afterTokens: 3 });

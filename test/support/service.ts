@@ -54,6 +54,8 @@ export async function startTestService(
     SIMULATOR_TOKENS_PER_SECOND: 1000,
     SSE_HEARTBEAT_MS: 1000,
     SHUTDOWN_TIMEOUT_MS: 2000,
+    UPSTREAM_RETRY_BASE_MS: 10,
+    UPSTREAM_RETRY_MAX_MS: 2000,
   });
   Object.assign(config, overrides);
   if (overrides.UPSTREAMS) config.UPSTREAMS = configSchema.shape.UPSTREAMS.parse(JSON.stringify(overrides.UPSTREAMS));

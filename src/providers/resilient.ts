@@ -1,0 +1,118 @@
+import { setTimeout as sleepFor } from "node:timers/promises";
+import { ProviderError, type ChatChunk, type ChatProvider, type ChatRequest, type ChatResult } from "./types.ts";
+
+export interface ResiliencePolicy {
+  /** Further attempts after the first, for failures before any token. */
+  maxRetries: number;
+  /** The first backoff; each retry doubles it, up to `maxDelayMs`, with full jitter. */
+  baseDelayMs: number;
+  maxDelayMs: number;
+  /** How long to wait for the first token (or a whole non-streamed answer). */
+  firstTokenTimeoutMs: number;
+  /** How long a stream may go without a token once it has started. */
+  idleTimeoutMs: number;
+  random?: () => number;
+  sleep?: (ms: number, signal: AbortSignal) => Promise<unknown>;
+}
+
+/** Worth another try: the upstream was busy, broken or unreachable, and nothing has been said yet. */
+function isRetryable(err: unknown): err is ProviderError {
+  if (!(err instanceof ProviderError)) return false;
+  const s = err.upstreamStatus;
+  if (s !== null) return s === 429 || s === 408 || s >= 500;
+  return err.code === "upstream_timeout" || err.code === "upstream_unreachable";
+}
+
+/**
+ * Wraps a provider with what a model call needs to be dependable: a limit on
+ * the time to the first token and between tokens, and retries with
+ * exponential backoff and full jitter (honouring Retry-After) for failures
+ * before the first token. After a token has been streamed a failure is final:
+ * the reply keeps what it had. (Hand-written: the retry libraries we looked at
+ * retry promises, not async iterators that must not retry once they yielded.)
+ */
+export function withResilience(provider: ChatProvider, policy: ResiliencePolicy): ChatProvider {
+  const random = policy.random ?? Math.random;
+  const sleep = policy.sleep ?? ((ms: number, signal: AbortSignal) => sleepFor(ms, undefined, { signal }));
+
+  /** The wait before retry `attempt` (0-based), or null when waiting is pointless. */
+  function backoff(attempt: number, err: ProviderError): number | null {
+    const jittered = Math.floor(random() * Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** attempt));
+    if (err.retryAfterMs === null) return jittered;
+    return err.retryAfterMs > policy.maxDelayMs ? null : Math.max(err.retryAfterMs, jittered);
+  }
+
+  function timeoutError(what: string, ms: number): ProviderError {
+    return new ProviderError(`${provider.name} ${what} within ${ms} ms`, { code: "upstream_timeout", status: 504 });
+  }
+
+  /** `work`, unless `ms` pass first: then `onTimeout` runs and the timeout error is thrown. */
+  async function within<T>(work: Promise<T>, ms: number, onTimeout: () => void, what: string): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        onTimeout();
+        reject(timeoutError(what, ms));
+      }, ms);
+    });
+    work.catch(() => {}); // its rejection after a timeout is expected and already answered
+    try {
+      return await Promise.race([work, timedOut]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async function retryOrThrow(err: unknown, attempt: number, signal: AbortSignal): Promise<void> {
+    if (signal.aborted || attempt >= policy.maxRetries || !isRetryable(err)) throw err;
+    const delay = backoff(attempt, err);
+    if (delay === null) throw err;
+    await sleep(delay, signal);
+  }
+
+  return {
+    name: provider.name,
+
+    async *streamChat(request: ChatRequest, signal: AbortSignal): AsyncIterable<ChatChunk> {
+      for (let attempt = 0; ; attempt++) {
+        const attemptAbort = new AbortController();
+        const iterator = provider.streamChat(request, AbortSignal.any([signal, attemptAbort.signal]))[Symbol.asyncIterator]();
+        let started = false;
+        try {
+          for (;;) {
+            const next = started
+              ? await within(iterator.next(), policy.idleTimeoutMs, () => attemptAbort.abort(), "sent no token")
+              : await within(iterator.next(), policy.firstTokenTimeoutMs, () => attemptAbort.abort(), "sent no first token");
+            if (next.done) return;
+            started = true;
+            yield next.value;
+          }
+        } catch (err) {
+          if (started) throw err;
+          await retryOrThrow(err, attempt, signal);
+        } finally {
+          // Also closes the upstream call when the consumer stops early.
+          attemptAbort.abort();
+        }
+      }
+    },
+
+    async completeChat(request: ChatRequest, signal: AbortSignal): Promise<ChatResult> {
+      for (let attempt = 0; ; attempt++) {
+        const attemptAbort = new AbortController();
+        try {
+          return await within(
+            provider.completeChat(request, AbortSignal.any([signal, attemptAbort.signal])),
+            policy.firstTokenTimeoutMs,
+            () => attemptAbort.abort(),
+            "did not answer",
+          );
+        } catch (err) {
+          await retryOrThrow(err, attempt, signal);
+        } finally {
+          attemptAbort.abort();
+        }
+      }
+    },
+  };
+}

@@ -49,6 +49,20 @@ export const configSchema = z.object({
   REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]+$/).default("parley"),
   /** Replies one worker process generates at once (they wait on the network, not the CPU). */
   WORKER_CONCURRENCY: int(1, 10_000).default(64),
+  /**
+   * A dead worker's job is taken again once its lock has expired and the next
+   * stalled-job check has run: within WORKER_LOCK_MS + WORKER_STALLED_CHECK_MS.
+   * Live workers renew their locks every WORKER_LOCK_MS / 2.
+   */
+  WORKER_LOCK_MS: int(1000).default(10_000),
+  WORKER_STALLED_CHECK_MS: int(500).default(5_000),
+  /**
+   * Every LOST_REPLY_SWEEP_MS each worker looks for replies in flight with no
+   * job left to run them, older than LOST_REPLY_GRACE_MS, and fails them: a
+   * lost reply ends within about the sum.
+   */
+  LOST_REPLY_SWEEP_MS: int(100).default(15_000),
+  LOST_REPLY_GRACE_MS: int(0).default(15_000),
   /** How long SIGTERM waits for in-flight turns and requests before closing anyway. */
   SHUTDOWN_TIMEOUT_MS: int(0).default(30_000),
   /** How long a reply's events stay in Redis after it ends (for followers and reconnects). */

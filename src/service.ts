@@ -4,6 +4,7 @@ import type { Logger } from "pino";
 import type { Config } from "./config.ts";
 import { migrateDatabase } from "./db/migrate.ts";
 import { buildDeps } from "./deps.ts";
+import { failLostReplies } from "./domain/lost-replies.ts";
 import { generateReply } from "./domain/reply-generation.ts";
 import { runStatelessCompletion } from "./domain/stateless-completions.ts";
 import { createApp } from "./http/app.ts";
@@ -32,6 +33,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
   const runsWorker = config.ROLE !== "api";
 
   let worker: ModelJobWorker | null = null;
+  let sweep: NodeJS.Timeout | null = null;
   if (runsWorker) {
     const cancellations = new CancellationListener({
       subscriber: deps.connectRedis({ maxRetriesPerRequest: null }),
@@ -43,12 +45,19 @@ export async function startService(config: Config, log: Logger): Promise<Running
       connection: deps.connectRedis({ maxRetriesPerRequest: null }),
       prefix: config.REDIS_PREFIX,
       concurrency: config.WORKER_CONCURRENCY,
-      run: (job, signal) =>
+      lockMs: config.WORKER_LOCK_MS,
+      stalledCheckMs: config.WORKER_STALLED_CHECK_MS,
+      run: (job, run) =>
         job.kind === "reply"
-          ? generateReply({ ...deps, cancellations }, job, signal)
-          : runStatelessCompletion(deps, job, signal),
+          ? generateReply({ ...deps, cancellations }, job, run)
+          : runStatelessCompletion(deps, job, run),
       onError: (err) => log.warn({ err }, "worker error"),
     });
+    sweep = setInterval(() => {
+      failLostReplies(deps, { graceMs: config.LOST_REPLY_GRACE_MS }).catch((err: unknown) =>
+        log.warn({ err }, "sweeping lost replies failed"),
+      );
+    }, config.LOST_REPLY_SWEEP_MS);
     log.info({ concurrency: config.WORKER_CONCURRENCY }, "worker started");
   }
 
@@ -80,6 +89,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
   return {
     url,
     async stop(timeoutMs = config.SHUTDOWN_TIMEOUT_MS) {
+      if (sweep) clearInterval(sweep);
       const httpClosed = server
         ? new Promise<void>((resolve) => server?.close(() => resolve()))
         : Promise.resolve();

@@ -38,11 +38,12 @@ export async function getMessage(
   return row;
 }
 
-async function contentSoFar(replyEvents: ReplyEventLog, replyId: string): Promise<string> {
+/** The deltas since the reply (last) started: a `message.reset` drops what came before it. */
+export async function contentSoFar(replyEvents: ReplyEventLog, replyId: string): Promise<string> {
   let content = "";
   for (const e of await replyEvents.readAfter(replyId, null)) {
-    if (e.event !== "message.delta") continue;
-    content += (JSON.parse(e.data) as { delta: { content: string } }).delta.content;
+    if (e.event === "message.reset") content = "";
+    else if (e.event === "message.delta") content += (JSON.parse(e.data) as { delta: { content: string } }).delta.content;
   }
   return content;
 }

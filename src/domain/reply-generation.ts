@@ -4,7 +4,7 @@ import type { Database } from "../db/client.ts";
 import { conversations } from "../db/schema.ts";
 import type { ModelRegistry } from "../providers/registry.ts";
 import { ProviderError } from "../providers/types.ts";
-import type { ReplyJob } from "../queue/completions.ts";
+import type { JobRun, ReplyJob } from "../queue/completions.ts";
 import type { CancellationListener } from "../queue/reply-cancellation.ts";
 import type { ReplyEventLog } from "../streams/reply-events.ts";
 import { buildHistory } from "./history.ts";
@@ -32,10 +32,14 @@ const terminalEvent = {
  * arrives; the content, finish reason and usage are written to Postgres once,
  * at the end, with the partial content kept when the model fails.
  */
-export async function generateReply(deps: ReplyGenerationDeps, job: ReplyJob, signal: AbortSignal): Promise<void> {
+export async function generateReply(deps: ReplyGenerationDeps, job: ReplyJob, run: JobRun): Promise<void> {
   const log = deps.log.child({ replyId: job.replyId });
   const reply = await markReplyInProgress(deps.db, job.tenantId, job.replyId);
   if (!reply) return void log.info("reply is gone or already ended; nothing to generate");
+  if (run.restarted) {
+    log.warn("reply restarts: the worker that was generating it was lost");
+    await deps.replyEvents.append(reply.id, [{ event: "message.reset", data: { id: reply.id, reason: "worker_lost" } }]);
+  }
 
   let outcome: ModelCallOutcome & { cause?: unknown };
   const [conversation] = await deps.db.select().from(conversations).where(eq(conversations.id, reply.conversationId));
@@ -55,7 +59,7 @@ export async function generateReply(deps: ReplyGenerationDeps, job: ReplyJob, si
         params: { ...conversation.params, ...(reply.params ?? {}) },
       },
       upstreamStream: job.upstreamStream ?? true,
-      signal: AbortSignal.any([signal, cancelled.signal]),
+      signal: AbortSignal.any([run.signal, cancelled.signal]),
       onDelta: async (content) => {
         await deps.replyEvents.appendDelta(reply.id, { id: reply.id, delta: { content } });
       },

@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import type { ModelRegistry } from "../providers/registry.ts";
 import type { ChatMessage } from "../providers/types.ts";
-import type { CompletionJob, ModelJobQueue } from "../queue/completions.ts";
+import type { CompletionJob, JobRun, ModelJobQueue } from "../queue/completions.ts";
 import type { ReplyEventLog } from "../streams/reply-events.ts";
 import { DependencyUnavailableError, ModelNotFoundError } from "./errors.ts";
 import { newCompletionId } from "./ids.ts";
@@ -51,16 +51,17 @@ export async function startStatelessCompletion(
 export async function runStatelessCompletion(
   deps: { models: ModelRegistry; replyEvents: ReplyEventLog; log: Logger },
   job: CompletionJob,
-  signal: AbortSignal,
+  run: JobRun,
 ): Promise<void> {
   const id = job.completionId;
+  if (run.restarted) await deps.replyEvents.append(id, [{ event: "message.reset", data: { id, reason: "worker_lost" } }]);
   const resolved = deps.models.resolve(job.model);
   const outcome = resolved
     ? await callModel({
         provider: resolved.provider,
         request: { model: resolved.upstreamModel, messages: job.messages, params: job.params },
         upstreamStream: job.upstreamStream,
-        signal,
+        signal: run.signal,
         onDelta: async (content) => {
           await deps.replyEvents.appendDelta(id, { id, delta: { content } });
         },

@@ -37,6 +37,8 @@ export type ModelJob = z.output<typeof jobSchema>;
 
 export interface ModelJobQueue {
   enqueue(job: ReplyJob | CompletionJob): Promise<void>;
+  /** Whether the job can still run: waiting, delayed or active (not finished, failed or gone). */
+  isPending(jobId: string): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -58,6 +60,10 @@ export function createModelJobQueue(opts: { connection: Redis; prefix: string })
       const jobId = data.kind === "reply" ? data.replyId : data.completionId;
       await queue.add(data.kind, data, { jobId });
     },
+    async isPending(jobId) {
+      const state = await queue.getJobState(jobId);
+      return !["completed", "failed", "unknown"].includes(state);
+    },
     close: () => queue.close(),
   };
 }
@@ -66,23 +72,45 @@ export interface ModelJobWorker {
   close(): Promise<void>;
 }
 
+/** What the processor knows about the run beyond the job's data. */
+export interface JobRun {
+  signal: AbortSignal;
+  /** This job ran before and did not finish (its worker died or stalled): it starts over. */
+  restarted: boolean;
+}
+
 /**
  * Runs `run` for each job, `concurrency` at a time. Jobs whose data does not
- * parse fail at once instead of reaching the domain.
+ * parse fail at once instead of reaching the domain. A job whose worker dies
+ * is taken again, by any worker, once its lock (`lockMs`) has expired and the
+ * next stalled-job check (`stalledCheckMs`) has run: within about the sum.
  */
 export function startModelJobWorker(opts: {
   connection: Redis;
   prefix: string;
   concurrency: number;
-  run: (job: ModelJob, signal: AbortSignal) => Promise<void>;
+  lockMs: number;
+  stalledCheckMs: number;
+  run: (job: ModelJob, run: JobRun) => Promise<void>;
   onError: (err: unknown) => void;
 }): ModelJobWorker {
   const worker = new Worker<ModelJob>(
     COMPLETIONS_QUEUE,
     async (job: Job<ModelJob>, _token?: string, signal?: AbortSignal) => {
-      await opts.run(jobSchema.parse(job.data), signal ?? new AbortController().signal);
+      await opts.run(jobSchema.parse(job.data), {
+        signal: signal ?? new AbortController().signal,
+        restarted: job.attemptsStarted > 1 || job.stalledCounter > 0,
+      });
     },
-    { connection: opts.connection, prefix: opts.prefix, concurrency: opts.concurrency },
+    {
+      connection: opts.connection,
+      prefix: opts.prefix,
+      concurrency: opts.concurrency,
+      lockDuration: opts.lockMs,
+      stalledInterval: opts.stalledCheckMs,
+      // A reply outlives a few lost workers before it is given up (and failed by the sweep).
+      maxStalledCount: 3,
+    },
   );
   worker.on("error", opts.onError);
   return { close: () => worker.close() };

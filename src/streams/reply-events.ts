@@ -9,6 +9,8 @@ import type { Redis } from "ioredis";
 export const replyEventNames = [
   "message.created",
   "message.delta",
+  /** The reply starts over (its worker was lost): drop the content received so far. */
+  "message.reset",
   "message.completed",
   "message.failed",
   "message.cancelled",

@@ -115,6 +115,16 @@ export async function chatCompletionStreamResponse(c: Context, opts: RelayOption
             const delta = first ? { role: "assistant" as const, content: deltaText(e) } : { content: deltaText(e) };
             first = false;
             await stream.writeSSE({ data: JSON.stringify(chatCompletionChunk({ ...opts, delta, finishReason: null })) });
+          } else if (e.event === "message.reset" && !first) {
+            // The chat-completions format cannot take back what it sent: say so and stop.
+            const error = errorBody(
+              "The worker generating this reply was lost after it had started; the reply is being generated again.",
+              "server_error",
+              null,
+              "reply_restarted",
+            );
+            await stream.writeSSE({ data: JSON.stringify(error) });
+            break;
           } else if (terminalEventNames.has(e.event)) {
             const end = JSON.parse(e.data) as ReplyEnd;
             if (end.status === "completed") {

@@ -1,0 +1,115 @@
+import { randomBytes } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.ts";
+import { apiClient, readEvents } from "../support/http.ts";
+import { freePort, spawnParley, waitForOutput, type ParleyProcess } from "../support/processes.ts";
+import { createTestDatabase, startTestService, type TestService } from "../support/service.ts";
+
+let upstream: FakeUpstream;
+beforeAll(async () => {
+  upstream = await startFakeUpstream();
+});
+afterAll(() => upstream?.close());
+
+describe("a worker killed mid-reply", () => {
+  const running: ParleyProcess[] = [];
+  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  beforeAll(async () => {
+    database = await createTestDatabase();
+  });
+  afterAll(async () => {
+    for (const p of running) if (p.child.exitCode === null) p.child.kill("SIGKILL");
+    await database?.drop();
+  });
+
+  it("is replaced: another worker produces the reply again, stored once, and followers are told to start over", async () => {
+    upstream.reset();
+    upstream.setBehaviour({ kind: "ok", tokenDelayMs: 100 });
+    const port = await freePort();
+    const env = {
+      DATABASE_URL: database.url,
+      REDIS_URL: inject("redisUrl"),
+      REDIS_PREFIX: `parley-test-${randomBytes(4).toString("hex")}`,
+      HOST: "127.0.0.1",
+      PORT: String(port),
+      UPSTREAMS: JSON.stringify([{ name: "fake", base_url: upstream.baseURL, models: ["fake-model"] }]),
+      WORKER_LOCK_MS: "1500",
+      WORKER_STALLED_CHECK_MS: "500",
+    };
+    const start = (role: string) => {
+      const p = spawnParley({ ...env, ROLE: role });
+      running.push(p);
+      return p;
+    };
+    const apiProcess = start("api");
+    const firstWorker = start("worker");
+    await Promise.all([waitForOutput(apiProcess, "api listening"), waitForOutput(firstWorker, "worker started")]);
+
+    const api = apiClient(`http://127.0.0.1:${port}/v1`);
+    const { body: conv } = await api.post("/conversations", { model: "fake-model" });
+    const question = "one two three four five six seven eight nine ten eleven twelve";
+    const res = await fetch(`http://127.0.0.1:${port}/v1/conversations/${conv.id}/messages`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ content: question, stream: true }),
+    });
+    const reading = readEvents(res);
+    // Kill the worker once a few tokens are out.
+    for (let i = 0; i < 200; i++) {
+      const [row] = await database.sql`select count(*)::int as n from messages where conversation_id = ${conv.id}`;
+      if (row?.n === 2 && upstream.requests.length === 1) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await new Promise((r) => setTimeout(r, 400));
+    firstWorker.child.kill("SIGKILL");
+    await firstWorker.exited;
+    const secondWorker = start("worker");
+    await waitForOutput(secondWorker, "worker started");
+
+    const { events } = await reading;
+    const names = events.map((e) => e.event);
+    const reset = names.indexOf("message.reset");
+    expect(reset).toBeGreaterThan(2); // after some deltas from the first worker
+    const after = events.slice(reset + 1);
+    const text = after.filter((e) => e.event === "message.delta").map((e) => JSON.parse(e.data).delta.content).join("");
+    expect(text).toBe(upstream.replyTextFor(question));
+    expect(names.at(-2)).toBe("message.completed");
+    expect(upstream.requests).toHaveLength(2);
+
+    const rows = await database.sql`select seq, role, status, content from messages where conversation_id = ${conv.id} order by seq`;
+    expect(rows.map((r) => [r.seq, r.role, r.status])).toEqual([
+      [1, "user", "completed"],
+      [2, "assistant", "completed"],
+    ]);
+    expect(rows[1]?.content).toBe(upstream.replyTextFor(question));
+    expect(secondWorker.output()).toContain("reply restarts");
+  }, 30_000);
+});
+
+describe("a reply whose job is gone", () => {
+  let service: TestService;
+  beforeAll(async () => {
+    service = await startTestService({ LOST_REPLY_SWEEP_MS: 200, LOST_REPLY_GRACE_MS: 0 });
+  });
+  afterAll(() => service?.stop());
+
+  it("is found and failed with a clear error, and the conversation takes new turns", async () => {
+    const api = apiClient(`${service.url}/v1`);
+    const { body: conv } = await api.post("/conversations", {});
+    // A reply in flight in Postgres with no job in Redis: what a flushed Redis leaves behind.
+    const replyId = "msg_01jf3t8vvaf8s9k0d7k6x1s2y3";
+    await service.sql`insert into messages (id, tenant_id, conversation_id, seq, role, content, status, model)
+      values (${replyId}, 'default', ${conv.id}, 1, 'assistant', '', 'queued', 'parley-sim-1')`;
+    await service.sql`update conversations set last_seq = 1, message_count = 1 where id = ${conv.id}`;
+    expect((await api.post(`/conversations/${conv.id}/messages`, { content: "hello?" })).status).toBe(409);
+
+    const followed = await readEvents(await fetch(`${service.url}/v1/conversations/${conv.id}/messages/${replyId}/events`));
+    const failed = JSON.parse(followed.events.find((e) => e.event === "message.failed")!.data);
+    expect(failed).toMatchObject({ id: replyId, status: "failed", error: { code: "reply_lost" } });
+    const [row] = await service.sql`select status, error from messages where id = ${replyId}`;
+    expect(row).toMatchObject({ status: "failed", error: { code: "reply_lost" } });
+    const next = await api.post(`/conversations/${conv.id}/messages`, { content: "hello again" });
+    expect(next.status).toBe(201);
+    expect(next.body.reply.status).toBe("completed");
+  });
+});

@@ -67,6 +67,8 @@ export const configSchema = z.object({
   SHUTDOWN_TIMEOUT_MS: int(0).default(30_000),
   /** How long a reply's events stay in Redis after it ends (for followers and reconnects). */
   REPLY_EVENTS_TTL_SECONDS: int(10).default(3600),
+  /** How long an Idempotency-Key is remembered (and a keyed stateless completion's events kept). */
+  IDEMPOTENCY_KEY_TTL_HOURS: int(1, 24 * 30).default(24),
   /** Interval of the comment line that keeps idle SSE connections open. */
   SSE_HEARTBEAT_MS: int(100).default(15_000),
   /** The model a conversation gets when it names none. Defaults to the first served model. */

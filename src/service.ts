@@ -4,6 +4,7 @@ import type { Logger } from "pino";
 import type { Config } from "./config.ts";
 import { migrateDatabase } from "./db/migrate.ts";
 import { buildDeps } from "./deps.ts";
+import { forgetExpiredIdempotencyKeys } from "./domain/idempotency.ts";
 import { failLostReplies } from "./domain/lost-replies.ts";
 import { generateReply } from "./domain/reply-generation.ts";
 import { runStatelessCompletion } from "./domain/stateless-completions.ts";
@@ -54,9 +55,9 @@ export async function startService(config: Config, log: Logger): Promise<Running
       onError: (err) => log.warn({ err }, "worker error"),
     });
     sweep = setInterval(() => {
-      failLostReplies(deps, { graceMs: config.LOST_REPLY_GRACE_MS }).catch((err: unknown) =>
-        log.warn({ err }, "sweeping lost replies failed"),
-      );
+      failLostReplies(deps, { graceMs: config.LOST_REPLY_GRACE_MS })
+        .then(() => forgetExpiredIdempotencyKeys(deps.db, config.IDEMPOTENCY_KEY_TTL_HOURS * 3_600_000))
+        .catch((err: unknown) => log.warn({ err }, "sweeping lost replies failed"));
     }, config.LOST_REPLY_SWEEP_MS);
     log.info({ concurrency: config.WORKER_CONCURRENCY }, "worker started");
   }
@@ -76,6 +77,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
       heartbeatMs: config.SSE_HEARTBEAT_MS,
       startedAt: Math.floor(Date.now() / 1000),
       signalCancel: (replyId) => publishCancel(deps.redis, config.REDIS_PREFIX, replyId),
+      idempotencyTtlMs: config.IDEMPOTENCY_KEY_TTL_HOURS * 3_600_000,
     });
     server = await new Promise<ServerType>((resolve) => {
       const s = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, () => resolve(s));

@@ -1,6 +1,7 @@
 import { sql } from "drizzle-orm";
 import {
   check,
+  primaryKey,
   index,
   integer,
   jsonb,
@@ -88,3 +89,20 @@ export const messages = pgTable(
 
 export type ConversationRow = typeof conversations.$inferSelect;
 export type MessageRow = typeof messages.$inferSelect;
+
+/**
+ * An `Idempotency-Key` a tenant has used: the request it came with (as a
+ * fingerprint) and, once the request has stored something, what it stored,
+ * so a repeat is answered from it instead of doing the work again.
+ */
+export const idempotencyKeys = pgTable(
+  "idempotency_keys",
+  {
+    tenantId: text("tenant_id").notNull(),
+    key: text("key").notNull(),
+    fingerprint: text("fingerprint").notNull(),
+    result: jsonb("result").$type<Record<string, unknown>>(),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.tenantId, t.key] }), index("idempotency_keys_created_at_idx").on(t.createdAt)],
+);

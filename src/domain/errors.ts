@@ -58,3 +58,15 @@ export class DependencyUnavailableError extends ParleyError {
     super(`${what} is unavailable; try again shortly.`);
   }
 }
+
+/** An Idempotency-Key reused with another request, or still held by a request in progress. */
+export class IdempotencyConflictError extends ParleyError {
+  readonly code: string;
+  constructor(
+    message: string,
+    code: "idempotency_key_reused" | "idempotency_key_in_use" | "idempotency_replay_unavailable",
+  ) {
+    super(message, "Idempotency-Key");
+    this.code = code;
+  }
+}

@@ -18,6 +18,7 @@ export interface StatelessCompletionRequest {
   messages: ChatMessage[];
   params: Record<string, unknown>;
   upstreamStream: boolean;
+  retainEventsSeconds?: number;
 }
 
 /** What a completion's end event carries: the fields a reply's message resource has too. */
@@ -39,7 +40,11 @@ export async function startStatelessCompletion(
   const id = newCompletionId();
   try {
     // Opens the event stream with its retention before any worker writes to it.
-    await deps.replyEvents.append(id, [{ event: "message.created", data: { id, status: "queued", model: request.model } }]);
+    await deps.replyEvents.append(
+      id,
+      [{ event: "message.created", data: { id, status: "queued", model: request.model } }],
+      request.retainEventsSeconds,
+    );
     await deps.jobQueue.enqueue({ kind: "completion", completionId: id, tenantId, ...request });
   } catch (cause) {
     throw Object.assign(new DependencyUnavailableError("The job queue (Redis)"), { cause });
@@ -79,5 +84,5 @@ export async function runStatelessCompletion(
   await deps.replyEvents.append(id, [
     { event: outcome.status === "completed" ? "message.completed" : "message.failed", data: end },
     { event: "done", data: "[DONE]" },
-  ]);
+  ], job.retainEventsSeconds);
 }

@@ -6,6 +6,7 @@ import type { ZodError } from "zod";
 import {
   ConversationBusyError,
   DependencyUnavailableError,
+  IdempotencyConflictError,
   InvalidRequestError,
   ModelNotFoundError,
   NotFoundError,
@@ -37,7 +38,9 @@ export class ApiError extends Error {
 function fromDomain(err: ParleyError): { status: ContentfulStatusCode; type: string } {
   if (err instanceof InvalidRequestError) return { status: 400, type: "invalid_request_error" };
   if (err instanceof NotFoundError || err instanceof ModelNotFoundError) return { status: 404, type: "invalid_request_error" };
-  if (err instanceof ConversationBusyError) return { status: 409, type: "invalid_request_error" };
+  if (err instanceof ConversationBusyError || err instanceof IdempotencyConflictError) {
+    return { status: 409, type: "invalid_request_error" };
+  }
   if (err instanceof DependencyUnavailableError) return { status: 503, type: "server_error" };
   return { status: 500, type: "server_error" };
 }

@@ -29,6 +29,8 @@ export const completionJobSchema = z.object({
   messages: z.array(z.object({ role: z.enum(["system", "user", "assistant"]), content: z.string() })),
   params: z.record(z.string(), z.unknown()),
   upstreamStream: z.boolean(),
+  /** Keep the events this long after the end (longer than usual when an Idempotency-Key may replay them). */
+  retainEventsSeconds: z.int().positive().optional(),
 });
 export type CompletionJob = z.infer<typeof completionJobSchema>;
 

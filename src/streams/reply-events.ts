@@ -104,12 +104,12 @@ export class ReplyEventLog {
    * Appends (and publishes) events in one round trip and (re)sets the
    * retention, so a stream is never left without a TTL, however its writer dies.
    */
-  async append(replyId: string, events: NewReplyEvent[]): Promise<string[]> {
+  async append(replyId: string, events: NewReplyEvent[], ttlSeconds = this.#ttlSeconds): Promise<string[]> {
     const key = this.key(replyId);
     const pipeline = this.#redis.pipeline() as unknown as { appendReplyEvent(...args: string[]): void; exec(): Promise<[Error | null, unknown][] | null> };
     events.forEach((e, i) => {
       const data = e.event === "done" ? "[DONE]" : JSON.stringify(e.data);
-      pipeline.appendReplyEvent(key, e.event, data, i === events.length - 1 ? String(this.#ttlSeconds) : "");
+      pipeline.appendReplyEvent(key, e.event, data, i === events.length - 1 ? String(ttlSeconds) : "");
     });
     const ids: string[] = [];
     for (const [err, value] of (await pipeline.exec()) ?? []) {

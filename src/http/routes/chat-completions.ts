@@ -1,7 +1,11 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { Logger } from "pino";
-import { InvalidRequestError } from "../../domain/errors.ts";
+import { IdempotencyConflictError, InvalidRequestError } from "../../domain/errors.ts";
+import { getMessage } from "../../domain/messages.ts";
+import type { ReplyControlDeps } from "../../domain/reply-control.ts";
+import { idempotently, type IdempotencyDeps } from "../idempotency.ts";
+import { openReplyEvents } from "../reply-follow.ts";
 import { startStatelessCompletion } from "../../domain/stateless-completions.ts";
 import { appendTurn, type TurnDeps } from "../../domain/turns.ts";
 import type { ReplyEventFollower } from "../../streams/reply-event-follower.ts";
@@ -16,7 +20,7 @@ import type { AppEnv } from "../env.ts";
 import { validationHook } from "../validation.ts";
 import { conversationIdParam, errorResponse, jsonBody } from "./schemas.ts";
 
-export interface ChatCompletionRouteDeps extends TurnDeps {
+export interface ChatCompletionRouteDeps extends TurnDeps, ReplyControlDeps, IdempotencyDeps {
   follower: ReplyEventFollower;
   heartbeatMs: number;
   log: Logger;
@@ -58,14 +62,8 @@ const bound = createRoute({
   responses: { ...responses, 409: errorResponse("A reply is in flight in this conversation.") },
 });
 
-function respond(c: Context<AppEnv>, deps: ChatCompletionRouteDeps, stream: boolean, relay: Omit<RelayOptions, "follow" | "heartbeatMs" | "log">) {
-  const key = deps.replyEvents.key(relay.id);
-  const opts: RelayOptions = {
-    ...relay,
-    follow: (signal) => deps.follower.follow(key, null, signal),
-    heartbeatMs: deps.heartbeatMs,
-    log: c.var.log,
-  };
+function respond(c: Context<AppEnv>, deps: ChatCompletionRouteDeps, stream: boolean, relay: Omit<RelayOptions, "heartbeatMs" | "log">) {
+  const opts: RelayOptions = { ...relay, heartbeatMs: deps.heartbeatMs, log: c.var.log };
   return stream ? chatCompletionStreamResponse(c, opts) : chatCompletionResponse(c, opts);
 }
 
@@ -74,31 +72,70 @@ export function chatCompletionRoutes(deps: ChatCompletionRouteDeps) {
     .openapi(stateless, async (c) => {
       const body = c.req.valid("json");
       const stream = body.stream === true;
-      const { id } = await startStatelessCompletion(deps, c.var.tenantId, {
+      const keyed = c.req.header("idempotency-key") !== undefined;
+      const relayFor = (id: string, created: number) => ({
+        id,
         model: body.model,
-        messages: toChatMessages(body.messages),
-        params: toSamplingParams(body),
-        upstreamStream: stream,
+        created,
+        follow: (signal: AbortSignal) => deps.follower.follow(deps.replyEvents.key(id), null, signal),
       });
-      return (await respond(c, deps, stream, { id, model: body.model, created: Math.floor(Date.now() / 1000) })) as never;
+      return (await idempotently(c, deps, body, {
+        perform: async () => {
+          const { id } = await startStatelessCompletion(deps, c.var.tenantId, {
+            model: body.model,
+            messages: toChatMessages(body.messages),
+            params: toSamplingParams(body),
+            upstreamStream: stream,
+            // Nothing is stored for a stateless call: a keyed one keeps its events as long as its key.
+            ...(keyed ? { retainEventsSeconds: Math.ceil(deps.idempotencyTtlMs / 1000) } : {}),
+          });
+          const created = Math.floor(Date.now() / 1000);
+          return { result: { kind: "completion", completionId: id, created }, value: { id, created } };
+        },
+        respond: ({ id, created }) => respond(c, deps, stream, relayFor(id, created)),
+        replay: async (result) => {
+          if (result.kind !== "completion" || !(await deps.replyEvents.exists(result.completionId))) {
+            throw new IdempotencyConflictError("The first answer to this Idempotency-Key is no longer available.", "idempotency_replay_unavailable");
+          }
+          return respond(c, deps, stream, relayFor(result.completionId, result.created));
+        },
+      })) as never;
     })
     .openapi(bound, async (c) => {
       const body = c.req.valid("json");
       const stream = body.stream === true;
+      const tenantId = c.var.tenantId;
+      const conversationId = c.req.valid("param").conversation_id;
       const messages = toChatMessages(body.messages);
       if (messages.at(-1)?.role !== "user") {
         throw new InvalidRequestError("The last message must be the user's: it is what the reply answers.", "messages");
       }
-      const { reply } = await appendTurn(deps, c.var.tenantId, c.req.valid("param").conversation_id, {
-        messages,
-        reply: true,
-        model: body.model,
-        params: toSamplingParams(body),
-        upstreamStream: stream,
-      });
-      if (!reply) throw new Error("a bound chat completion stored no reply");
-      c.header("x-parley-message-id", reply.id);
-      const created = Math.floor(reply.createdAt.getTime() / 1000);
-      return (await respond(c, deps, stream, { id: reply.id, model: body.model, created })) as never;
+      const relayFor = async (replyId: string, created: number) => {
+        c.header("x-parley-message-id", replyId);
+        const follow = await openReplyEvents(deps, { tenantId, conversationId, replyId, lastEventId: null });
+        return respond(c, deps, stream, { id: replyId, model: body.model, created, follow });
+      };
+      return (await idempotently(c, deps, body, {
+        perform: async () => {
+          const turn = await appendTurn(deps, tenantId, conversationId, {
+            messages,
+            reply: true,
+            model: body.model,
+            params: toSamplingParams(body),
+            upstreamStream: stream,
+          });
+          if (!turn.reply) throw new Error("a bound chat completion stored no reply");
+          return {
+            result: { kind: "turn", conversationId, messageIds: turn.messages.map((m) => m.id), replyId: turn.reply.id },
+            value: turn.reply,
+          };
+        },
+        respond: (reply) => relayFor(reply.id, Math.floor(reply.createdAt.getTime() / 1000)),
+        replay: async (result) => {
+          if (result.kind !== "turn" || !result.replyId) throw new Error(`an idempotency record of kind ${result.kind} on a completion`);
+          const reply = await getMessage(deps, tenantId, conversationId, result.replyId);
+          return relayFor(reply.id, Math.floor(reply.createdAt.getTime() / 1000));
+        },
+      })) as never;
     });
 }

@@ -12,6 +12,7 @@ import {
 import { pageQuerySchema } from "../../domain/pagination.ts";
 import { conversationSchema, listOf, toConversationResource } from "../../domain/resources.ts";
 import type { AppEnv } from "../env.ts";
+import { idempotently, type IdempotencyDeps } from "../idempotency.ts";
 import { validationHook } from "../validation.ts";
 import { conversationIdParam, errorResponse, jsonBody, jsonResponse } from "./schemas.ts";
 
@@ -77,11 +78,19 @@ const remove = createRoute({
   },
 });
 
-export function conversationRoutes(deps: ConversationDeps) {
+export function conversationRoutes(deps: ConversationDeps & IdempotencyDeps) {
   return new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
     .openapi(create, async (c) => {
-      const { conversation } = await createConversation(deps, c.var.tenantId, c.req.valid("json"));
-      return c.json(toConversationResource(conversation), 201);
+      const body = c.req.valid("json");
+      return (await idempotently(c, deps, body, {
+        perform: async () => {
+          const { conversation } = await createConversation(deps, c.var.tenantId, body);
+          const response = toConversationResource(conversation);
+          return { result: { kind: "conversation", conversationId: conversation.id, response }, value: response };
+        },
+        respond: (response) => c.json(response, 201),
+        replay: (result) => c.json(result.kind === "conversation" ? result.response : null, 201),
+      })) as never;
     })
     .openapi(list, async (c) => {
       const page = await listConversations(deps, c.var.tenantId, c.req.valid("query"));

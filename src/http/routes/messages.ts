@@ -1,8 +1,10 @@
-import { Readable } from "node:stream";
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Logger } from "pino";
 import { getMessage, listMessages } from "../../domain/messages.ts";
-import { cancelReply, replyEventSource, type ReplyControlDeps } from "../../domain/reply-control.ts";
+import { cancelReply, type ReplyControlDeps } from "../../domain/reply-control.ts";
+import type { MessageRow } from "../../db/schema.ts";
+import { idempotently, type IdempotencyDeps } from "../idempotency.ts";
+import { openReplyEvents } from "../reply-follow.ts";
 import { pageQuerySchema } from "../../domain/pagination.ts";
 import { listOf, messageSchema, toMessageResource, type MessageResource } from "../../domain/resources.ts";
 import { appendMessage, appendMessageSchema, type TurnDeps } from "../../domain/turns.ts";
@@ -12,7 +14,7 @@ import { replyEventsResponse } from "../sse.ts";
 import { validationHook } from "../validation.ts";
 import { conversationIdParam, errorResponse, jsonBody, jsonResponse, messageIdParam } from "./schemas.ts";
 
-export interface MessageRouteDeps extends TurnDeps, ReplyControlDeps {
+export interface MessageRouteDeps extends TurnDeps, ReplyControlDeps, IdempotencyDeps {
   follower: ReplyEventFollower;
   heartbeatMs: number;
   log: Logger;
@@ -109,20 +111,38 @@ export function messageRoutes(deps: MessageRouteDeps) {
   return new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
     .openapi(append, async (c) => {
       const body = c.req.valid("json");
-      const turn = await appendMessage(deps, c.var.tenantId, c.req.valid("param").conversation_id, body);
-      const message = toMessageResource(turn.message);
-      if (!turn.reply) return c.json({ message, reply: null }, 201);
-      const key = deps.replyEvents.key(turn.reply.id);
-      if (body.stream) {
-        return replyEventsResponse(c, {
-          follow: (signal) => deps.follower.follow(key, null, signal),
-          heartbeatMs: deps.heartbeatMs,
-          log: c.var.log,
-        }) as never;
-      }
-      if (!body.wait) return c.json({ message, reply: toMessageResource(turn.reply) }, 202);
-      const reply = (await awaitReplyEnd(deps.follower, key, c.req.raw.signal)) as MessageResource;
-      return c.json({ message, reply }, 201);
+      const tenantId = c.var.tenantId;
+      const conversationId = c.req.valid("param").conversation_id;
+      const respond = async (message: MessageRow, reply: MessageRow | null) => {
+        const appended = toMessageResource(message);
+        if (!reply) return c.json({ message: appended, reply: null }, 201);
+        if (body.stream) {
+          const follow = await openReplyEvents(deps, { tenantId, conversationId, replyId: reply.id, lastEventId: null });
+          return replyEventsResponse(c, { follow, heartbeatMs: deps.heartbeatMs, log: c.var.log });
+        }
+        if (!body.wait) return c.json({ message: appended, reply: toMessageResource(reply) }, 202);
+        if (reply.status !== "queued" && reply.status !== "in_progress") {
+          return c.json({ message: appended, reply: toMessageResource(reply) }, 201);
+        }
+        const ended = await awaitReplyEnd(deps.follower, deps.replyEvents.key(reply.id), c.req.raw.signal);
+        return c.json({ message: appended, reply: ended as MessageResource }, 201);
+      };
+      return (await idempotently(c, deps, body, {
+        perform: async () => {
+          const turn = await appendMessage(deps, tenantId, conversationId, body);
+          return {
+            result: { kind: "turn", conversationId, messageIds: [turn.message.id], replyId: turn.reply?.id ?? null },
+            value: turn,
+          };
+        },
+        respond: (turn) => respond(turn.message, turn.reply),
+        replay: async (result) => {
+          if (result.kind !== "turn") throw new Error(`an idempotency record of kind ${result.kind} on an append`);
+          const message = await getMessage(deps, tenantId, conversationId, result.messageIds[0]!);
+          const reply = result.replyId ? await getMessage(deps, tenantId, conversationId, result.replyId) : null;
+          return respond(message, reply);
+        },
+      })) as never;
     })
     .openapi(list, async (c) => {
       const page = await listMessages(deps, c.var.tenantId, c.req.valid("param").conversation_id, c.req.valid("query"));
@@ -136,13 +156,13 @@ export function messageRoutes(deps: MessageRouteDeps) {
     .openapi(events, async (c) => {
       const { conversation_id, message_id } = c.req.valid("param");
       const lastEventId = c.req.header("last-event-id") ?? c.req.valid("query").last_event_id ?? null;
-      const source = await replyEventSource(deps, c.var.tenantId, conversation_id, message_id, lastEventId);
-      return replyEventsResponse(c, {
-        follow: (signal) =>
-          source.kind === "live" ? deps.follower.follow(source.key, source.afterId, signal) : Readable.from(source.events),
-        heartbeatMs: deps.heartbeatMs,
-        log: c.var.log,
-      }) as never;
+      const follow = await openReplyEvents(deps, {
+        tenantId: c.var.tenantId,
+        conversationId: conversation_id,
+        replyId: message_id,
+        lastEventId,
+      });
+      return replyEventsResponse(c, { follow, heartbeatMs: deps.heartbeatMs, log: c.var.log }) as never;
     })
     .openapi(cancel, async (c) => {
       const { conversation_id, message_id } = c.req.valid("param");

@@ -58,7 +58,11 @@ export async function buildDeps(config: Config, log: Logger): Promise<Deps> {
   if (!models.resolve(defaultModel)) {
     throw new Error(`DEFAULT_MODEL '${defaultModel}' is not served (served: ${models.describeServed().join(", ")})`);
   }
-  const jobQueue = createModelJobQueue({ connection: connectRedis({ maxRetriesPerRequest: 2 }), prefix: config.REDIS_PREFIX });
+  const jobQueue = createModelJobQueue({
+    connection: connectRedis({ maxRetriesPerRequest: 2 }),
+    prefix: config.REDIS_PREFIX,
+    onError: (err) => log.warn({ err }, "job queue error"),
+  });
   return {
     config,
     log,

@@ -48,10 +48,14 @@ function fromDomain(err: ParleyError): { status: ContentfulStatusCode; type: str
 // postgres.js and ioredis report a server they cannot reach with these.
 const UNREACHABLE = new Set(["ECONNREFUSED", "ECONNRESET", "CONNECT_TIMEOUT", "CONNECTION_CLOSED", "CONNECTION_ENDED", "ETIMEDOUT", "EHOSTUNREACH"]);
 function isDependencyDown(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  if (typeof code === "string" && UNREACHABLE.has(code)) return true;
-  const message = err instanceof Error ? err.message : "";
-  return /Connection is closed|Stream isn't writeable|enableOfflineQueue/.test(message);
+  // Drivers' errors arrive wrapped (drizzle's DrizzleQueryError keeps the driver's as its cause).
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && UNREACHABLE.has(code)) return true;
+    const message = e instanceof Error ? e.message : "";
+    if (/Connection is closed|Stream isn't writeable|enableOfflineQueue|ECONNREFUSED/.test(message)) return true;
+  }
+  return false;
 }
 
 export function toErrorResponse(err: unknown, log: Logger): { status: ContentfulStatusCode; body: ErrorBody } {

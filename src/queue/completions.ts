@@ -44,7 +44,7 @@ export interface ModelJobQueue {
   close(): Promise<void>;
 }
 
-export function createModelJobQueue(opts: { connection: Redis; prefix: string }): ModelJobQueue {
+export function createModelJobQueue(opts: { connection: Redis; prefix: string; onError: (err: unknown) => void }): ModelJobQueue {
   const queue = new Queue<ModelJob>(COMPLETIONS_QUEUE, {
     connection: opts.connection,
     prefix: opts.prefix,
@@ -55,6 +55,8 @@ export function createModelJobQueue(opts: { connection: Redis; prefix: string })
       removeOnFail: { count: 10_000 },
     },
   });
+  // Without a listener BullMQ prints connection errors itself; ours go to the log.
+  queue.on("error", opts.onError);
   return {
     async enqueue(job) {
       const data = jobSchema.parse(job);

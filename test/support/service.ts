@@ -39,14 +39,14 @@ export interface TestService extends RunningService {
  * Parley (API and worker in one process) on a random port, with its own
  * database and Redis key prefix. `stop()` shuts it down and drops the database.
  */
-export async function startTestService(
-  overrides: Partial<Omit<Config, "UPSTREAMS">> & { UPSTREAMS?: Partial<UpstreamConfig>[] } = {},
-): Promise<TestService> {
-  const database = await createTestDatabase();
+type ConfigOverrides = Partial<Omit<Config, "UPSTREAMS">> & { UPSTREAMS?: Partial<UpstreamConfig>[] };
+
+/** The configuration tests run Parley with: fast pacing and retries, a Redis prefix of its own. */
+export function testConfig(databaseUrl: string, overrides: ConfigOverrides = {}): Config {
   const config = configSchema.parse({
     PORT: 0,
     HOST: "127.0.0.1",
-    DATABASE_URL: database.url,
+    DATABASE_URL: databaseUrl,
     REDIS_URL: inject("redisUrl"),
     REDIS_PREFIX: `parley-test-${suffix()}`,
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "silent",
@@ -57,8 +57,19 @@ export async function startTestService(
     UPSTREAM_RETRY_BASE_MS: 10,
     UPSTREAM_RETRY_MAX_MS: 2000,
   });
-  Object.assign(config, overrides);
-  if (overrides.UPSTREAMS) config.UPSTREAMS = configSchema.shape.UPSTREAMS.parse(JSON.stringify(overrides.UPSTREAMS));
+  const { UPSTREAMS, ...rest } = overrides;
+  Object.assign(config, rest);
+  if (UPSTREAMS) config.UPSTREAMS = configSchema.shape.UPSTREAMS.parse(JSON.stringify(UPSTREAMS));
+  return config;
+}
+
+/**
+ * Parley (API and worker in one process) on a random port, with its own
+ * database and Redis key prefix. `stop()` shuts it down and drops the database.
+ */
+export async function startTestService(overrides: ConfigOverrides = {}): Promise<TestService> {
+  const database = await createTestDatabase();
+  const config = testConfig(database.url, overrides);
   const service = await startService(config, createLogger(config.LOG_LEVEL));
   if (!service.url) throw new Error("the test service has no API");
   return {

@@ -101,10 +101,18 @@ export async function startService(config: Config, log: Logger): Promise<Running
         ? setInterval(() => server.closeIdleConnections(), 100)
         : null;
       // In-flight turns and open responses get until the bound; then everything is cut.
-      await withinBound(Promise.all([worker?.close(), httpClosed]), timeoutMs);
+      const workerClosed = worker ? worker.close().then(() => true) : Promise.resolve(true);
+      const drained = await withinBound(Promise.all([workerClosed, httpClosed]).then(() => true), timeoutMs);
       if (dropIdle) clearInterval(dropIdle);
       if (server && "closeAllConnections" in server) server.closeAllConnections();
       await follower?.close();
+      if (drained !== true && worker) {
+        // Replies still generating are left to other workers: their jobs' locks lapse and they
+        // run again elsewhere. Closing Postgres and Redis under them now would only make them
+        // store a failure on the way out, so the process exits with the connections open.
+        log.warn({ timeoutMs }, "drain bound reached; in-flight replies are left to other workers");
+        return;
+      }
       await deps.close();
     },
   };

@@ -86,6 +86,59 @@ describe("a worker killed mid-reply", () => {
   }, 30_000);
 });
 
+describe("a worker told to stop (SIGTERM) mid-reply", () => {
+  const running: ParleyProcess[] = [];
+  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  beforeAll(async () => {
+    database = await createTestDatabase();
+  });
+  afterAll(async () => {
+    for (const p of running) if (p.child.exitCode === null) p.child.kill("SIGKILL");
+    await database?.drop();
+  });
+
+  it("exits 0 at its drain bound and leaves the unfinished reply to another worker, not lost", async () => {
+    upstream.reset();
+    upstream.setBehaviour({ kind: "ok", tokenDelayMs: 150 });
+    const port = await freePort();
+    const env = {
+      DATABASE_URL: database.url,
+      REDIS_URL: inject("redisUrl"),
+      REDIS_PREFIX: `parley-test-${randomBytes(4).toString("hex")}`,
+      HOST: "127.0.0.1",
+      PORT: String(port),
+      UPSTREAMS: JSON.stringify([{ name: "fake", base_url: upstream.baseURL, models: ["fake-model"] }]),
+      WORKER_LOCK_MS: "1500",
+      WORKER_STALLED_CHECK_MS: "500",
+      SHUTDOWN_TIMEOUT_MS: "300",
+    };
+    const start = (role: string) => {
+      const p = spawnParley({ ...env, ROLE: role });
+      running.push(p);
+      return p;
+    };
+    const apiProcess = start("api");
+    const worker = start("worker");
+    await Promise.all([waitForOutput(apiProcess, "api listening"), waitForOutput(worker, "worker started")]);
+    const api = apiClient(`http://127.0.0.1:${port}/v1`);
+    const { body: conv } = await api.post("/conversations", { model: "fake-model" });
+    const question = "a question whose answer takes longer than the drain bound";
+    const turn = api.post(`/conversations/${conv.id}/messages`, { content: question });
+    await new Promise((r) => setTimeout(r, 500));
+    worker.child.kill("SIGTERM");
+    expect(await worker.exited).toBe(0);
+    expect(worker.output()).toContain("left to other workers");
+    const [midway] = await database.sql`select status from messages where conversation_id = ${conv.id} and role = 'assistant'`;
+    expect(midway?.status).toBe("in_progress");
+
+    await waitForOutput(start("worker"), "worker started");
+    const res = await turn;
+    expect(res.body.reply).toMatchObject({ status: "completed", content: upstream.replyTextFor(question) });
+    const [row] = await database.sql`select count(*)::int as n from messages where conversation_id = ${conv.id}`;
+    expect(row?.n).toBe(2);
+  }, 30_000);
+});
+
 describe("a reply whose job is gone", () => {
   let service: TestService;
   beforeAll(async () => {

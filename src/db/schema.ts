@@ -13,12 +13,44 @@ import {
 
 /** The only description of the database; migrations/ is generated from it. */
 
+/** An app using Parley: every conversation, message and API key belongs to one. Its id is its name. */
+export const tenants = pgTable("tenants", {
+  id: text("id").primaryKey(),
+  createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+});
+
+/**
+ * A tenant's API key. Only its SHA-256 is stored; `prefix` is the start of the
+ * key, shown in lists so a key can be told apart and revoked without the secret.
+ */
+export const apiKeys = pgTable(
+  "api_keys",
+  {
+    id: text("id").primaryKey(),
+    tenantId: text("tenant_id")
+      .notNull()
+      .references(() => tenants.id),
+    name: text("name"),
+    prefix: text("prefix").notNull(),
+    hash: text("hash").notNull(),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+    revokedAt: timestamp("revoked_at", { withTimezone: true }),
+  },
+  (t) => [
+    uniqueIndex("api_keys_hash_idx").on(t.hash),
+    uniqueIndex("api_keys_prefix_idx").on(t.prefix),
+    index("api_keys_tenant_id_idx").on(t.tenantId, t.id),
+  ],
+);
+
 export const conversations = pgTable(
   "conversations",
   {
     id: text("id").primaryKey(),
-    // Every row of user data belongs to a tenant; one tenant until API keys exist.
-    tenantId: text("tenant_id").notNull(),
+    // Every row of user data belongs to a tenant, and every query is scoped by it.
+    tenantId: text("tenant_id")
+      .notNull()
+      .references(() => tenants.id),
     title: text("title"),
     model: text("model").notNull(),
     system: text("system"),
@@ -88,6 +120,7 @@ export const messages = pgTable(
 );
 
 export type ConversationRow = typeof conversations.$inferSelect;
+export type ApiKeyRow = typeof apiKeys.$inferSelect;
 export type MessageRow = typeof messages.$inferSelect;
 
 /**

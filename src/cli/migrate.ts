@@ -1,5 +1,5 @@
 import { loadConfig } from "../config.ts";
-import { migrateDatabase } from "./migrate.ts";
+import { migrateDatabase } from "../db/migrate.ts";
 
 // `npm run db:migrate`: the same migration the service applies at start, on its own.
 const config = loadConfig();

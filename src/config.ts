@@ -88,6 +88,33 @@ export const configSchema = z.object({
   UPSTREAM_IDLE_TIMEOUT_MS: int(1).default(30_000),
   /** OpenAI-compatible upstreams, as a JSON array of {name, base_url, api_key, models, model_prefix}. */
   UPSTREAMS: upstreamList.default([]),
+
+  /** `production` refuses to start open: it needs ADMIN_SECRET or at least one API key. */
+  NODE_ENV: z.enum(["production", "development", "test"]).default("development"),
+  /** Bearer secret of the admin API (/admin/…); the admin API is off without it. */
+  ADMIN_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
+  /** How long an API key found in Postgres is remembered in Redis (revocation clears it at once). */
+  API_KEY_CACHE_SECONDS: int(1).default(300),
+
+  // Limits: each is named in the error a request that breaks it gets.
+  /** Largest request body, in bytes (413 beyond). */
+  MAX_BODY_BYTES: int(1024).default(4 * 1024 * 1024),
+  /** Longest message content (and system prompt), in characters. */
+  MAX_CONTENT_CHARS: int(1).default(1_000_000),
+  /** Most messages in one request (an imported history, a chat-completions call). */
+  MAX_MESSAGES_PER_REQUEST: int(1).default(1_000),
+  MAX_METADATA_ENTRIES: int(0).default(16),
+  MAX_METADATA_KEY_CHARS: int(1).default(64),
+  MAX_METADATA_VALUE_CHARS: int(1).default(512),
+  /** Largest `limit` of a list request. */
+  MAX_PAGE_LIMIT: int(1, 10_000).default(100),
+  /** Requests one API key may make per RATE_LIMIT_WINDOW_SECONDS, counted across every API instance. */
+  RATE_LIMIT_REQUESTS: int(1).default(600),
+  RATE_LIMIT_WINDOW_SECONDS: int(1).default(60),
+  /** Replies (and chat completions) one tenant may have queued or generating at once. */
+  MAX_CONCURRENT_REPLIES: int(1).default(32),
+  /** A reply's hold on a concurrency slot lapses after this, should its worker never give it back. */
+  REPLY_SLOT_LEASE_SECONDS: int(10).default(900),
 });
 export type Config = z.infer<typeof configSchema>;
 

@@ -1,5 +1,8 @@
 import { Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "pino";
+import { ApiKeyAuthenticator } from "./access/api-key-cache.ts";
+import { RedisReplySlots, type ReplySlots } from "./access/reply-slots.ts";
+import { RequestRateLimiter } from "./access/request-rate.ts";
 import type { Config } from "./config.ts";
 import { connectDatabase, type Database } from "./db/client.ts";
 import { createOpenAICompatibleProvider } from "./providers/openai-compatible.ts";
@@ -19,6 +22,9 @@ export interface Deps {
   redis: Redis;
   replyEvents: ReplyEventLog;
   jobQueue: ModelJobQueue;
+  authenticator: ApiKeyAuthenticator;
+  requestRate: RequestRateLimiter;
+  replySlots: ReplySlots;
   /** A new Redis connection for a blocking reader (the worker, the event follower). */
   connectRedis(opts?: RedisOptions): Redis;
   close(): Promise<void>;
@@ -72,6 +78,25 @@ export async function buildDeps(config: Config, log: Logger): Promise<Deps> {
     redis,
     replyEvents: new ReplyEventLog({ redis, prefix: config.REDIS_PREFIX, ttlSeconds: config.REPLY_EVENTS_TTL_SECONDS }),
     jobQueue,
+    authenticator: new ApiKeyAuthenticator({
+      db: database.db,
+      redis,
+      prefix: config.REDIS_PREFIX,
+      ttlSeconds: config.API_KEY_CACHE_SECONDS,
+      log,
+    }),
+    requestRate: new RequestRateLimiter({
+      redis,
+      prefix: config.REDIS_PREFIX,
+      requests: config.RATE_LIMIT_REQUESTS,
+      windowSeconds: config.RATE_LIMIT_WINDOW_SECONDS,
+    }),
+    replySlots: new RedisReplySlots({
+      redis,
+      prefix: config.REDIS_PREFIX,
+      limit: config.MAX_CONCURRENT_REPLIES,
+      leaseSeconds: config.REPLY_SLOT_LEASE_SECONDS,
+    }),
     connectRedis,
     async close() {
       await jobQueue.close().catch(() => {});

@@ -13,7 +13,8 @@ try {
 
 const log = createLogger(config.LOG_LEVEL);
 const service = await startService(config, log).catch((err: unknown) => {
-  log.fatal({ err }, "could not start");
+  if (err instanceof ConfigError) console.error(`parley: ${err.message}`);
+  else log.fatal({ err }, "could not start");
   process.exit(1);
 });
 

@@ -1,14 +1,16 @@
 import type { AddressInfo } from "node:net";
 import { serve, type ServerType } from "@hono/node-server";
 import type { Logger } from "pino";
-import type { Config } from "./config.ts";
+import { ConfigError, type Config } from "./config.ts";
 import { migrateDatabase } from "./db/migrate.ts";
-import { buildDeps } from "./deps.ts";
+import { buildDeps, type Deps } from "./deps.ts";
+import { countActiveApiKeys } from "./domain/api-keys.ts";
 import { forgetExpiredIdempotencyKeys } from "./domain/idempotency.ts";
 import { failLostReplies } from "./domain/lost-replies.ts";
 import { generateReply } from "./domain/reply-generation.ts";
 import { runStatelessCompletion } from "./domain/stateless-completions.ts";
 import { createApp } from "./http/app.ts";
+import { inputLimitsFrom } from "./http/input-limits.ts";
 import { startModelJobWorker, type ModelJobWorker } from "./queue/completions.ts";
 import { CancellationListener, publishCancel } from "./queue/reply-cancellation.ts";
 import { ReplyEventFollower } from "./streams/reply-event-follower.ts";
@@ -26,10 +28,28 @@ export interface RunningService {
 const withinBound = (work: Promise<unknown>, ms: number): Promise<unknown> =>
   Promise.race([work, new Promise((r) => setTimeout(r, ms).unref())]);
 
+/**
+ * In production an API with neither an admin secret nor a single API key
+ * could only be used after someone reached into its database: refuse to start,
+ * saying what to set.
+ */
+async function refuseToRunOpen(config: Config, deps: Deps): Promise<void> {
+  if (config.NODE_ENV !== "production" || config.ROLE === "worker" || config.ADMIN_SECRET) return;
+  if ((await countActiveApiKeys(deps.db)) > 0) return;
+  throw new ConfigError(
+    "NODE_ENV=production needs a way in: set ADMIN_SECRET (32+ characters) to manage keys over /admin/keys, " +
+      "or create a key first with `npm run keys -- create --tenant <name>`.",
+  );
+}
+
 /** Starts the roles `config.ROLE` asks for, after applying migrations. */
 export async function startService(config: Config, log: Logger): Promise<RunningService> {
   await migrateDatabase(config.DATABASE_URL);
   const deps = await buildDeps(config, log);
+  await refuseToRunOpen(config, deps).catch(async (err: unknown) => {
+    await deps.close();
+    throw err;
+  });
   const runsApi = config.ROLE !== "worker";
   const runsWorker = config.ROLE !== "api";
 
@@ -48,10 +68,18 @@ export async function startService(config: Config, log: Logger): Promise<Running
       concurrency: config.WORKER_CONCURRENCY,
       lockMs: config.WORKER_LOCK_MS,
       stalledCheckMs: config.WORKER_STALLED_CHECK_MS,
-      run: (job, run) =>
-        job.kind === "reply"
-          ? generateReply({ ...deps, cancellations }, job, run)
-          : runStatelessCompletion(deps, job, run),
+      run: async (job, run) => {
+        const jobId = job.kind === "reply" ? job.replyId : job.completionId;
+        // Every line the job logs names it, its tenant and the request that asked for it.
+        const jobLog = log.child({ jobId, tenantId: job.tenantId, requestId: job.requestId });
+        try {
+          await (job.kind === "reply"
+            ? generateReply({ ...deps, log: jobLog, cancellations }, job, run)
+            : runStatelessCompletion({ ...deps, log: jobLog }, job, run));
+        } finally {
+          await deps.replySlots.release(job.tenantId, jobId).catch((err: unknown) => jobLog.warn({ err }, "could not give back the reply slot"));
+        }
+      },
       onError: (err) => log.warn({ err }, "worker error"),
     });
     sweep = setInterval(() => {
@@ -78,6 +106,9 @@ export async function startService(config: Config, log: Logger): Promise<Running
       startedAt: Math.floor(Date.now() / 1000),
       signalCancel: (replyId) => publishCancel(deps.redis, config.REDIS_PREFIX, replyId),
       idempotencyTtlMs: config.IDEMPOTENCY_KEY_TTL_HOURS * 3_600_000,
+      adminSecret: config.ADMIN_SECRET,
+      limits: inputLimitsFrom(config),
+      maxBodyBytes: config.MAX_BODY_BYTES,
     });
     server = await new Promise<ServerType>((resolve) => {
       const s = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, () => resolve(s));

@@ -30,7 +30,6 @@ export const createConversationSchema = z
     metadata: metadataSchema.optional(),
     messages: z
       .array(importedMessageSchema)
-      .max(1000)
       .optional()
       .openapi({ description: "An existing history to import, oldest first; stored as completed messages." }),
   })

@@ -70,3 +70,40 @@ export class IdempotencyConflictError extends ParleyError {
     this.code = code;
   }
 }
+
+/** No API key, a key that is not one of ours, or a revoked one; the message never says which. */
+export class AuthenticationError extends ParleyError {
+  readonly code: string;
+  constructor(message: string, code: "missing_api_key" | "invalid_api_key" | "invalid_admin_secret" | "admin_api_disabled") {
+    super(message);
+    this.code = code;
+  }
+}
+
+/** What a limit answered with: enough for `Retry-After` and the `x-ratelimit-*` headers. */
+export interface LimitState {
+  /** `requests` (per API key and window) or `replies` (per tenant, in flight at once). */
+  kind: "requests" | "replies";
+  limit: number;
+  remaining: number;
+  /** When a request (or a slot) is likely to be free again. */
+  resetMs: number;
+}
+
+export class RateLimitedError extends ParleyError {
+  readonly code: string;
+  readonly state: LimitState;
+  constructor(message: string, state: LimitState) {
+    super(message);
+    this.code = state.kind === "requests" ? "rate_limit_exceeded" : "concurrency_limit_exceeded";
+    this.state = state;
+  }
+}
+
+/** An admin asked for a key or tenant that does not exist. */
+export class UnknownApiKeyError extends ParleyError {
+  readonly code = "not_found";
+  constructor(prefix: string) {
+    super(`No API key with prefix '${prefix}'.`, "prefix");
+  }
+}

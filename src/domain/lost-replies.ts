@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import type { Database } from "../db/client.ts";
 import { messages } from "../db/schema.ts";
 import type { ModelJobQueue } from "../queue/completions.ts";
+import type { ReplySlots } from "../access/reply-slots.ts";
 import type { ReplyEventLog } from "../streams/reply-events.ts";
 import { contentSoFar } from "./messages.ts";
 import { finishReply, inFlightStatuses } from "./replies.ts";
@@ -12,6 +13,7 @@ export interface LostReplyDeps {
   db: Database;
   jobQueue: ModelJobQueue;
   replyEvents: ReplyEventLog;
+  replySlots: ReplySlots;
   log: Logger;
 }
 
@@ -24,13 +26,13 @@ export interface LostReplyDeps {
  */
 export async function failLostReplies(deps: LostReplyDeps, opts: { graceMs: number; batch?: number }): Promise<number> {
   const candidates = await deps.db
-    .select({ id: messages.id })
+    .select({ id: messages.id, tenantId: messages.tenantId })
     .from(messages)
     .where(and(inArray(messages.status, inFlightStatuses), lt(messages.createdAt, new Date(Date.now() - opts.graceMs))))
     .orderBy(asc(messages.createdAt))
     .limit(opts.batch ?? 500);
   let failed = 0;
-  for (const { id } of candidates) {
+  for (const { id, tenantId } of candidates) {
     if (await deps.jobQueue.isPending(id)) continue;
     const row = await finishReply(deps.db, id, {
       status: "failed",
@@ -43,6 +45,7 @@ export async function failLostReplies(deps: LostReplyDeps, opts: { graceMs: numb
     });
     if (!row) continue;
     failed++;
+    await deps.replySlots.release(tenantId, id);
     deps.log.warn({ replyId: id }, "failed a reply whose job was lost");
     await deps.replyEvents.append(id, [
       { event: "message.failed", data: toMessageResource(row) },

@@ -6,9 +6,10 @@ export const pageQuerySchema = z.object({
     .number()
     .int()
     .min(1)
-    .max(100)
+    // The deployment's largest page (MAX_PAGE_LIMIT, 100 by default) is checked after parsing.
+    .max(10_000)
     .default(20)
-    .openapi({ description: "1 to 100.", example: 20 }),
+    .openapi({ description: "1 to 100 (the deployment's MAX_PAGE_LIMIT).", example: 20 }),
   after: z.string().min(1).optional().openapi({ description: "An id: the page starts after it, in `order`." }),
   before: z
     .string()

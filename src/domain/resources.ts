@@ -7,18 +7,50 @@ import { messageRoles, messageStatuses } from "../db/schema.ts";
  * code, documents /openapi.json, and is what the presenters below produce.
  */
 
-/** Text as Postgres can store it: any string without NUL characters. */
+/**
+ * Text as Postgres can store it and give back unchanged: no NUL characters,
+ * and well-formed Unicode (a lone surrogate would be stored as U+FFFD).
+ */
 export const storableText = () =>
-  z.string().refine((s) => !s.includes("\u0000"), { message: "must not contain NUL (\\u0000) characters" });
+  z
+    .string()
+    .refine((s) => !s.includes("\u0000"), { message: "must not contain NUL (\\u0000) characters" })
+    .refine((s) => s.isWellFormed(), { message: "must be well-formed Unicode (no lone surrogates)" });
 
+/**
+ * Whether every string in a JSON value (keys too) is storable text. Walks with
+ * its own stack, not recursion: a body may nest deeper than the call stack.
+ */
+function isStorableJson(value: unknown): boolean {
+  const storable = (s: string) => !s.includes("\u0000") && s.isWellFormed();
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v === "string") {
+      if (!storable(v)) return false;
+    } else if (Array.isArray(v)) {
+      stack.push(...v);
+    } else if (typeof v === "object" && v !== null) {
+      for (const [k, item] of Object.entries(v)) {
+        if (!storable(k)) return false;
+        stack.push(item);
+      }
+    }
+  }
+  return true;
+}
+
+// Entry count and sizes are the deployment's limits (MAX_METADATA_*), checked after parsing.
 export const metadataSchema = z
-  .record(storableText().max(64), storableText().max(512))
-  .refine((m) => Object.keys(m).length <= 16, { message: "at most 16 metadata entries" })
-  .openapi({ description: "Up to 16 string pairs of your own.", example: { app: "travel" } });
+  .record(storableText(), storableText())
+  .openapi({
+    description: "String pairs of your own: up to 16, keys up to 64 and values up to 512 characters (by default).",
+    example: { app: "travel" },
+  });
 
 export const paramsSchema = z
   .record(z.string(), z.unknown())
-  .refine((p) => !JSON.stringify(p).includes("\\u0000"), { message: "must not contain NUL (\\u0000) characters" })
+  .refine(isStorableJson, { message: "must not contain NUL (\\u0000) characters or lone surrogates" })
   .openapi({
     description:
       "Default sampling fields for the model (`temperature`, `max_tokens`, `top_p`, `stop`, …), passed to the upstream as given.",

@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import type { ModelRegistry } from "../providers/registry.ts";
 import type { ChatMessage } from "../providers/types.ts";
 import type { CompletionJob, JobRun, ModelJobQueue } from "../queue/completions.ts";
+import type { ReplySlots } from "../access/reply-slots.ts";
 import type { ReplyEventLog } from "../streams/reply-events.ts";
 import { DependencyUnavailableError, ModelNotFoundError } from "./errors.ts";
 import { newCompletionId } from "./ids.ts";
@@ -19,6 +20,8 @@ export interface StatelessCompletionRequest {
   params: Record<string, unknown>;
   upstreamStream: boolean;
   retainEventsSeconds?: number;
+  /** The request that asked for it, named in the worker's log lines. */
+  requestId?: string;
 }
 
 /** What a completion's end event carries: the fields a reply's message resource has too. */
@@ -32,12 +35,13 @@ export interface CompletionEnd {
 }
 
 export async function startStatelessCompletion(
-  deps: { models: ModelRegistry; jobQueue: ModelJobQueue; replyEvents: ReplyEventLog },
+  deps: { models: ModelRegistry; jobQueue: ModelJobQueue; replyEvents: ReplyEventLog; replySlots: ReplySlots },
   tenantId: string,
   request: StatelessCompletionRequest,
 ): Promise<{ id: string }> {
   if (!deps.models.resolve(request.model)) throw new ModelNotFoundError(request.model, deps.models.describeServed());
   const id = newCompletionId();
+  await deps.replySlots.acquire(tenantId, id);
   try {
     // Opens the event stream with its retention before any worker writes to it.
     await deps.replyEvents.append(
@@ -47,6 +51,7 @@ export async function startStatelessCompletion(
     );
     await deps.jobQueue.enqueue({ kind: "completion", completionId: id, tenantId, ...request });
   } catch (cause) {
+    await deps.replySlots.release(tenantId, id).catch(() => {});
     throw Object.assign(new DependencyUnavailableError("The job queue (Redis)"), { cause });
   }
   return { id };

@@ -4,6 +4,7 @@ import type { Database } from "../db/client.ts";
 import { conversations, messages, type MessageRow } from "../db/schema.ts";
 import type { ModelRegistry } from "../providers/registry.ts";
 import type { ModelJobQueue } from "../queue/completions.ts";
+import type { ReplySlots } from "../access/reply-slots.ts";
 import type { ReplyEventLog } from "../streams/reply-events.ts";
 import { ConversationBusyError, DependencyUnavailableError, InvalidRequestError, ModelNotFoundError, NotFoundError } from "./errors.ts";
 import { looksLikeId, newMessageId } from "./ids.ts";
@@ -16,6 +17,7 @@ export interface TurnDeps {
   models: ModelRegistry;
   replyEvents: ReplyEventLog;
   jobQueue: ModelJobQueue;
+  replySlots: ReplySlots;
 }
 
 export const appendMessageSchema = z
@@ -55,6 +57,8 @@ export interface NewTurn {
   params?: Record<string, unknown> | null;
   /** Ask the provider with streaming on (default) or for one whole answer. */
   upstreamStream?: boolean;
+  /** The request that asked for the turn: carried into the job, so the worker's log lines name it. */
+  requestId?: string;
 }
 
 /** One message through the messages API: the checks of its flags, then a turn. */
@@ -63,6 +67,7 @@ export async function appendMessage(
   tenantId: string,
   conversationId: string,
   input: AppendMessageInput,
+  requestId?: string,
 ): Promise<AppendedTurn> {
   if (input.reply === true && input.role !== "user") {
     throw new InvalidRequestError("Only a `user` message can ask for a reply.", "reply");
@@ -75,6 +80,7 @@ export async function appendMessage(
     messages: [{ role: input.role, content: input.content, metadata: input.metadata }],
     reply: wantsReply,
     params: input.params ?? null,
+    requestId,
   });
   const [message] = turn.messages;
   if (!message) throw new Error("a turn stored no message");
@@ -100,6 +106,12 @@ export async function appendTurn(
   }
 
   const count = turn.messages.length + (turn.reply ? 1 : 0);
+  // The tenant's concurrency slot is taken before anything is stored, so a refused turn stores nothing.
+  const replyId = turn.reply ? newMessageId() : null;
+  if (replyId) await deps.replySlots.acquire(tenantId, replyId);
+  const giveSlotBack = async () => {
+    if (replyId) await deps.replySlots.release(tenantId, replyId).catch(() => {});
+  };
   const inFlight = and(eq(messages.conversationId, conversationId), inArray(messages.status, inFlightStatuses));
   const stored = await deps.db
     .transaction(async (tx) => {
@@ -132,10 +144,10 @@ export async function appendTurn(
         .insert(messages)
         .values([
           ...completedMessageRows(turn.messages, { tenantId, conversationId, firstSeq, now }),
-          ...(turn.reply
+          ...(replyId
             ? [
                 {
-                  id: newMessageId(),
+                  id: replyId,
                   tenantId,
                   conversationId,
                   seq: bumped.lastSeq,
@@ -155,11 +167,18 @@ export async function appendTurn(
       return { messages: rows, reply };
     })
     .catch(async (err: unknown) => {
+      await giveSlotBack();
       if (!isUniqueViolation(err, "messages_one_reply_in_flight_idx")) throw err;
       throw await whyNoTurn(deps.db, tenantId, conversationId);
     });
 
-  if (stored.reply) await startReply(deps, tenantId, stored.messages, stored.reply, turn.upstreamStream ?? true);
+  if (stored.reply) {
+    const { messages: appended, reply } = stored;
+    await startReply(deps, tenantId, { messages: appended, reply }, turn).catch(async (err: unknown) => {
+      await giveSlotBack();
+      throw err;
+    });
+  }
   return stored;
 }
 
@@ -192,16 +211,21 @@ async function whyNoTurn(db: TurnDeps["db"], tenantId: string, conversationId: s
 async function startReply(
   deps: TurnDeps,
   tenantId: string,
-  appended: MessageRow[],
-  reply: MessageRow,
-  upstreamStream: boolean,
+  { messages: appended, reply }: { messages: MessageRow[]; reply: MessageRow },
+  turn: NewTurn,
 ): Promise<void> {
   try {
     await deps.replyEvents.append(reply.id, [
       ...appended.map((m) => ({ event: "message.created" as const, data: toMessageResource(m) })),
       { event: "message.created", data: toMessageResource(reply) },
     ]);
-    await deps.jobQueue.enqueue({ kind: "reply", replyId: reply.id, tenantId, upstreamStream });
+    await deps.jobQueue.enqueue({
+      kind: "reply",
+      replyId: reply.id,
+      tenantId,
+      upstreamStream: turn.upstreamStream ?? true,
+      requestId: turn.requestId,
+    });
   } catch (cause) {
     await finishReply(deps.db, reply.id, {
       status: "failed",

@@ -1,27 +1,45 @@
 import { randomUUID } from "node:crypto";
 import { OpenAPIHono } from "@hono/zod-openapi";
+import { bodyLimit } from "hono/body-limit";
+import type { Redis } from "ioredis";
+import type { ApiKeyAuthenticator } from "../access/api-key-cache.ts";
+import type { RequestRateLimiter } from "../access/request-rate.ts";
 import type { ConversationDeps } from "../domain/conversations.ts";
+import { limitRequestRate, requireAdminSecret, requireApiKey } from "./auth.ts";
 import type { AppEnv } from "./env.ts";
 import { ApiError, sendError } from "./errors.ts";
+import type { InputLimits } from "./input-limits.ts";
+import { adminKeyRoutes } from "./routes/admin-keys.ts";
 import { chatCompletionRoutes } from "./routes/chat-completions.ts";
 import { conversationRoutes } from "./routes/conversations.ts";
+import { healthRoutes } from "./routes/health.ts";
 import { messageRoutes, type MessageRouteDeps } from "./routes/messages.ts";
 import { modelRoutes } from "./routes/models.ts";
 import { validationHook } from "./validation.ts";
 
-export type AppDeps = ConversationDeps & MessageRouteDeps & { startedAt: number };
+export type AppDeps = ConversationDeps &
+  MessageRouteDeps & {
+    startedAt: number;
+    redis: Redis;
+    authenticator: ApiKeyAuthenticator;
+    requestRate: RequestRateLimiter;
+    adminSecret: string | undefined;
+    limits: InputLimits;
+    maxBodyBytes: number;
+  };
 
-/** The tenant every request acts for until API keys exist (a later issue). */
-export const DEFAULT_TENANT = "default";
+/** A caller's request id is kept when it is a plain token; anything else is replaced (it is echoed in a header and logged). */
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 export function createApp(deps: AppDeps) {
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
 
   app.use(async (c, next) => {
-    const requestId = c.req.header("x-request-id") ?? randomUUID();
+    const given = c.req.header("x-request-id");
+    const requestId = given && REQUEST_ID.test(given) ? given : randomUUID();
     c.set("requestId", requestId);
-    c.set("tenantId", DEFAULT_TENANT);
     c.set("log", deps.log.child({ requestId }));
+    c.set("limits", deps.limits);
     c.header("x-request-id", requestId);
     await next();
   });
@@ -31,23 +49,43 @@ export function createApp(deps: AppDeps) {
     sendError(c, new ApiError(404, `No route for ${c.req.method} ${c.req.path}.`, "route_not_found"), deps.log),
   );
 
-  app.get("/healthz", (c) => c.json({ status: "ok" }));
+  app.route("/", healthRoutes(deps));
+
+  const limitBody = bodyLimit({
+    maxSize: deps.maxBodyBytes,
+    onError: (c) =>
+      sendError(
+        c,
+        new ApiError(413, `The request body is larger than ${deps.maxBodyBytes} bytes (MAX_BODY_BYTES).`, "request_too_large"),
+        deps.log,
+      ),
+  });
 
   const v1 = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+  v1.use(requireApiKey(deps.authenticator), limitRequestRate(deps.requestRate), limitBody);
   v1.route("/conversations", conversationRoutes(deps));
   v1.route("/conversations", messageRoutes(deps));
   v1.route("/models", modelRoutes(deps));
   v1.route("/", chatCompletionRoutes(deps));
   app.route("/v1", v1);
 
+  const admin = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+  admin.use(requireAdminSecret(deps.adminSecret), limitBody);
+  admin.route("/keys", adminKeyRoutes({ db: deps.db, revocations: deps.authenticator }));
+  app.route("/admin", admin);
+
+  app.openAPIRegistry.registerComponent("securitySchemes", "apiKey", { type: "http", scheme: "bearer" });
   app.doc31("/openapi.json", {
     openapi: "3.1.0",
     info: {
       title: "Parley",
       version: "0.1.0",
-      description: "Durable conversations for chat models. Errors: {\"error\":{message,type,param,code}}.",
+      description:
+        "Durable conversations for chat models. Every /v1 request needs `Authorization: Bearer <API key>`; " +
+        "/admin needs the admin secret. Errors: {\"error\":{message,type,param,code}}.",
     },
     servers: [{ url: "/" }],
+    security: [{ apiKey: [] }],
   });
   return app;
 }

@@ -1,11 +1,16 @@
 import type { Logger } from "pino";
+import type { InputLimits } from "./input-limits.ts";
 
 /** What middleware puts on every request's context. */
 export interface AppEnv {
   Variables: {
-    /** Whose data the request may touch. One tenant until API keys arrive. */
+    /** Whose data the request may touch: the tenant of its API key. */
     tenantId: string;
+    /** The API key's id (what the request rate is counted against). */
+    keyId: string;
     requestId: string;
     log: Logger;
+    /** The configured input limits, checked after each route's schema. */
+    limits: InputLimits;
   };
 }

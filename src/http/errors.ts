@@ -4,6 +4,7 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { Logger } from "pino";
 import type { ZodError } from "zod";
 import {
+  AuthenticationError,
   ConversationBusyError,
   DependencyUnavailableError,
   IdempotencyConflictError,
@@ -11,7 +12,10 @@ import {
   ModelNotFoundError,
   NotFoundError,
   ParleyError,
+  RateLimitedError,
+  UnknownApiKeyError,
 } from "../domain/errors.ts";
+import { rateLimitHeaders } from "./auth.ts";
 import { ProviderError } from "../providers/types.ts";
 
 /** The one error shape every endpoint answers with, as the chat-completions SDKs expect it. */
@@ -37,7 +41,11 @@ export class ApiError extends Error {
 /** Domain error class → HTTP status and `type`, in one place. */
 function fromDomain(err: ParleyError): { status: ContentfulStatusCode; type: string } {
   if (err instanceof InvalidRequestError) return { status: 400, type: "invalid_request_error" };
-  if (err instanceof NotFoundError || err instanceof ModelNotFoundError) return { status: 404, type: "invalid_request_error" };
+  if (err instanceof NotFoundError || err instanceof ModelNotFoundError || err instanceof UnknownApiKeyError) {
+    return { status: 404, type: "invalid_request_error" };
+  }
+  if (err instanceof AuthenticationError) return { status: 401, type: "authentication_error" };
+  if (err instanceof RateLimitedError) return { status: 429, type: "rate_limit_error" };
   if (err instanceof ConversationBusyError || err instanceof IdempotencyConflictError) {
     return { status: 409, type: "invalid_request_error" };
   }
@@ -120,7 +128,21 @@ function describeIssue(message: string, code: string): string {
   return message;
 }
 
+/** Headers an error answer carries besides its body: how long to wait, or how to authenticate. */
+function errorHeaders(err: unknown): Record<string, string> {
+  if (err instanceof RateLimitedError) {
+    return {
+      ...rateLimitHeaders(err.state),
+      "retry-after": String(Math.max(1, Math.ceil(err.state.resetMs / 1000))),
+      // The OpenAI SDK waits this long before its own retry.
+      "retry-after-ms": String(Math.max(1, Math.round(err.state.resetMs))),
+    };
+  }
+  if (err instanceof AuthenticationError) return { "www-authenticate": 'Bearer realm="parley"' };
+  return {};
+}
+
 export function sendError(c: Context, err: unknown, log: Logger): Response {
   const { status, body } = toErrorResponse(err, log);
-  return c.json(body, status);
+  return c.json(body, status, errorHeaders(err));
 }

@@ -14,6 +14,7 @@ export const replyJobSchema = z.object({
   replyId: z.string().startsWith("msg_"),
   tenantId: z.string().min(1),
   upstreamStream: z.boolean().default(true),
+  requestId: z.string().optional(),
 });
 export type ReplyJob = z.input<typeof replyJobSchema>;
 
@@ -31,6 +32,7 @@ export const completionJobSchema = z.object({
   upstreamStream: z.boolean(),
   /** Keep the events this long after the end (longer than usual when an Idempotency-Key may replay them). */
   retainEventsSeconds: z.int().positive().optional(),
+  requestId: z.string().optional(),
 });
 export type CompletionJob = z.infer<typeof completionJobSchema>;
 

@@ -86,6 +86,7 @@ export function chatCompletionRoutes(deps: ChatCompletionRouteDeps) {
             messages: toChatMessages(body.messages),
             params: toSamplingParams(body),
             upstreamStream: stream,
+            requestId: c.var.requestId,
             // Nothing is stored for a stateless call: a keyed one keeps its events as long as its key.
             ...(keyed ? { retainEventsSeconds: Math.ceil(deps.idempotencyTtlMs / 1000) } : {}),
           });
@@ -123,6 +124,7 @@ export function chatCompletionRoutes(deps: ChatCompletionRouteDeps) {
             model: body.model,
             params: toSamplingParams(body),
             upstreamStream: stream,
+            requestId: c.var.requestId,
           });
           if (!turn.reply) throw new Error("a bound chat completion stored no reply");
           return {

@@ -129,7 +129,7 @@ export function messageRoutes(deps: MessageRouteDeps) {
       };
       return (await idempotently(c, deps, body, {
         perform: async () => {
-          const turn = await appendMessage(deps, tenantId, conversationId, body);
+          const turn = await appendMessage(deps, tenantId, conversationId, body, c.var.requestId);
           return {
             result: { kind: "turn", conversationId, messageIds: [turn.message.id], replyId: turn.reply?.id ?? null },
             value: turn,

@@ -1,0 +1,144 @@
+import type { Config } from "../config.ts";
+
+/**
+ * The configurable size limits on what a request may carry. The route schemas
+ * check shapes; these are checked on what a schema accepted (the sizes come
+ * from config, the schemas are built once), by field name, so one walk covers
+ * every endpoint: `content`, `system`, `messages`, `metadata`, and `limit`.
+ */
+export interface InputLimits {
+  maxContentChars: number;
+  maxMessages: number;
+  maxMetadataEntries: number;
+  maxMetadataKeyChars: number;
+  maxMetadataValueChars: number;
+  maxPageLimit: number;
+}
+
+export function inputLimitsFrom(config: Config): InputLimits {
+  return {
+    maxContentChars: config.MAX_CONTENT_CHARS,
+    maxMessages: config.MAX_MESSAGES_PER_REQUEST,
+    maxMetadataEntries: config.MAX_METADATA_ENTRIES,
+    maxMetadataKeyChars: config.MAX_METADATA_KEY_CHARS,
+    maxMetadataValueChars: config.MAX_METADATA_VALUE_CHARS,
+    maxPageLimit: config.MAX_PAGE_LIMIT,
+  };
+}
+
+export interface LimitBreach {
+  param: string | null;
+  code: string;
+  message: string;
+}
+
+/** Characters as people count them (code points), not UTF-16 units; only counted when it could matter. */
+function charCount(s: string, limit: number): number {
+  if (s.length <= limit) return s.length;
+  let n = 0;
+  for (const _ of s) n++;
+  return n;
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+function contentLength(content: unknown, limit: number): number {
+  if (typeof content === "string") return charCount(content, limit);
+  if (!Array.isArray(content)) return 0;
+  return content.reduce<number>((n, part) => n + (isRecord(part) && typeof part.text === "string" ? charCount(part.text, limit) : 0), 0);
+}
+
+function checkMetadata(metadata: unknown, at: string, limits: InputLimits): LimitBreach | null {
+  if (!isRecord(metadata)) return null;
+  const entries = Object.entries(metadata);
+  if (entries.length > limits.maxMetadataEntries) {
+    return {
+      param: at,
+      code: "too_many_metadata_entries",
+      message: `${at} has ${entries.length} entries; the limit is ${limits.maxMetadataEntries} (MAX_METADATA_ENTRIES).`,
+    };
+  }
+  for (const [key, value] of entries) {
+    if (charCount(key, limits.maxMetadataKeyChars) > limits.maxMetadataKeyChars) {
+      return {
+        param: at,
+        code: "metadata_key_too_long",
+        message: `A key of ${at} is longer than ${limits.maxMetadataKeyChars} characters (MAX_METADATA_KEY_CHARS).`,
+      };
+    }
+    if (typeof value === "string" && charCount(value, limits.maxMetadataValueChars) > limits.maxMetadataValueChars) {
+      return {
+        param: `${at}.${key}`,
+        code: "metadata_value_too_long",
+        message: `${at}.${key} is longer than ${limits.maxMetadataValueChars} characters (MAX_METADATA_VALUE_CHARS).`,
+      };
+    }
+  }
+  return null;
+}
+
+function checkMessage(message: Record<string, unknown>, at: string, limits: InputLimits): LimitBreach | null {
+  for (const field of ["content", "system"] as const) {
+    const length = contentLength(message[field], limits.maxContentChars);
+    if (length > limits.maxContentChars) {
+      return {
+        param: `${at}${field}`,
+        code: "content_too_long",
+        message: `${at}${field} is ${length} characters long; the limit is ${limits.maxContentChars} (MAX_CONTENT_CHARS).`,
+      };
+    }
+  }
+  return checkMetadata(message.metadata, `${at}metadata`, limits);
+}
+
+/** The first limit a validated JSON body breaks, or null. */
+export function findBodyLimitBreach(body: unknown, limits: InputLimits): LimitBreach | null {
+  if (!isRecord(body)) return null;
+  if (jsonDepth(body) > MAX_JSON_DEPTH) {
+    return { param: null, code: "too_deeply_nested", message: `The body nests deeper than ${MAX_JSON_DEPTH} levels.` };
+  }
+  const own = checkMessage(body, "", limits);
+  if (own) return own;
+  const list = body.messages;
+  if (!Array.isArray(list)) return null;
+  if (list.length > limits.maxMessages) {
+    return {
+      param: "messages",
+      code: "too_many_messages",
+      message: `messages has ${list.length} items; the limit is ${limits.maxMessages} per request (MAX_MESSAGES_PER_REQUEST).`,
+    };
+  }
+  for (const [i, m] of list.entries()) {
+    const breach = isRecord(m) ? checkMessage(m, `messages.${i}.`, limits) : null;
+    if (breach) return breach;
+  }
+  return null;
+}
+
+/** A list request's `limit` beyond the configured largest page. */
+export function findQueryLimitBreach(query: unknown, limits: InputLimits): LimitBreach | null {
+  const limit = isRecord(query) ? query.limit : undefined;
+  if (typeof limit !== "number" || limit <= limits.maxPageLimit) return null;
+  return {
+    param: "limit",
+    code: "invalid_request",
+    message: `limit: must be between 1 and ${limits.maxPageLimit} (MAX_PAGE_LIMIT).`,
+  };
+}
+
+/** Deeper JSON than this is refused: nothing Parley takes needs it, and deep values are costly to store and copy. */
+export const MAX_JSON_DEPTH = 32;
+
+/** How deeply a JSON value nests, counted with an explicit stack (no recursion to overflow). */
+export function jsonDepth(value: unknown): number {
+  let deepest = 0;
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== "object" || v === null) continue;
+    deepest = Math.max(deepest, depth + 1);
+    if (deepest > MAX_JSON_DEPTH) return deepest;
+    for (const item of Array.isArray(v) ? v : Object.values(v)) stack.push([item, depth + 1]);
+  }
+  return deepest;
+}

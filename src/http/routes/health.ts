@@ -1,0 +1,32 @@
+import { Hono } from "hono";
+import { sql } from "drizzle-orm";
+import type { Redis } from "ioredis";
+import type { Database } from "../../db/client.ts";
+import type { AppEnv } from "../env.ts";
+
+/**
+ * `/healthz` (the process answers) and `/readyz` (Postgres and Redis answer
+ * too). Both need no key, so they say nothing but the verdict; which
+ * dependency failed goes to the log.
+ */
+export function healthRoutes(deps: { db: Database; redis: Redis; timeoutMs?: number }) {
+  const within = <T,>(work: Promise<T>): Promise<T> =>
+    Promise.race([
+      work,
+      new Promise<T>((_, reject) => setTimeout(() => reject(new Error("timed out")), deps.timeoutMs ?? 2000).unref()),
+    ]);
+  return new Hono<AppEnv>()
+    .get("/healthz", (c) => c.json({ status: "ok" }))
+    .get("/readyz", async (c) => {
+      const [postgres, redis] = await Promise.allSettled([within(deps.db.execute(sql`select 1`)), within(deps.redis.ping())]);
+      if (postgres.status === "fulfilled" && redis.status === "fulfilled") return c.json({ status: "ready" });
+      c.var.log.warn(
+        {
+          postgres: postgres.status === "rejected" ? String(postgres.reason) : "ok",
+          redis: redis.status === "rejected" ? String(redis.reason) : "ok",
+        },
+        "not ready",
+      );
+      return c.json({ status: "unavailable" }, 503);
+    });
+}

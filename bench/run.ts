@@ -5,7 +5,9 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import postgres from "postgres";
+import { connectDatabase } from "../src/db/client.ts";
 import { migrateDatabase } from "../src/db/migrate.ts";
+import { createApiKey } from "../src/domain/api-keys.ts";
 import { PARLEY_NODE_FLAGS } from "../src/runtime-flags.ts";
 import type { BenchContext, ScenarioResult } from "./lib/context.ts";
 import { root, startChild, type Child } from "./lib/processes.ts";
@@ -78,6 +80,10 @@ let sql: postgres.Sql | null = null;
 try {
   await migrateDatabase(databaseUrl);
   sql = postgres(databaseUrl, { max: 2, onnotice: () => {} });
+  // One key for the whole run; the load clients (child processes) inherit it through the environment.
+  const keyDb = connectDatabase(databaseUrl, { max: 1 });
+  process.env.PARLEY_API_KEY = (await createApiKey(keyDb.db, { tenant: "bench", name: "bench run" })).key;
+  await keyDb.close();
 
   const upstream = await startChild("upstream", ["bench/lib/fake-upstream-server.ts"], { ready: /"baseURL"/ });
   children.push(upstream);
@@ -92,6 +98,9 @@ try {
     // Enough for every reply of the many-streams case at once across the workers.
     WORKER_CONCURRENCY: String(Math.ceil(1_200 / Number(args.workers))),
     UPSTREAMS: JSON.stringify([{ name: "bench", base_url: upstreamUrl, model_prefix: "bench-", strip_prefix: false }]),
+    // One tenant drives all the load: its limits must not be what is measured.
+    RATE_LIMIT_REQUESTS: "100000000",
+    MAX_CONCURRENT_REPLIES: "100000",
   };
   if (args["cpu-prof"]) {
     rmSync(profileDir, { recursive: true, force: true });

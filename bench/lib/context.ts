@@ -47,7 +47,7 @@ export async function createConversations(ctx: BenchContext, n: number, model: s
         const url = ctx.apiUrls[(start + i) % ctx.apiUrls.length];
         const res = await fetch(`${url}/conversations`, {
           method: "POST",
-          headers: { "content-type": "application/json", authorization: "Bearer bench" },
+          headers: { "content-type": "application/json", authorization: `Bearer ${process.env.PARLEY_API_KEY}` },
           body: JSON.stringify({ model, system: "You are a helpful travel guide." }),
         });
         if (res.status !== 201) throw new Error(`create conversation: ${res.status} ${await res.text()}`);

@@ -42,8 +42,13 @@ async function* sse(res: Response) {
   yield* res.body.pipeThrough(new TextDecoderStream()).pipeThrough(new EventSourceParserStream());
 }
 
+// The key run.ts made for this run (PARLEY_API_KEY); a peer's spec brings its own headers.
 const post = (url: string, body: unknown, headers: Record<string, string> = {}) =>
-  fetch(url, { method: "POST", headers: { "content-type": "application/json", authorization: "Bearer bench", ...headers }, body: JSON.stringify(body) });
+  fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${process.env.PARLEY_API_KEY}`, ...headers },
+    body: JSON.stringify(body),
+  });
 
 export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const latencies: number[] = [];

@@ -10,6 +10,7 @@ beforeAll(async () => {
   const { sql } = database;
   // 2,000 conversations (one in twenty of them the tenant's), 200 with 50 messages each,
   // so the planner has a real choice to make.
+  await sql`insert into tenants (id) values ('default'), ('other')`;
   await sql`
     insert into conversations (id, tenant_id, model, last_seq, message_count)
     select 'conv_' || lpad(g::text, 26, '0'), case when g % 20 = 0 then 'default' else 'other' end, 'm', 50, 50

@@ -3,6 +3,7 @@ import Together from "together-ai";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { fakeTokens, startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.ts";
 import { apiClient } from "../support/http.ts";
+import { TEST_API_KEY } from "../support/keys.ts";
 import { startTestService, type TestService } from "../support/service.ts";
 
 let upstream: FakeUpstream;
@@ -16,8 +17,8 @@ beforeAll(async () => {
     UPSTREAMS: [{ name: "fake", base_url: upstream.baseURL, api_key: "sk-upstream", models: ["fake-model"] }],
   });
   // Only the base URL and key change: this is the code an app already has.
-  openai = new OpenAI({ baseURL: `${service.url}/v1`, apiKey: "parley-key", maxRetries: 0 });
-  together = new Together({ baseURL: `${service.url}/v1`, apiKey: "parley-key", maxRetries: 0 });
+  openai = new OpenAI({ baseURL: `${service.url}/v1`, apiKey: TEST_API_KEY, maxRetries: 0 });
+  together = new Together({ baseURL: `${service.url}/v1`, apiKey: TEST_API_KEY, maxRetries: 0 });
 });
 afterAll(async () => {
   await service?.stop();
@@ -241,7 +242,7 @@ describe("the conversation-bound endpoint", () => {
     const api = apiClient(`${service.url}/v1`);
     const { body: conv } = await api.post("/conversations", { model: "fake-model", system: "You are a travel guide." });
     // The only change to existing SDK code: the base URL.
-    const bound = new OpenAI({ baseURL: `${service.url}/v1/conversations/${conv.id}`, apiKey: "parley-key", maxRetries: 0 });
+    const bound = new OpenAI({ baseURL: `${service.url}/v1/conversations/${conv.id}`, apiKey: TEST_API_KEY, maxRetries: 0 });
 
     const replies: string[] = [];
     for (const [turn, question] of ["Lisbon?", "Porto?", "Faro?"].entries()) {
@@ -281,12 +282,12 @@ describe("the conversation-bound endpoint", () => {
   it("refuses a last message that is not the user's, an unknown conversation, and a busy one", async () => {
     const api = apiClient(`${service.url}/v1`);
     const { body: conv } = await api.post("/conversations", { model: "fake-model" });
-    const bound = new OpenAI({ baseURL: `${service.url}/v1/conversations/${conv.id}`, apiKey: "k", maxRetries: 0 });
+    const bound = new OpenAI({ baseURL: `${service.url}/v1/conversations/${conv.id}`, apiKey: TEST_API_KEY, maxRetries: 0 });
     await expect(
       bound.chat.completions.create({ model: "fake-model", messages: [{ role: "assistant", content: "x" }] }),
     ).rejects.toMatchObject({ status: 400, param: "messages" });
 
-    const missing = new OpenAI({ baseURL: `${service.url}/v1/conversations/conv_01jf3t8vvaf8s9k0d7k6x1s2y3`, apiKey: "k", maxRetries: 0 });
+    const missing = new OpenAI({ baseURL: `${service.url}/v1/conversations/conv_01jf3t8vvaf8s9k0d7k6x1s2y3`, apiKey: TEST_API_KEY, maxRetries: 0 });
     await expect(
       missing.chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "x" }] }),
     ).rejects.toBeInstanceOf(OpenAI.NotFoundError);

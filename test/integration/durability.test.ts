@@ -1,7 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.ts";
-import { apiClient, readEvents } from "../support/http.ts";
+import { seedTestApiKey, TEST_TENANT } from "../support/keys.ts";
+import { apiClient, authedFetch, readEvents } from "../support/http.ts";
 import { freePort, spawnParley, waitForOutput, type ParleyProcess } from "../support/processes.ts";
 import { createTestDatabase, startTestService, type TestService } from "../support/service.ts";
 
@@ -44,11 +45,12 @@ describe("a worker killed mid-reply", () => {
     const apiProcess = start("api");
     const firstWorker = start("worker");
     await Promise.all([waitForOutput(apiProcess, "api listening"), waitForOutput(firstWorker, "worker started")]);
+    await seedTestApiKey(database.sql);
 
     const api = apiClient(`http://127.0.0.1:${port}/v1`);
     const { body: conv } = await api.post("/conversations", { model: "fake-model" });
     const question = "one two three four five six seven eight nine ten eleven twelve";
-    const res = await fetch(`http://127.0.0.1:${port}/v1/conversations/${conv.id}/messages`, {
+    const res = await authedFetch(`http://127.0.0.1:${port}/v1/conversations/${conv.id}/messages`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ content: question, stream: true }),
@@ -120,6 +122,7 @@ describe("a worker told to stop (SIGTERM) mid-reply", () => {
     const apiProcess = start("api");
     const worker = start("worker");
     await Promise.all([waitForOutput(apiProcess, "api listening"), waitForOutput(worker, "worker started")]);
+    await seedTestApiKey(database.sql);
     const api = apiClient(`http://127.0.0.1:${port}/v1`);
     const { body: conv } = await api.post("/conversations", { model: "fake-model" });
     const question = "a question whose answer takes longer than the drain bound";
@@ -152,11 +155,11 @@ describe("a reply whose job is gone", () => {
     // A reply in flight in Postgres with no job in Redis: what a flushed Redis leaves behind.
     const replyId = "msg_01jf3t8vvaf8s9k0d7k6x1s2y3";
     await service.sql`insert into messages (id, tenant_id, conversation_id, seq, role, content, status, model)
-      values (${replyId}, 'default', ${conv.id}, 1, 'assistant', '', 'queued', 'parley-sim-1')`;
+      values (${replyId}, ${TEST_TENANT}, ${conv.id}, 1, 'assistant', '', 'queued', 'parley-sim-1')`;
     await service.sql`update conversations set last_seq = 1, message_count = 1 where id = ${conv.id}`;
     expect((await api.post(`/conversations/${conv.id}/messages`, { content: "hello?" })).status).toBe(409);
 
-    const followed = await readEvents(await fetch(`${service.url}/v1/conversations/${conv.id}/messages/${replyId}/events`));
+    const followed = await readEvents(await authedFetch(`${service.url}/v1/conversations/${conv.id}/messages/${replyId}/events`));
     const failed = JSON.parse(followed.events.find((e) => e.event === "message.failed")!.data);
     expect(failed).toMatchObject({ id: replyId, status: "failed", error: { code: "reply_lost" } });
     const [row] = await service.sql`select status, error from messages where id = ${replyId}`;

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createLogger } from "../../src/logger.ts";
 import { startService, type RunningService } from "../../src/service.ts";
 import { startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.ts";
-import { apiClient, readEvents, type SseEvent } from "../support/http.ts";
+import { apiClient, authedFetch, readEvents, type SseEvent } from "../support/http.ts";
 import { startTestService, type TestService } from "../support/service.ts";
 
 let upstream: FakeUpstream;
@@ -37,7 +37,7 @@ async function startReply() {
 }
 
 async function follow(base: string, conversationId: string, replyId: string, opts: { lastEventId?: string; query?: string } = {}) {
-  const res = await fetch(`${base}/v1/conversations/${conversationId}/messages/${replyId}/events${opts.query ?? ""}`, {
+  const res = await authedFetch(`${base}/v1/conversations/${conversationId}/messages/${replyId}/events${opts.query ?? ""}`, {
     headers: opts.lastEventId ? { "last-event-id": opts.lastEventId } : {},
   });
   return { status: res.status, ...(await readEvents(res)) };
@@ -60,7 +60,7 @@ describe("a client that drops a streaming request", () => {
     slowly();
     const { body: conv } = await api.post("/conversations", { model: "fake-model" });
     const controller = new AbortController();
-    const res = await fetch(`${service.url}/v1/conversations/${conv.id}/messages`, {
+    const res = await authedFetch(`${service.url}/v1/conversations/${conv.id}/messages`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ content: QUESTION, stream: true }),
@@ -103,7 +103,7 @@ describe("following a reply", () => {
     const { conversationId, replyId } = await startReply();
     const full = follow(service.url, conversationId, replyId);
     // Read the first few events, then reconnect from the last one seen.
-    const res = await fetch(`${service.url}/v1/conversations/${conversationId}/messages/${replyId}/events`);
+    const res = await authedFetch(`${service.url}/v1/conversations/${conversationId}/messages/${replyId}/events`);
     const reader = res.body!.getReader();
     let text = "";
     while ((text.match(/event: message.delta/g) ?? []).length < 2) text += new TextDecoder().decode((await reader.read()).value);
@@ -137,12 +137,12 @@ describe("following a reply", () => {
     const { conversationId, replyId } = await startReply();
     const { body: history } = await api.get(`/conversations/${conversationId}/messages`);
     const userMessage = history.data[0].id;
-    const notReply = await fetch(`${service.url}/v1/conversations/${conversationId}/messages/${userMessage}/events`);
+    const notReply = await authedFetch(`${service.url}/v1/conversations/${conversationId}/messages/${userMessage}/events`);
     expect(notReply.status).toBe(400);
     expect(((await notReply.json()) as any).error.param).toBe("message_id");
     const badId = await follow(service.url, conversationId, replyId, { lastEventId: "yesterday" });
     expect(badId.status).toBe(400);
-    const unknown = await fetch(`${service.url}/v1/conversations/${conversationId}/messages/msg_01jf3t8vvaf8s9k0d7k6x1s2y3/events`);
+    const unknown = await authedFetch(`${service.url}/v1/conversations/${conversationId}/messages/msg_01jf3t8vvaf8s9k0d7k6x1s2y3/events`);
     expect(unknown.status).toBe(404);
     await waitForStatus(conversationId, replyId, "completed");
   });

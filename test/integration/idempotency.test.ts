@@ -1,7 +1,8 @@
 import OpenAI from "openai";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.ts";
-import { apiClient, postForEvents, readEvents } from "../support/http.ts";
+import { apiClient, authedFetch, postForEvents, readEvents } from "../support/http.ts";
+import { TEST_API_KEY } from "../support/keys.ts";
 import { startTestService, type TestService } from "../support/service.ts";
 
 let upstream: FakeUpstream;
@@ -62,7 +63,7 @@ describe("Idempotency-Key", () => {
     const { body: conv } = await api.post("/conversations", { model: "fake-model" });
     const url = `${service.url}/v1/conversations/${conv.id}/messages`;
     const stream = (key: string) =>
-      fetch(url, {
+      authedFetch(url, {
         method: "POST",
         headers: { "content-type": "application/json", ...keyed(key) },
         body: JSON.stringify({ content: "stream once", stream: true }),
@@ -76,7 +77,7 @@ describe("Idempotency-Key", () => {
   });
 
   it("works for both chat-completions endpoints, the key sent as a header through the SDK", async () => {
-    const openai = new OpenAI({ baseURL: `${service.url}/v1`, apiKey: "k", maxRetries: 0 });
+    const openai = new OpenAI({ baseURL: `${service.url}/v1`, apiKey: TEST_API_KEY, maxRetries: 0 });
     const ask = () =>
       openai.chat.completions.create(
         { model: "fake-model", messages: [{ role: "user", content: "stateless once" }] },
@@ -87,7 +88,7 @@ describe("Idempotency-Key", () => {
     expect(b.choices[0]?.message.content).toBe(a.choices[0]?.message.content);
 
     const { body: conv } = await api.post("/conversations", { model: "fake-model" });
-    const bound = new OpenAI({ baseURL: `${service.url}/v1/conversations/${conv.id}`, apiKey: "k", maxRetries: 0 });
+    const bound = new OpenAI({ baseURL: `${service.url}/v1/conversations/${conv.id}`, apiKey: TEST_API_KEY, maxRetries: 0 });
     const askBound = async () => {
       const s = await bound.chat.completions.create(
         { model: "fake-model", messages: [{ role: "user", content: "bound once" }], stream: true },

@@ -5,6 +5,7 @@ import { createLogger } from "../../src/logger.ts";
 import { startService, type RunningService } from "../../src/service.ts";
 import { startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.ts";
 import { apiClient } from "../support/http.ts";
+import { seedTestApiKey } from "../support/keys.ts";
 import { freePort } from "../support/processes.ts";
 import { createTestDatabase, testConfig } from "../support/service.ts";
 import { startTcpProxy } from "../support/tcp-proxy.ts";
@@ -37,6 +38,7 @@ describe("Postgres down", () => {
     proxy = await startTcpProxy({ host: direct.hostname, port: Number(direct.port || 5432) });
     const viaProxy = Object.assign(new URL(database.url), { hostname: "127.0.0.1", port: String(proxy.port) }).toString();
     service = await startService(testConfig(viaProxy), createLogger("silent"));
+    await seedTestApiKey(database.sql);
   });
   afterAll(async () => {
     await proxy?.restore().catch(() => {});
@@ -87,6 +89,7 @@ describe("Redis restarted mid-load", () => {
       WORKER_STALLED_CHECK_MS: 500,
     });
     service = await startService(config, createLogger("silent"));
+    await seedTestApiKey(database.sql);
   });
   afterAll(async () => {
     await service?.stop();

@@ -2,7 +2,8 @@ import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inject } from "vitest";
 import { createTestDatabase } from "../support/service.ts";
-import { apiClient, readEvents } from "../support/http.ts";
+import { seedTestApiKey } from "../support/keys.ts";
+import { apiClient, authedFetch, readEvents } from "../support/http.ts";
 import { freePort, spawnParley, waitForOutput, type ParleyProcess } from "../support/processes.ts";
 
 let database: Awaited<ReturnType<typeof createTestDatabase>>;
@@ -41,6 +42,7 @@ describe("processes", () => {
     const apiProcess = start({ ...shared, ROLE: "api" });
     const workerProcess = start({ ...shared, ROLE: "worker" });
     await Promise.all([waitForOutput(apiProcess, "api listening"), waitForOutput(workerProcess, "worker started")]);
+    await seedTestApiKey(database.sql);
     expect(apiProcess.output()).not.toContain("worker started");
     expect(workerProcess.output()).not.toContain("api listening");
 
@@ -61,9 +63,10 @@ describe("processes", () => {
     const port = await freePort();
     const p = start(env({ PORT: String(port), SIMULATOR_TOKENS_PER_SECOND: "20", SHUTDOWN_TIMEOUT_MS: "20000" }));
     await waitForOutput(p, "api listening");
+    await seedTestApiKey(database.sql);
     const api = apiClient(`http://127.0.0.1:${port}/v1`);
     const { body: conv } = await api.post("/conversations", {});
-    const res = await fetch(`http://127.0.0.1:${port}/v1/conversations/${conv.id}/messages`, {
+    const res = await authedFetch(`http://127.0.0.1:${port}/v1/conversations/${conv.id}/messages`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ content: "a slow one", stream: true, params: { simulate: { reply_tokens: 30 } } }),

@@ -1,12 +1,13 @@
 import { EventSourceParserStream } from "eventsource-parser/stream";
+import { TEST_API_KEY } from "./keys.ts";
 
-/** A small JSON client for the API under test: real HTTP through fetch. */
-export function apiClient(baseUrl: string) {
+/** A small JSON client for the API under test: real HTTP through fetch, as the holder of `apiKey`. */
+export function apiClient(baseUrl: string, apiKey = TEST_API_KEY) {
   async function request<T = any>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
     const res = await fetch(`${baseUrl}${path}`, {
       method,
       headers: {
-        authorization: "Bearer test",
+        authorization: `Bearer ${apiKey}`,
         ...(body === undefined ? {} : { "content-type": "application/json" }),
         ...headers,
       },
@@ -23,10 +24,10 @@ export function apiClient(baseUrl: string) {
   }
   return {
     request,
-    get: <T = any>(path: string) => request<T>("GET", path),
+    get: <T = any>(path: string, headers?: Record<string, string>) => request<T>("GET", path, undefined, headers),
     post: <T = any>(path: string, body?: unknown, headers?: Record<string, string>) => request<T>("POST", path, body, headers),
-    patch: <T = any>(path: string, body?: unknown) => request<T>("PATCH", path, body),
-    delete: <T = any>(path: string) => request<T>("DELETE", path),
+    patch: <T = any>(path: string, body?: unknown, headers?: Record<string, string>) => request<T>("PATCH", path, body, headers),
+    delete: <T = any>(path: string, headers?: Record<string, string>) => request<T>("DELETE", path, undefined, headers),
   };
 }
 
@@ -43,7 +44,7 @@ export async function postForEvents(
 ): Promise<{ status: number; contentType: string | null; events: SseEvent[]; comments: string[] }> {
   const res = await fetch(url, {
     method: "POST",
-    headers: { "content-type": "application/json", authorization: "Bearer test" },
+    headers: { "content-type": "application/json", authorization: `Bearer ${TEST_API_KEY}` },
     body: JSON.stringify(body),
   });
   return { status: res.status, contentType: res.headers.get("content-type"), ...(await readEvents(res)) };
@@ -58,4 +59,11 @@ export async function readEvents(res: Response): Promise<{ events: SseEvent[]; c
     .pipeThrough(new EventSourceParserStream({ onComment: (c) => comments.push(c) }));
   for await (const e of stream) events.push({ id: e.id, event: e.event, data: e.data });
   return { events, comments };
+}
+
+/** fetch as the holder of `apiKey` (TEST_API_KEY unless told): the Authorization header added to `init`'s. */
+export function authedFetch(url: string, init: RequestInit = {}, apiKey = TEST_API_KEY): Promise<Response> {
+  const headers = new Headers(init.headers);
+  if (!headers.has("authorization")) headers.set("authorization", `Bearer ${apiKey}`);
+  return fetch(url, { ...init, headers });
 }

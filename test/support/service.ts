@@ -5,6 +5,7 @@ import { configSchema, type Config, type UpstreamConfig } from "../../src/config
 import { createLogger } from "../../src/logger.ts";
 import { startService, type RunningService } from "../../src/service.ts";
 import { apiClient } from "./http.ts";
+import { seedTestApiKey } from "./keys.ts";
 
 const suffix = () => randomBytes(6).toString("hex");
 
@@ -72,6 +73,7 @@ export async function startTestService(overrides: ConfigOverrides = {}): Promise
   const config = testConfig(database.url, overrides);
   const service = await startService(config, createLogger(config.LOG_LEVEL));
   if (!service.url) throw new Error("the test service has no API");
+  await seedTestApiKey(database.sql);
   return {
     url: service.url,
     config,

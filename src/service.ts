@@ -72,10 +72,16 @@ export async function startService(config: Config, log: Logger): Promise<Running
         const jobId = job.kind === "reply" ? job.replyId : job.completionId;
         // Every line the job logs names it, its tenant and the request that asked for it.
         const jobLog = log.child({ jobId, tenantId: job.tenantId, requestId: job.requestId });
+        const started = performance.now();
+        jobLog.info({ kind: job.kind }, "model job started");
         try {
           await (job.kind === "reply"
             ? generateReply({ ...deps, log: jobLog, cancellations }, job, run)
             : runStatelessCompletion({ ...deps, log: jobLog }, job, run));
+          jobLog.info({ ms: Math.round(performance.now() - started) }, "model job finished");
+        } catch (err) {
+          jobLog.warn({ err, ms: Math.round(performance.now() - started) }, "model job ended with an error");
+          throw err;
         } finally {
           await deps.replySlots.release(job.tenantId, jobId).catch((err: unknown) => jobLog.warn({ err }, "could not give back the reply slot"));
         }

@@ -1,3 +1,4 @@
+import type { ReplySlots } from "../access/reply-slots.ts";
 import type { MessageRow } from "../db/schema.ts";
 import { isStreamId, type ReplyEvent, type ReplyEventLog } from "../streams/reply-events.ts";
 import { InvalidRequestError } from "./errors.ts";
@@ -9,6 +10,7 @@ import { toMessageResource } from "./resources.ts";
 
 export interface ReplyControlDeps extends MessageDeps {
   replyEvents: ReplyEventLog;
+  replySlots: ReplySlots;
   /** Tells whichever worker generates the reply to stop (and abort its upstream call). */
   signalCancel(replyId: string): Promise<void>;
 }
@@ -78,6 +80,8 @@ export async function cancelReply(
   const cancelled = await finishReply(deps.db, reply.id, { status: "cancelled", content: reply.content });
   // Null: it ended by itself in between; that end stands.
   if (!cancelled) return getReply(deps, tenantId, conversationId, messageId);
+  // A cancelled reply no longer counts against its tenant, though its worker may take a moment to stop.
+  await deps.replySlots.release(tenantId, reply.id);
   await deps.signalCancel(reply.id);
   await deps.replyEvents.append(reply.id, [
     { event: "message.cancelled", data: toMessageResource(cancelled) },

@@ -7,6 +7,7 @@ import { ProviderError } from "../providers/types.ts";
 import type { JobRun, ReplyJob } from "../queue/completions.ts";
 import type { CancellationListener } from "../queue/reply-cancellation.ts";
 import type { ReplyEventLog } from "../streams/reply-events.ts";
+import type { ReplySlots } from "../access/reply-slots.ts";
 import { buildHistory } from "./history.ts";
 import { callModel, describeFailure, type ModelCallOutcome } from "./model-call.ts";
 import { finishReply, markReplyInProgress } from "./replies.ts";
@@ -14,6 +15,7 @@ import { toMessageResource } from "./resources.ts";
 
 export interface ReplyGenerationDeps {
   cancellations: CancellationListener;
+  replySlots: ReplySlots;
   db: Database;
   models: ModelRegistry;
   replyEvents: ReplyEventLog;
@@ -71,6 +73,8 @@ export async function generateReply(deps: ReplyGenerationDeps, job: ReplyJob, ru
 
   const { cause: _cause, ...stored } = outcome;
   const row = await finishReply(deps.db, reply.id, stored);
+  // Given back before the end is announced, so a client that starts its next turn on seeing it finds the slot free.
+  await deps.replySlots.release(job.tenantId, reply.id);
   // Null: the reply ended another way meanwhile (cancelled, deleted); its end event was written then.
   if (!row) return void log.info("reply ended elsewhere before this worker finished");
   await deps.replyEvents.append(reply.id, [

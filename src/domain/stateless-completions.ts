@@ -59,7 +59,7 @@ export async function startStatelessCompletion(
 
 /** The worker's side: provider → event stream. */
 export async function runStatelessCompletion(
-  deps: { models: ModelRegistry; replyEvents: ReplyEventLog; log: Logger },
+  deps: { models: ModelRegistry; replyEvents: ReplyEventLog; replySlots: ReplySlots; log: Logger },
   job: CompletionJob,
   run: JobRun,
 ): Promise<void> {
@@ -86,6 +86,7 @@ export async function runStatelessCompletion(
     outcome.status === "completed"
       ? { id, status: "completed", content: outcome.content, finish_reason: outcome.finishReason, usage: outcome.usage, error: null }
       : { id, status: "failed", content: outcome.content, finish_reason: null, usage: null, error: outcome.error };
+  await deps.replySlots.release(job.tenantId, id);
   await deps.replyEvents.append(id, [
     { event: outcome.status === "completed" ? "message.completed" : "message.failed", data: end },
     { event: "done", data: "[DONE]" },

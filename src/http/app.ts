@@ -41,7 +41,13 @@ export function createApp(deps: AppDeps) {
     c.set("log", deps.log.child({ requestId }));
     c.set("limits", deps.limits);
     c.header("x-request-id", requestId);
+    const started = performance.now();
     await next();
+    // One line per request; the path holds ids only, never the query or the body.
+    c.var.log.info(
+      { method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(performance.now() - started) },
+      "request",
+    );
   });
 
   app.onError((err, c) => sendError(c, err, c.var.log ?? deps.log));

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import type postgres from "postgres";
 import { hashApiKey } from "../../src/domain/api-keys.ts";
 
@@ -12,4 +13,15 @@ export async function seedTestApiKey(sql: postgres.Sql): Promise<void> {
     insert into api_keys (id, tenant_id, name, prefix, hash)
     values ('key_01jf3t8vvaf8s9k0d7k6x1s2y3', ${TEST_TENANT}, 'tests', ${TEST_API_KEY.slice(0, 17)}, ${hashApiKey(TEST_API_KEY)})
     on conflict do nothing`;
+}
+
+/** Makes a fresh key for `tenant` (creating the tenant) straight in the database; returns the key. */
+export async function seedApiKeyFor(sql: postgres.Sql, tenant: string): Promise<string> {
+  const prefix = `prly_${randomBytes(6).toString("hex")}`;
+  const key = `${prefix}_${randomBytes(24).toString("hex")}`;
+  await sql`insert into tenants (id) values (${tenant}) on conflict do nothing`;
+  await sql`
+    insert into api_keys (id, tenant_id, name, prefix, hash)
+    values (${`key_${randomBytes(13).toString("hex").slice(0, 26)}`}, ${tenant}, 'tests', ${prefix}, ${hashApiKey(key)})`;
+  return key;
 }

@@ -18,15 +18,19 @@ export const storableText = () =>
     .refine((s) => s.isWellFormed(), { message: "must be well-formed Unicode (no lone surrogates)" });
 
 /**
- * Whether every string in a JSON value (keys too) is storable text. Walks with
- * its own stack, not recursion: a body may nest deeper than the call stack.
+ * Whether a JSON value is stored as given: every string (keys too) storable
+ * text, and every number finite (JSON's 1e309 parses as Infinity, which jsonb
+ * would get as null). Walks with its own stack, not recursion: a body may nest
+ * deeper than the call stack.
  */
-function isStorableJson(value: unknown): boolean {
+export function isStorableJson(value: unknown): boolean {
   const storable = (s: string) => !s.includes("\u0000") && s.isWellFormed();
   const stack: unknown[] = [value];
   while (stack.length > 0) {
     const v = stack.pop();
-    if (typeof v === "string") {
+    if (typeof v === "number") {
+      if (!Number.isFinite(v)) return false;
+    } else if (typeof v === "string") {
       if (!storable(v)) return false;
     } else if (Array.isArray(v)) {
       stack.push(...v);
@@ -50,7 +54,7 @@ export const metadataSchema = z
 
 export const paramsSchema = z
   .record(z.string(), z.unknown())
-  .refine(isStorableJson, { message: "must not contain NUL (\\u0000) characters or lone surrogates" })
+  .refine(isStorableJson, { message: "must not contain NUL (\\u0000) characters, lone surrogates or numbers beyond ±1.8e308" })
   .openapi({
     description:
       "Default sampling fields for the model (`temperature`, `max_tokens`, `top_p`, `stop`, …), passed to the upstream as given.",

@@ -9,6 +9,7 @@ import { limitRequestRate, requireAdminSecret, requireApiKey } from "./auth.ts";
 import type { AppEnv } from "./env.ts";
 import { ApiError, sendError } from "./errors.ts";
 import type { InputLimits } from "./input-limits.ts";
+import { checkJsonBody } from "./json-body.ts";
 import { adminKeyRoutes } from "./routes/admin-keys.ts";
 import { chatCompletionRoutes } from "./routes/chat-completions.ts";
 import { conversationRoutes } from "./routes/conversations.ts";
@@ -68,7 +69,7 @@ export function createApp(deps: AppDeps) {
   });
 
   const v1 = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
-  v1.use(requireApiKey(deps.authenticator), limitRequestRate(deps.requestRate), limitBody);
+  v1.use(requireApiKey(deps.authenticator), limitRequestRate(deps.requestRate), limitBody, checkJsonBody);
   v1.route("/conversations", conversationRoutes(deps));
   v1.route("/conversations", messageRoutes(deps));
   v1.route("/models", modelRoutes(deps));
@@ -76,7 +77,7 @@ export function createApp(deps: AppDeps) {
   app.route("/v1", v1);
 
   const admin = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
-  admin.use(requireAdminSecret(deps.adminSecret), limitBody);
+  admin.use(requireAdminSecret(deps.adminSecret), limitBody, checkJsonBody);
   admin.route("/keys", adminKeyRoutes({ db: deps.db, revocations: deps.authenticator }));
   app.route("/admin", admin);
 

@@ -3,6 +3,7 @@ import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import {
   compareStreamIds,
+  lastEventName,
   parsePublished,
   readStreamAfter,
   terminalEventNames,
@@ -93,10 +94,17 @@ export class ReplyEventFollower {
         this.#subscriptions.set(f.key, subscribed);
       }
       await subscribed;
-      for (const e of await readStreamAfter(this.#commands, f.key, f.lastId === "0-0" ? null : f.lastId)) this.#deliver(f, e);
+      const from = f.lastId;
+      for (const e of await readStreamAfter(this.#commands, f.key, from === "0-0" ? null : from)) this.#deliver(f, e);
       const held = f.held ?? [];
       f.held = null;
       for (const e of held) this.#deliver(f, e);
+      // Resumed at or past the end of a finished stream (from its `done`, or from an id beyond it): nothing
+      // more will come. Read once more first, so an end written just now is delivered, not skipped.
+      if (from !== "0-0" && this.#isFollowing(f) && (await lastEventName(this.#commands, f.key)) === "done") {
+        for (const e of await readStreamAfter(this.#commands, f.key, f.lastId)) this.#deliver(f, e);
+        if (this.#isFollowing(f)) this.#end(f);
+      }
     } catch (err) {
       if (!this.#isFollowing(f)) return;
       this.#log.warn({ err }, "reading reply events failed; retrying");
@@ -116,7 +124,12 @@ export class ReplyEventFollower {
   }
 
   #deliver(f: Follower, e: ReplyEvent): void {
-    if (compareStreamIds(e.id, f.lastId) <= 0 || !this.#isFollowing(f)) return;
+    if (!this.#isFollowing(f)) return;
+    if (compareStreamIds(e.id, f.lastId) <= 0) {
+      // A follower that resumed from an id beyond the reply's end sees its `done` go by: that ends it too.
+      if (e.event === "done") this.#end(f);
+      return;
+    }
     f.lastId = e.id;
     f.out.push(e);
     if (e.event === "done") this.#end(f);

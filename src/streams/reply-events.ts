@@ -38,7 +38,10 @@ export interface NewReplyEvent {
 }
 
 const STREAM_ID = /^\d+-\d+$/;
-export const isStreamId = (id: string): boolean => STREAM_ID.test(id);
+const MAX_STREAM_ID_PART = 2n ** 64n - 1n;
+/** `<ms>-<seq>`, each part a 64-bit unsigned number: Redis refuses any other id (and a reader would retry it forever). */
+export const isStreamId = (id: string): boolean =>
+  STREAM_ID.test(id) && id.split("-").every((part) => BigInt(part) <= MAX_STREAM_ID_PART);
 
 /** Orders two stream ids (`ms-seq`): negative, zero or positive. */
 export function compareStreamIds(a: string, b: string): number {
@@ -133,6 +136,12 @@ export class ReplyEventLog {
   async readAfter(replyId: string, afterId: string | null): Promise<ReplyEvent[]> {
     return readStreamAfter(this.#redis, this.key(replyId), afterId);
   }
+}
+
+/** The name of the stream's newest event (`done` once the reply has ended), or null for no stream. */
+export async function lastEventName(redis: Redis, key: string): Promise<string | null> {
+  const [entry] = (await redis.xrevrange(key, "+", "-", "COUNT", 1)) as [string, string[]][];
+  return entry ? parseEntry(entry[0], entry[1]).event : null;
 }
 
 export async function readStreamAfter(redis: Redis, key: string, afterId: string | null): Promise<ReplyEvent[]> {

@@ -1,5 +1,5 @@
 import { z } from "@hono/zod-openapi";
-import { storableText } from "../../domain/resources.ts";
+import { isStorableJson, storableText } from "../../domain/resources.ts";
 import type { ChatMessage } from "../../providers/types.ts";
 
 /**
@@ -14,8 +14,9 @@ const contentPart = z
   .superRefine((part, ctx) => {
     if (part.type !== "text") {
       ctx.addIssue({ code: "custom", message: `content parts of type '${part.type}' are not supported; send text`, path: ["type"] });
-    } else if (typeof part.text !== "string" || part.text.includes("\u0000")) {
-      ctx.addIssue({ code: "custom", message: "a text part needs `text`, without NUL characters", path: ["text"] });
+    } else if (typeof part.text !== "string" || part.text.includes("\u0000") || !part.text.isWellFormed()) {
+      // Stored as the message's content: the same text rules as a string content.
+      ctx.addIssue({ code: "custom", message: "a text part needs `text`, without NUL characters or lone surrogates", path: ["text"] });
     }
   });
 
@@ -50,29 +51,39 @@ const UNSUPPORTED: Record<string, (value: unknown) => boolean> = {
   modalities: (v) => Array.isArray(v) && v.some((m) => m !== "text"),
 };
 
+const chatCompletionFields = {
+  model: storableText().min(1).openapi({ example: "parley-sim-1" }),
+  messages: z.array(chatMessage).min(1),
+  stream: z.boolean().nullish(),
+  stream_options: z.object({ include_usage: z.boolean().nullish() }).loose().nullish(),
+  n: z.literal(1, { error: "only n = 1 is supported" }).nullish(),
+  max_tokens: z.int().min(1).nullish(),
+  max_completion_tokens: z.int().min(1).nullish(),
+  temperature: z.number().min(0).max(2).nullish(),
+  top_p: z.number().min(0).max(1).nullish(),
+  top_k: z.int().nullish(),
+  stop: z.union([storableText(), z.array(storableText()).max(16)]).nullish(),
+  repetition_penalty: z.number().nullish(),
+  presence_penalty: z.number().min(-2).max(2).nullish(),
+  frequency_penalty: z.number().min(-2).max(2).nullish(),
+  seed: z.int().nullish(),
+};
+/** The fields the schema declares; any other is passed through. */
+const DECLARED = new Set(Object.keys(chatCompletionFields));
+
 export const chatCompletionRequestSchema = z
-  .object({
-    model: storableText().min(1).openapi({ example: "parley-sim-1" }),
-    messages: z.array(chatMessage).min(1),
-    stream: z.boolean().nullish(),
-    stream_options: z.object({ include_usage: z.boolean().nullish() }).loose().nullish(),
-    n: z.literal(1, { error: "only n = 1 is supported" }).nullish(),
-    max_tokens: z.int().min(1).nullish(),
-    max_completion_tokens: z.int().min(1).nullish(),
-    temperature: z.number().min(0).max(2).nullish(),
-    top_p: z.number().min(0).max(1).nullish(),
-    top_k: z.int().nullish(),
-    stop: z.union([storableText(), z.array(storableText()).max(16)]).nullish(),
-    repetition_penalty: z.number().nullish(),
-    presence_penalty: z.number().min(-2).max(2).nullish(),
-    frequency_penalty: z.number().min(-2).max(2).nullish(),
-    seed: z.int().nullish(),
-  })
+  .object(chatCompletionFields)
   // Any other sampling field goes to the upstream untouched.
   .catchall(z.unknown())
   .superRefine((body, ctx) => {
     for (const [field, refused] of Object.entries(UNSUPPORTED)) {
       if (refused(body[field])) ctx.addIssue({ code: "custom", message: `${field} is not supported by Parley`, path: [field] });
+    }
+    // Passed-through fields are stored with a conversation's reply: held to what jsonb keeps as given.
+    for (const [field, value] of Object.entries(body)) {
+      if (!DECLARED.has(field) && !isStorableJson(value)) {
+        ctx.addIssue({ code: "custom", message: "must not contain NUL characters, lone surrogates or numbers beyond ±1.8e308", path: [field] });
+      }
     }
   })
   .openapi("ChatCompletionRequest");

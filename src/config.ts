@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { contextWindowConfigSchema } from "./context/context-windows.ts";
 
 /**
  * Where an OpenAI-compatible upstream is and which model names it serves.
@@ -25,17 +26,20 @@ const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().in
 const csv = z
   .string()
   .transform((s) => s.split(",").map((x) => x.trim()).filter(Boolean));
-const upstreamList = z
-  .string()
-  .transform((raw, ctx) => {
-    try {
-      return JSON.parse(raw) as unknown;
-    } catch {
-      ctx.addIssue({ code: "custom", message: "is not valid JSON" });
-      return z.NEVER;
-    }
-  })
-  .pipe(z.array(upstreamConfigSchema));
+/** A JSON array in one variable, each item checked by `item`. */
+const jsonList = <T extends z.ZodType>(item: T) =>
+  z
+    .string()
+    .transform((raw, ctx) => {
+      try {
+        return JSON.parse(raw) as unknown;
+      } catch {
+        ctx.addIssue({ code: "custom", message: "is not valid JSON" });
+        return z.NEVER;
+      }
+    })
+    .pipe(z.array(item));
+const upstreamList = jsonList(upstreamConfigSchema);
 
 /** The environment, parsed once at start; nothing else reads process.env. */
 export const configSchema = z.object({
@@ -88,6 +92,11 @@ export const configSchema = z.object({
   UPSTREAM_IDLE_TIMEOUT_MS: int(1).default(30_000),
   /** OpenAI-compatible upstreams, as a JSON array of {name, base_url, api_key, models, model_prefix}. */
   UPSTREAMS: upstreamList.default([]),
+  /** Context windows of served models, JSON (README); tried before the built-in families. */
+  MODEL_CONTEXT_WINDOWS: jsonList(contextWindowConfigSchema).default([]),
+  /** The window of a model neither configured nor of a known family. */
+  DEFAULT_CONTEXT_TOKENS: int(256).default(8_192),
+  DEFAULT_REPLY_RESERVE_TOKENS: int(1).default(1_024),
 
   /** `production` refuses to start open: it needs ADMIN_SECRET or at least one API key. */
   NODE_ENV: z.enum(["production", "development", "test"]).default("development"),

@@ -1,3 +1,4 @@
+import { ContextWindows } from "./context/context-windows.ts";
 import { Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "pino";
 import { ApiKeyAuthenticator } from "./access/api-key-cache.ts";
@@ -25,6 +26,7 @@ export interface Deps {
   authenticator: ApiKeyAuthenticator;
   requestRate: RequestRateLimiter;
   replySlots: ReplySlots;
+  contextWindows: ContextWindows;
   /** A new Redis connection for a blocking reader (the worker, the event follower). */
   connectRedis(opts?: RedisOptions): Redis;
   close(): Promise<void>;
@@ -100,6 +102,10 @@ export async function buildDeps(config: Config, log: Logger): Promise<Deps> {
       prefix: config.REDIS_PREFIX,
       limit: config.MAX_CONCURRENT_REPLIES,
       leaseSeconds: config.REPLY_SLOT_LEASE_SECONDS,
+    }),
+    contextWindows: new ContextWindows(config.MODEL_CONTEXT_WINDOWS, {
+      contextTokens: config.DEFAULT_CONTEXT_TOKENS,
+      replyReserveTokens: config.DEFAULT_REPLY_RESERVE_TOKENS,
     }),
     connectRedis,
     async close() {

@@ -3,13 +3,16 @@ import { runLoadProcess } from "../lib/processes.ts";
 import { round } from "../lib/stats.ts";
 import { check } from "../lib/targets.ts";
 
-/** Gives a conversation `n` stored, completed messages (alternating user/assistant), straight in SQL. */
+/**
+ * Gives a conversation `n` stored, completed messages (alternating user/assistant), straight in SQL,
+ * with token counts and running totals as Parley keeps them (10 tokens each: 6 of text, 4 of overhead).
+ */
 async function seedHistory(ctx: BenchContext, conversationId: string, n: number): Promise<void> {
   await ctx.sql`
-    insert into messages (id, tenant_id, conversation_id, seq, role, content, status, completed_at)
-    select 'msg_seed' || lpad(s::text, 9, '0') || substr(${conversationId}, 6, 12), 'default', ${conversationId}, s,
-           case when s % 2 = 1 then 'user' else 'assistant' end, 'Earlier message number ' || s, 'completed', now()
-    from generate_series(1, ${n}::int) s`;
+    insert into messages (id, tenant_id, conversation_id, seq, role, content, status, tokens, history_tokens, completed_at)
+    select 'msg_seed' || lpad(s::text, 9, '0') || substr(${conversationId}, 6, 12), c.tenant_id, ${conversationId}, s,
+           case when s % 2 = 1 then 'user' else 'assistant' end, 'Earlier message number ' || s, 'completed', 10, 10 * s, now()
+    from generate_series(1, ${n}::int) s, conversations c where c.id = ${conversationId}`;
   await ctx.sql`update conversations set last_seq = ${n}, message_count = ${n} where id = ${conversationId}`;
 }
 

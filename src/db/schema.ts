@@ -1,5 +1,6 @@
 import { sql } from "drizzle-orm";
 import {
+  bigint,
   check,
   primaryKey,
   index,
@@ -43,6 +44,10 @@ export const apiKeys = pgTable(
   ],
 );
 
+/** `auto` drops the oldest turns that do not fit; `strict` refuses a turn whose history does not fit. */
+export const contextStrategies = ["auto", "strict"] as const;
+export type ContextStrategy = (typeof contextStrategies)[number];
+
 export const conversations = pgTable(
   "conversations",
   {
@@ -59,6 +64,8 @@ export const conversations = pgTable(
     messageCount: integer("message_count").notNull().default(0),
     // The seq of the newest message; appends bump it under the row lock, so seqs never gap or repeat.
     lastSeq: integer("last_seq").notNull().default(0),
+    // How a turn's history is fitted into the model's context window (see src/context).
+    contextStrategy: text("context_strategy", { enum: contextStrategies }).notNull().default("auto"),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
     updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
   },
@@ -105,12 +112,22 @@ export const messages = pgTable(
     metadata: jsonb("metadata").$type<Record<string, string>>().notNull().default({}),
     // Per-turn sampling overrides, merged over the conversation's params by the worker.
     params: jsonb("params").$type<Record<string, unknown>>(),
+    // The message's size in the model's prompt, counted once when its content is final.
+    tokens: integer("tokens").notNull().default(0),
+    // The tokens of every message up to this one that goes into history (failed replies count 0):
+    // never decreasing along seq, so "the newest messages that fit" is an index range.
+    historyTokens: bigint("history_tokens", { mode: "number" }).notNull().default(0),
+    // On a reply: how many earlier messages and tokens (system prompt included) were sent for it.
+    contextMessages: integer("context_messages"),
+    contextTokens: integer("context_tokens"),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
     completedAt: timestamp("completed_at", { withTimezone: true }),
   },
   (t) => [
     // History reads and "the last N messages" are range scans of this index.
     uniqueIndex("messages_conversation_seq_idx").on(t.conversationId, t.seq),
+    // Where a turn's history starts: the first message whose running total reaches a threshold.
+    index("messages_conversation_history_tokens_idx").on(t.conversationId, t.historyTokens),
     // At most one reply in flight per conversation, whatever a bug elsewhere does.
     uniqueIndex("messages_one_reply_in_flight_idx")
       .on(t.conversationId)

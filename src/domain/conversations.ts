@@ -1,7 +1,7 @@
 import { z } from "@hono/zod-openapi";
 import { and, asc, desc, eq, gt, lt, sql } from "drizzle-orm";
 import type { Database } from "../db/client.ts";
-import { conversations, messages, type ConversationRow, type MessageRow } from "../db/schema.ts";
+import { contextStrategies, conversations, messages, type ConversationRow, type MessageRow } from "../db/schema.ts";
 import type { ModelRegistry } from "../providers/registry.ts";
 import { ModelNotFoundError, NotFoundError } from "./errors.ts";
 import { looksLikeId, newConversationId } from "./ids.ts";
@@ -21,6 +21,10 @@ const importedMessageSchema = z.object({
   metadata: metadataSchema.optional(),
 });
 
+const contextStrategySchema = z.enum(contextStrategies).openapi({
+  description: "`auto` (default): send the newest messages that fit the model's window. `strict`: refuse a turn whose history does not fit.",
+});
+
 export const createConversationSchema = z
   .object({
     model: storableText().min(1).optional().openapi({ description: "Defaults to the deployment's default model." }),
@@ -28,6 +32,7 @@ export const createConversationSchema = z
     title: storableText().max(512).nullable().optional(),
     params: paramsSchema.optional(),
     metadata: metadataSchema.optional(),
+    context_strategy: contextStrategySchema.optional(),
     messages: z
       .array(importedMessageSchema)
       .optional()
@@ -44,6 +49,7 @@ export const updateConversationSchema = z
     model: storableText().min(1).optional(),
     params: paramsSchema.optional(),
     metadata: metadataSchema.optional(),
+    context_strategy: contextStrategySchema.optional(),
   })
   .strict()
   .openapi("UpdateConversation");
@@ -73,6 +79,7 @@ export async function createConversation(
         system: input.system ?? null,
         params: input.params ?? {},
         metadata: input.metadata ?? {},
+        contextStrategy: input.context_strategy ?? "auto",
         messageCount: imported.length,
         lastSeq: imported.length,
         createdAt: now,
@@ -84,7 +91,7 @@ export async function createConversation(
     const rows = await tx
       .insert(messages)
       .values(
-        completedMessageRows(imported, { tenantId, conversationId: conversation.id, firstSeq: 1, now }),
+        completedMessageRows(imported, { tenantId, conversationId: conversation.id, firstSeq: 1, now, historyTokensBefore: 0 }),
       )
       .returning();
     return { conversation, messages: rows };
@@ -136,6 +143,7 @@ export async function updateConversation(
   if (input.model !== undefined) changes.model = input.model;
   if (input.params !== undefined) changes.params = input.params;
   if (input.metadata !== undefined) changes.metadata = input.metadata;
+  if (input.context_strategy !== undefined) changes.contextStrategy = input.context_strategy;
   const [row] = await deps.db
     .update(conversations)
     .set({ ...changes, updatedAt: sql`now()` })

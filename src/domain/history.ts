@@ -1,4 +1,6 @@
-import { and, asc, eq, lt } from "drizzle-orm";
+import { and, asc, eq, gte, lt } from "drizzle-orm";
+import type { ContextWindows } from "../context/context-windows.ts";
+import { ContextLengthExceededError, turnBudget } from "../context/turn-budget.ts";
 import type { Database } from "../db/client.ts";
 import { messages, type ConversationRow, type MessageRow } from "../db/schema.ts";
 import type { ChatMessage } from "../providers/types.ts";
@@ -8,27 +10,74 @@ import type { ChatMessage } from "../providers/types.ts";
  * left out (the model did not really say it); a cancelled one keeps what it
  * had said, as the user saw it.
  */
-function belongsInHistory(m: Pick<MessageRow, "role" | "status" | "content">): boolean {
+export function belongsInHistory(m: Pick<MessageRow, "role" | "status" | "content">): boolean {
   if (m.role !== "assistant") return true;
   return m.status === "completed" || (m.status === "cancelled" && m.content.length > 0);
 }
 
+export interface BuiltHistory {
+  messages: ChatMessage[];
+  /** Earlier messages sent, and the tokens sent with the system prompt. */
+  context: { messages: number; tokens: number };
+}
+
 /**
  * The messages a reply is generated from: the conversation's system prompt,
- * then every earlier message in seq order.
+ * then the newest earlier messages that fit the model's window, whole and in
+ * seq order. The running token total on each message finds where that starts
+ * with one index probe, so only the messages sent are read, however long the
+ * conversation. Under `strict` a history that does not fit is an error.
  */
 export async function buildHistory(
-  db: Database,
-  conversation: Pick<ConversationRow, "id" | "system">,
-  reply: Pick<MessageRow, "seq">,
-): Promise<ChatMessage[]> {
-  const earlier = await db
-    .select({ role: messages.role, status: messages.status, content: messages.content })
+  deps: { db: Database; contextWindows: ContextWindows },
+  conversation: Pick<ConversationRow, "id" | "system" | "params" | "contextStrategy">,
+  reply: Pick<MessageRow, "seq" | "params">,
+  model: string,
+): Promise<BuiltHistory> {
+  const { db } = deps;
+  const budget = turnBudget(model, deps.contextWindows.forModel(model), conversation.system, {
+    ...conversation.params,
+    ...(reply.params ?? {}),
+  });
+  const inConversation = eq(messages.conversationId, conversation.id);
+  const [last] = await db
+    .select({ historyTokens: messages.historyTokens })
     .from(messages)
-    .where(and(eq(messages.conversationId, conversation.id), lt(messages.seq, reply.seq)))
-    .orderBy(asc(messages.seq));
+    .where(and(inConversation, eq(messages.seq, reply.seq - 1)));
+  const total = last?.historyTokens ?? 0;
+
+  let fromSeq = 1;
+  if (total > budget.historyTokens) {
+    if (conversation.contextStrategy === "strict") {
+      throw new ContextLengthExceededError(budget, { what: "The conversation's history", tokens: total }, null);
+    }
+    // The suffix after message m holds total - m.historyTokens tokens: start after the first m where that fits.
+    const [cut] = await db
+      .select({ seq: messages.seq })
+      .from(messages)
+      .where(and(inConversation, gte(messages.historyTokens, total - budget.historyTokens), lt(messages.seq, reply.seq)))
+      .orderBy(asc(messages.historyTokens), asc(messages.seq))
+      .limit(1);
+    fromSeq = (cut?.seq ?? reply.seq - 1) + 1;
+  }
+  const sent =
+    fromSeq < reply.seq
+      ? await db
+          .select({ role: messages.role, status: messages.status, content: messages.content, tokens: messages.tokens })
+          .from(messages)
+          .where(and(inConversation, gte(messages.seq, fromSeq), lt(messages.seq, reply.seq)))
+          .orderBy(asc(messages.seq))
+      : [];
+  const included = sent.filter(belongsInHistory);
+  if (included.length === 0 && total > 0) {
+    // Not even the newest message fits (the model or system prompt changed since it was accepted).
+    const [newest] = await db.select({ tokens: messages.tokens }).from(messages).where(and(inConversation, eq(messages.seq, reply.seq - 1)));
+    throw new ContextLengthExceededError(budget, { what: "The newest message", tokens: newest?.tokens ?? total }, null);
+  }
+
   const history: ChatMessage[] = [];
   if (conversation.system) history.push({ role: "system", content: conversation.system });
-  for (const m of earlier) if (belongsInHistory(m)) history.push({ role: m.role, content: m.content });
-  return history;
+  for (const m of included) history.push({ role: m.role, content: m.content });
+  const tokens = budget.systemTokens + included.reduce((n, m) => n + m.tokens, 0);
+  return { messages: history, context: { messages: included.length, tokens } };
 }

@@ -1,6 +1,9 @@
 import { and, eq, inArray, sql } from "drizzle-orm";
+import { alias } from "drizzle-orm/pg-core";
+import { messageTokens } from "../context/tokens.ts";
 import type { Database } from "../db/client.ts";
 import { conversations, messages, type MessageRow, type StoredError, type StoredUsage } from "../db/schema.ts";
+import { belongsInHistory } from "./history.ts";
 
 /** A reply is in flight while it is in one of these. */
 export const inFlightStatuses = ["queued", "in_progress"] as const;
@@ -18,17 +21,26 @@ export async function markReplyInProgress(db: Database, tenantId: string, replyI
   return row ?? null;
 }
 
-export type ReplyOutcome =
+export type ReplyOutcome = (
   | { status: "completed"; content: string; finishReason: string; usage: StoredUsage | null }
   | { status: "failed"; content: string; error: StoredError }
-  | { status: "cancelled"; content: string };
+  | { status: "cancelled"; content: string }
+) & {
+  /** What was sent for the reply, when its history was built. */
+  context?: { messages: number; tokens: number } | undefined;
+};
 
 /**
  * Stores how a reply ended, once: only a reply still in flight changes, so a
  * late or repeated writer (a cancelled reply's worker, a retried job) cannot
  * overwrite the end that was stored first. Returns null when nothing changed.
+ * The reply's tokens are counted here, and its running total continues the
+ * previous message's (a reply is the newest message while it is in flight).
  */
 export async function finishReply(db: Database, replyId: string, outcome: ReplyOutcome): Promise<MessageRow | null> {
+  const tokens = messageTokens(outcome.content);
+  const counted = belongsInHistory({ role: "assistant", status: outcome.status, content: outcome.content }) ? tokens : 0;
+  const previous = alias(messages, "previous");
   const [row] = await db
     .update(messages)
     .set({
@@ -37,6 +49,12 @@ export async function finishReply(db: Database, replyId: string, outcome: ReplyO
       finishReason: outcome.status === "completed" ? outcome.finishReason : null,
       usage: outcome.status === "completed" ? outcome.usage : null,
       error: outcome.status === "failed" ? outcome.error : null,
+      tokens,
+      historyTokens: sql`coalesce((${db
+        .select({ total: previous.historyTokens })
+        .from(previous)
+        .where(and(eq(previous.conversationId, messages.conversationId), eq(previous.seq, sql`${messages.seq} - 1`)))}), 0) + ${counted}`,
+      ...(outcome.context ? { contextMessages: outcome.context.messages, contextTokens: outcome.context.tokens } : {}),
       completedAt: sql`now()`,
     })
     .where(and(eq(messages.id, replyId), inArray(messages.status, inFlightStatuses)))

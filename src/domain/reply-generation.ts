@@ -1,20 +1,23 @@
 import { eq } from "drizzle-orm";
 import type { Logger } from "pino";
 import type { Database } from "../db/client.ts";
-import { conversations } from "../db/schema.ts";
+import { conversations, type ConversationRow, type MessageRow } from "../db/schema.ts";
 import type { ModelRegistry } from "../providers/registry.ts";
 import { ProviderError } from "../providers/types.ts";
 import type { JobRun, ReplyJob } from "../queue/completions.ts";
 import type { CancellationListener } from "../queue/reply-cancellation.ts";
 import type { ReplyEventLog } from "../streams/reply-events.ts";
 import type { ReplySlots } from "../access/reply-slots.ts";
-import { buildHistory } from "./history.ts";
+import type { ContextWindows } from "../context/context-windows.ts";
+import { ContextLengthExceededError } from "../context/turn-budget.ts";
+import { buildHistory, type BuiltHistory } from "./history.ts";
 import { callModel, describeFailure, type ModelCallOutcome } from "./model-call.ts";
 import { finishReply, markReplyInProgress } from "./replies.ts";
 import { toMessageResource } from "./resources.ts";
 
 export interface ReplyGenerationDeps {
   cancellations: CancellationListener;
+  contextWindows: ContextWindows;
   replySlots: ReplySlots;
   db: Database;
   models: ModelRegistry;
@@ -43,30 +46,9 @@ export async function generateReply(deps: ReplyGenerationDeps, job: ReplyJob, ru
     await deps.replyEvents.append(reply.id, [{ event: "message.reset", data: { id: reply.id, reason: "worker_lost" } }]);
   }
 
-  let outcome: ModelCallOutcome & { cause?: unknown };
   const [conversation] = await deps.db.select().from(conversations).where(eq(conversations.id, reply.conversationId));
   if (!conversation) return void log.info("conversation was deleted; nothing to generate");
-  const model = reply.model ?? conversation.model;
-  const resolved = deps.models.resolve(model);
-  if (!resolved) {
-    const cause = new ProviderError(`The model '${model}' is no longer served.`, { code: "model_not_found" });
-    outcome = { status: "failed", content: "", error: describeFailure(cause), cause };
-  } else {
-    const cancelled = deps.cancellations.watch(reply.id);
-    outcome = await callModel({
-      provider: resolved.provider,
-      request: {
-        model: resolved.upstreamModel,
-        messages: await buildHistory(deps.db, conversation, reply),
-        params: { ...conversation.params, ...(reply.params ?? {}) },
-      },
-      upstreamStream: job.upstreamStream ?? true,
-      signal: AbortSignal.any([run.signal, cancelled.signal]),
-      onDelta: async (content) => {
-        await deps.replyEvents.appendDelta(reply.id, { id: reply.id, delta: { content } });
-      },
-    }).finally(cancelled.done);
-  }
+  const outcome = await callModelForReply(deps, job, run, conversation, reply);
   if (outcome.status === "failed") {
     log[outcome.cause instanceof ProviderError ? "warn" : "error"]({ err: outcome.cause, code: outcome.error.code }, "reply failed");
   }
@@ -82,4 +64,44 @@ export async function generateReply(deps: ReplyGenerationDeps, job: ReplyJob, ru
     { event: "done", data: "[DONE]" },
   ]);
   log.debug({ status: row.status, chars: row.content.length }, "reply stored");
+}
+
+type ReplyCallOutcome = ModelCallOutcome & { cause?: unknown; context?: { messages: number; tokens: number } };
+
+/** The model call for a reply: its model, the history that fits its window, the call itself. */
+async function callModelForReply(
+  deps: ReplyGenerationDeps,
+  job: ReplyJob,
+  run: JobRun,
+  conversation: ConversationRow,
+  reply: MessageRow,
+): Promise<ReplyCallOutcome> {
+  const model = reply.model ?? conversation.model;
+  const resolved = deps.models.resolve(model);
+  if (!resolved) {
+    const cause = new ProviderError(`The model '${model}' is no longer served.`, { code: "model_not_found" });
+    return { status: "failed", content: "", error: describeFailure(cause), cause };
+  }
+  let history: BuiltHistory;
+  try {
+    history = await buildHistory(deps, conversation, reply, model);
+  } catch (err) {
+    if (!(err instanceof ContextLengthExceededError)) throw err;
+    return { status: "failed", content: "", error: { message: err.message, type: "invalid_request_error", code: err.code }, cause: err };
+  }
+  const cancelled = deps.cancellations.watch(reply.id);
+  const outcome = await callModel({
+    provider: resolved.provider,
+    request: {
+      model: resolved.upstreamModel,
+      messages: history.messages,
+      params: { ...conversation.params, ...(reply.params ?? {}) },
+    },
+    upstreamStream: job.upstreamStream ?? true,
+    signal: AbortSignal.any([run.signal, cancelled.signal]),
+    onDelta: async (content) => {
+      await deps.replyEvents.appendDelta(reply.id, { id: reply.id, delta: { content } });
+    },
+  }).finally(cancelled.done);
+  return { ...outcome, context: history.context };
 }

@@ -1,6 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import type { ConversationRow, MessageRow } from "../db/schema.ts";
-import { messageRoles, messageStatuses } from "../db/schema.ts";
+import { contextStrategies, messageRoles, messageStatuses } from "../db/schema.ts";
 
 /**
  * The resources as clients see them: one zod schema each, which types the
@@ -77,6 +77,9 @@ export const conversationSchema = z
     params: paramsSchema,
     metadata: z.record(z.string(), z.string()),
     message_count: z.int(),
+    context_strategy: z.enum(contextStrategies).openapi({
+      description: "How a turn's history is fitted into the model's context window: `auto` sends the newest messages that fit, `strict` refuses a turn whose history does not fit.",
+    }),
   })
   .openapi("Conversation");
 export type ConversationResource = z.infer<typeof conversationSchema>;
@@ -100,6 +103,11 @@ export const messageSchema = z
     created_at: z.int(),
     completed_at: z.int().nullable(),
     metadata: z.record(z.string(), z.string()),
+    tokens: z.int().nullable().openapi({ description: "The message's size in the model's prompt (o200k_base); null while a reply is in flight." }),
+    context: z
+      .object({ messages: z.int(), tokens: z.int() })
+      .nullable()
+      .openapi({ description: "On a reply: how many earlier messages, and how many tokens with the system prompt, were sent for it." }),
   })
   .openapi("Message");
 export type MessageResource = z.infer<typeof messageSchema>;
@@ -118,6 +126,7 @@ export function toConversationResource(row: ConversationRow): ConversationResour
     params: row.params,
     metadata: row.metadata,
     message_count: row.messageCount,
+    context_strategy: row.contextStrategy,
   };
 }
 
@@ -137,6 +146,8 @@ export function toMessageResource(row: MessageRow): MessageResource {
     created_at: unixSeconds(row.createdAt),
     completed_at: row.completedAt ? unixSeconds(row.completedAt) : null,
     metadata: row.metadata,
+    tokens: row.status === "queued" || row.status === "in_progress" ? null : row.tokens,
+    context: row.contextMessages === null || row.contextTokens === null ? null : { messages: row.contextMessages, tokens: row.contextTokens },
   };
 }
 

@@ -8,6 +8,8 @@ import type { ReplySlots } from "../access/reply-slots.ts";
 import type { ReplyEventLog } from "../streams/reply-events.ts";
 import { ConversationBusyError, DependencyUnavailableError, InvalidRequestError, ModelNotFoundError, NotFoundError } from "./errors.ts";
 import { looksLikeId, newMessageId } from "./ids.ts";
+import type { ContextWindows } from "../context/context-windows.ts";
+import { assertTurnFits, turnBudget } from "../context/turn-budget.ts";
 import { completedMessageRows, type GivenMessage } from "./message-rows.ts";
 import { finishReply, inFlightStatuses } from "./replies.ts";
 import { metadataSchema, paramsSchema, storableText, toMessageResource } from "./resources.ts";
@@ -18,6 +20,7 @@ export interface TurnDeps {
   replyEvents: ReplyEventLog;
   jobQueue: ModelJobQueue;
   replySlots: ReplySlots;
+  contextWindows: ContextWindows;
 }
 
 export const appendMessageSchema = z
@@ -55,6 +58,8 @@ export interface NewTurn {
   model?: string;
   /** Sampling fields for this reply, over the conversation's params. */
   params?: Record<string, unknown> | null;
+  /** The request field a turn too large for the model's window is blamed on (`content` unless told). */
+  param?: string;
   /** Ask the provider with streaming on (default) or for one whole answer. */
   upstreamStream?: boolean;
   /** The request that asked for the turn: carried into the job, so the worker's log lines name it. */
@@ -131,7 +136,13 @@ export async function appendTurn(
             notExists(tx.select({ one: sql`1` }).from(messages).where(inFlight)),
           ),
         )
-        .returning({ lastSeq: conversations.lastSeq, model: conversations.model });
+        .returning({
+          lastSeq: conversations.lastSeq,
+          model: conversations.model,
+          system: conversations.system,
+          params: conversations.params,
+          contextStrategy: conversations.contextStrategy,
+        });
       if (!bumped) throw await whyNoTurn(deps.db, tenantId, conversationId);
       const model = turn.model ?? bumped.model;
       if (turn.reply && !deps.models.resolve(model)) {
@@ -139,11 +150,36 @@ export async function appendTurn(
       }
       const firstSeq = bumped.lastSeq - count + 1;
       const now = new Date();
+      const [previous] =
+        firstSeq > 1
+          ? await tx
+              .select({ historyTokens: messages.historyTokens })
+              .from(messages)
+              .where(and(eq(messages.conversationId, conversationId), eq(messages.seq, firstSeq - 1)))
+          : [];
+      const given = completedMessageRows(turn.messages, {
+        tenantId,
+        conversationId,
+        firstSeq,
+        now,
+        historyTokensBefore: previous?.historyTokens ?? 0,
+      });
+      const historyTokensAfter = given.at(-1)?.historyTokens ?? previous?.historyTokens ?? 0;
+      if (turn.reply) {
+        // Refused here, in the transaction, so a turn that could never be sent stores nothing.
+        const params = { ...bumped.params, ...(turn.params ?? {}) };
+        assertTurnFits(turnBudget(model, deps.contextWindows.forModel(model), bumped.system, params), {
+          strategy: bumped.contextStrategy,
+          newTokens: given.reduce((n, m) => n + m.tokens, 0),
+          historyTokensAfter,
+          param: turn.param ?? "content",
+        });
+      }
 
       const rows = await tx
         .insert(messages)
         .values([
-          ...completedMessageRows(turn.messages, { tenantId, conversationId, firstSeq, now }),
+          ...given,
           ...(replyId
             ? [
                 {
@@ -156,6 +192,8 @@ export async function appendTurn(
                   status: "queued" as const,
                   model,
                   params: turn.params ?? null,
+                  // Counts nothing until it ends (finishReply adds its tokens).
+                  historyTokens: historyTokensAfter,
                   createdAt: now,
                 },
               ]

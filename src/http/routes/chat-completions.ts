@@ -125,6 +125,7 @@ export function chatCompletionRoutes(deps: ChatCompletionRouteDeps) {
             params: toSamplingParams(body),
             upstreamStream: stream,
             requestId: c.var.requestId,
+            param: "messages",
           });
           if (!turn.reply) throw new Error("a bound chat completion stored no reply");
           return {

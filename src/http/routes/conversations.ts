@@ -1,3 +1,5 @@
+import type { Context } from "hono";
+import type { ConversationRow } from "../../db/schema.ts";
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import {
   createConversation,
@@ -9,6 +11,7 @@ import {
   updateConversationSchema,
   type ConversationDeps,
 } from "../../domain/conversations.ts";
+import { forkConversation, forkConversationSchema } from "../../domain/forks.ts";
 import { pageQuerySchema } from "../../domain/pagination.ts";
 import { conversationSchema, listOf, toConversationResource } from "../../domain/resources.ts";
 import type { AppEnv } from "../env.ts";
@@ -27,6 +30,18 @@ const create = createRoute({
     201: jsonResponse(conversationSchema, "The new conversation."),
     400: errorResponse("Invalid input."),
     404: errorResponse("The model is not served."),
+  },
+});
+
+const fork = createRoute({
+  method: "post",
+  path: "/{conversation_id}/fork",
+  summary: "Fork a conversation at a message: a new conversation with a copy of the history up to it",
+  request: { params, body: jsonBody(forkConversationSchema) },
+  responses: {
+    201: jsonResponse(conversationSchema, "The new conversation."),
+    400: errorResponse("Invalid input, or the message is a reply in flight."),
+    404: errorResponse("No such conversation or message."),
   },
 });
 
@@ -79,18 +94,27 @@ const remove = createRoute({
 });
 
 export function conversationRoutes(deps: ConversationDeps & IdempotencyDeps) {
+  /** 201 with the conversation `make` stores, made once per Idempotency-Key. */
+  const created = async (c: Context<AppEnv>, body: unknown, make: () => Promise<ConversationRow>) =>
+    (await idempotently(c, deps, body, {
+      perform: async () => {
+        const conversation = await make();
+        const response = toConversationResource(conversation);
+        return { result: { kind: "conversation", conversationId: conversation.id, response }, value: response };
+      },
+      respond: (response) => c.json(response, 201),
+      replay: (result) => c.json(result.kind === "conversation" ? result.response : null, 201),
+    })) as never;
+
   return new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
     .openapi(create, async (c) => {
       const body = c.req.valid("json");
-      return (await idempotently(c, deps, body, {
-        perform: async () => {
-          const { conversation } = await createConversation(deps, c.var.tenantId, body);
-          const response = toConversationResource(conversation);
-          return { result: { kind: "conversation", conversationId: conversation.id, response }, value: response };
-        },
-        respond: (response) => c.json(response, 201),
-        replay: (result) => c.json(result.kind === "conversation" ? result.response : null, 201),
-      })) as never;
+      return created(c, body, async () => (await createConversation(deps, c.var.tenantId, body)).conversation);
+    })
+    .openapi(fork, async (c) => {
+      const body = c.req.valid("json");
+      const conversationId = c.req.valid("param").conversation_id;
+      return created(c, body, () => forkConversation(deps, c.var.tenantId, conversationId, body));
     })
     .openapi(list, async (c) => {
       const page = await listConversations(deps, c.var.tenantId, c.req.valid("query"));

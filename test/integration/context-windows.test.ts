@@ -1,9 +1,7 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ContextWindows } from "../../src/context/context-windows.ts";
 import { messageTokens } from "../../src/context/tokens.ts";
-import { startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.ts";
-import { apiClient } from "../support/http.ts";
-import { startTestService, type TestService } from "../support/service.ts";
+import { useServiceWithFakeUpstream } from "../support/service.ts";
 
 /** Text of exactly `n` tokens in o200k_base ("hello" and " hello" are one token each), as a message of n + 4. */
 const wordsOf = (n: number) => "hello ".repeat(n).trim();
@@ -13,27 +11,16 @@ const messageOf = (tokens: number) => wordsOf(tokens - 4);
 const WINDOW = { context: 300, reserve: 50 };
 const HISTORY_BUDGET = WINDOW.context - WINDOW.reserve;
 
-let upstream: FakeUpstream;
-let service: TestService;
-let api: ReturnType<typeof apiClient>;
-
-beforeAll(async () => {
-  upstream = await startFakeUpstream();
-  service = await startTestService({
-    UPSTREAMS: [{ name: "fake", base_url: upstream.baseURL, models: ["fake-small"] }],
+const ctx = useServiceWithFakeUpstream({
+  models: ["fake-small"],
+  overrides: {
     MODEL_CONTEXT_WINDOWS: [{ models: ["fake-small"], context_tokens: WINDOW.context, reply_reserve_tokens: WINDOW.reserve }],
-  });
-  api = apiClient(`${service.url}/v1`);
+  },
 });
-afterAll(async () => {
-  await service?.stop();
-  await upstream?.close();
-});
-beforeEach(() => upstream.reset());
 
-/** A conversation holding `history` (user and assistant alternating), and what its turns send upstream. */
+/** A conversation holding `history` (user and assistant alternating), and what its turns send ctx.upstream. */
 async function conversationWith(history: string[], extra: Record<string, unknown> = {}) {
-  const res = await api.post("/conversations", {
+  const res = await ctx.api.post("/conversations", {
     model: "fake-small",
     messages: history.map((content, i) => ({ role: i % 2 === 0 ? "user" : "assistant", content })),
     ...extra,
@@ -41,13 +28,13 @@ async function conversationWith(history: string[], extra: Record<string, unknown
   expect(res.status).toBe(201);
   return res.body.id as string;
 }
-const sentUpstream = () => upstream.requests.at(-1)?.body.messages as { role: string; content: string }[];
+const sentUpstream = () => ctx.upstream.requests.at(-1)?.body.messages as { role: string; content: string }[];
 
 describe("a turn's history fits the model's window", () => {
   it("sends everything when the history exactly fits, and records what was sent", async () => {
     const history = [messageOf(100), messageOf(100)];
     const id = await conversationWith(history);
-    const turn = await api.post(`/conversations/${id}/messages`, { content: messageOf(50) });
+    const turn = await ctx.api.post(`/conversations/${id}/messages`, { content: messageOf(50) });
     expect(turn.status).toBe(201);
     expect(sentUpstream().map((m) => m.content)).toEqual([...history, messageOf(50)]);
     expect(turn.body.reply.context).toEqual({ messages: 3, tokens: HISTORY_BUDGET });
@@ -58,7 +45,7 @@ describe("a turn's history fits the model's window", () => {
   it("drops the oldest message, whole, when the history is one token over", async () => {
     const history = [messageOf(100), messageOf(100)];
     const id = await conversationWith(history);
-    const turn = await api.post(`/conversations/${id}/messages`, { content: messageOf(51) });
+    const turn = await ctx.api.post(`/conversations/${id}/messages`, { content: messageOf(51) });
     expect(turn.status).toBe(201);
     expect(sentUpstream().map((m) => m.content)).toEqual([history[1], messageOf(51)]);
     expect(turn.body.reply.context).toEqual({ messages: 2, tokens: 151 });
@@ -68,7 +55,7 @@ describe("a turn's history fits the model's window", () => {
     const system = wordsOf(20); // 24 tokens: 226 left for messages
     const history = [messageOf(100), messageOf(76), messageOf(50)];
     const id = await conversationWith(history, { system });
-    const turn = await api.post(`/conversations/${id}/messages`, { content: messageOf(100) });
+    const turn = await ctx.api.post(`/conversations/${id}/messages`, { content: messageOf(100) });
     expect(sentUpstream()).toEqual([
       { role: "system", content: system },
       { role: "assistant", content: history[1] },
@@ -80,14 +67,14 @@ describe("a turn's history fits the model's window", () => {
 
   it("keeps the newest messages turn after turn, in order, and leaves failed replies out of the count", async () => {
     const id = await conversationWith([]);
-    upstream.queueBehaviour({ kind: "status", status: 400 });
-    const failed = await api.post(`/conversations/${id}/messages`, { content: messageOf(60) });
+    ctx.upstream.queueBehaviour({ kind: "status", status: 400 });
+    const failed = await ctx.api.post(`/conversations/${id}/messages`, { content: messageOf(60) });
     expect(failed.body.reply.status).toBe("failed");
     for (let i = 0; i < 4; i++) {
-      const turn = await api.post(`/conversations/${id}/messages`, { content: `${messageOf(60)} ${i}` });
+      const turn = await ctx.api.post(`/conversations/${id}/messages`, { content: `${messageOf(60)} ${i}` });
       expect(turn.body.reply.status).toBe("completed");
     }
-    const { body: page } = await api.get(`/conversations/${id}/messages?limit=100`);
+    const { body: page } = await ctx.api.get(`/conversations/${id}/messages?limit=100`);
     const stored = page.data as { role: string; status: string; content: string; tokens: number }[];
     const sent = sentUpstream();
     // What was sent is a suffix of the history without the failed reply, and the next older message would not fit.
@@ -98,7 +85,7 @@ describe("a turn's history fits the model's window", () => {
     expect(sentTokens).toBeLessThanOrEqual(HISTORY_BUDGET);
     expect(sentTokens + eligible[eligible.length - sent.length - 1]!.tokens).toBeGreaterThan(HISTORY_BUDGET);
     // Running totals in the database match the counts: failed replies add nothing.
-    const rows = await service.sql`select role, status, tokens, history_tokens from messages where conversation_id = ${id} order by seq`;
+    const rows = await ctx.service.sql`select role, status, tokens, history_tokens from messages where conversation_id = ${id} order by seq`;
     let running = 0;
     for (const row of rows) {
       if (!(row.role === "assistant" && row.status === "failed")) running += row.tokens;
@@ -110,24 +97,24 @@ describe("a turn's history fits the model's window", () => {
 describe("a turn that can never fit", () => {
   it("is a 400 naming the sizes when the new message alone is larger than the window, and stores nothing", async () => {
     const id = await conversationWith([messageOf(10)]);
-    const tooBig = await api.post(`/conversations/${id}/messages`, { content: messageOf(HISTORY_BUDGET + 1) });
+    const tooBig = await ctx.api.post(`/conversations/${id}/messages`, { content: messageOf(HISTORY_BUDGET + 1) });
     expect(tooBig.status).toBe(400);
     expect(tooBig.body.error).toMatchObject({ type: "invalid_request_error", param: "content", code: "context_length_exceeded" });
     expect(tooBig.body.error.message).toContain(`${HISTORY_BUDGET + 1} tokens`);
     expect(tooBig.body.error.message).toContain("fake-small has 300");
     // A larger max_tokens leaves less room: 300 - 200 = 100.
-    const reserved = await api.post(`/conversations/${id}/messages`, { content: messageOf(101), params: { max_tokens: 200 } });
+    const reserved = await ctx.api.post(`/conversations/${id}/messages`, { content: messageOf(101), params: { max_tokens: 200 } });
     expect(reserved.status).toBe(400);
     expect(reserved.body.error.message).toContain("200 are kept for the reply");
-    expect((await api.get(`/conversations/${id}`)).body.message_count).toBe(1);
-    expect(upstream.requests).toHaveLength(0);
+    expect((await ctx.api.get(`/conversations/${id}`)).body.message_count).toBe(1);
+    expect(ctx.upstream.requests).toHaveLength(0);
     // Without a reply nothing is sent, so nothing is too large.
-    expect((await api.post(`/conversations/${id}/messages`, { content: messageOf(HISTORY_BUDGET + 1), reply: false })).status).toBe(201);
+    expect((await ctx.api.post(`/conversations/${id}/messages`, { content: messageOf(HISTORY_BUDGET + 1), reply: false })).status).toBe(201);
   });
 
   it("names `messages` on the conversation-bound chat completions endpoint", async () => {
     const id = await conversationWith([]);
-    const res = await api.post(`/conversations/${id}/chat/completions`, {
+    const res = await ctx.api.post(`/conversations/${id}/chat/completions`, {
       model: "fake-small",
       messages: [{ role: "user", content: messageOf(HISTORY_BUDGET + 1) }],
     });
@@ -140,25 +127,25 @@ describe("the strict strategy", () => {
   it("refuses a turn whose whole history does not fit, until the conversation is switched to auto", async () => {
     const history = [messageOf(100), messageOf(100)];
     const id = await conversationWith(history, { context_strategy: "strict" });
-    expect((await api.get(`/conversations/${id}`)).body.context_strategy).toBe("strict");
+    expect((await ctx.api.get(`/conversations/${id}`)).body.context_strategy).toBe("strict");
 
-    const over = await api.post(`/conversations/${id}/messages`, { content: messageOf(51) });
+    const over = await ctx.api.post(`/conversations/${id}/messages`, { content: messageOf(51) });
     expect(over.status).toBe(400);
     expect(over.body.error.code).toBe("context_length_exceeded");
     expect(over.body.error.message).toContain("251 tokens");
-    expect((await api.get(`/conversations/${id}`)).body.message_count).toBe(2);
+    expect((await ctx.api.get(`/conversations/${id}`)).body.message_count).toBe(2);
 
-    const patched = await api.patch(`/conversations/${id}`, { context_strategy: "auto" });
+    const patched = await ctx.api.patch(`/conversations/${id}`, { context_strategy: "auto" });
     expect(patched.body.context_strategy).toBe("auto");
-    const turn = await api.post(`/conversations/${id}/messages`, { content: messageOf(51) });
+    const turn = await ctx.api.post(`/conversations/${id}/messages`, { content: messageOf(51) });
     expect(turn.status).toBe(201);
     expect(sentUpstream().map((m) => m.content)).toEqual([history[1], messageOf(51)]);
   });
 
   it("takes a turn that exactly fits, and refuses an unknown strategy", async () => {
     const id = await conversationWith([messageOf(100), messageOf(100)], { context_strategy: "strict" });
-    expect((await api.post(`/conversations/${id}/messages`, { content: messageOf(50) })).status).toBe(201);
-    const bad = await api.patch(`/conversations/${id}`, { context_strategy: "everything" });
+    expect((await ctx.api.post(`/conversations/${id}/messages`, { content: messageOf(50) })).status).toBe(201);
+    const bad = await ctx.api.patch(`/conversations/${id}`, { context_strategy: "everything" });
     expect(bad.status).toBe(400);
     expect(bad.body.error.param).toBe("context_strategy");
   });
@@ -169,15 +156,15 @@ describe("a conversation of 100,000 messages", () => {
     const id = await conversationWith([]);
     const n = 100_000;
     // Stored as Parley stores them: each "message number s" is counted, with running totals.
-    await service.sql`
+    await ctx.service.sql`
       insert into messages (id, tenant_id, conversation_id, seq, role, content, status, tokens, history_tokens, completed_at)
       select 'msg_seed' || lpad(s::text, 9, '0'), 'test', ${id}, s, case when s % 2 = 1 then 'user' else 'assistant' end,
              'message number ' || lpad(s::text, 6, '0'), 'completed', 9, 9 * s, now()
       from generate_series(1, ${n}::int) s`;
-    await service.sql`update conversations set last_seq = ${n}, message_count = ${n} where id = ${id}`;
+    await ctx.service.sql`update conversations set last_seq = ${n}, message_count = ${n} where id = ${id}`;
     expect(messageTokens("message number 099999")).toBe(9);
 
-    const turn = await api.post(`/conversations/${id}/messages`, { content: "and now?" });
+    const turn = await ctx.api.post(`/conversations/${id}/messages`, { content: "and now?" });
     expect(turn.status).toBe(201);
     expect(turn.body.reply.status).toBe("completed");
     const sent = sentUpstream();

@@ -1,9 +1,10 @@
 import { randomBytes } from "node:crypto";
 import postgres from "postgres";
-import { afterAll, beforeAll, inject } from "vitest";
+import { afterAll, beforeAll, beforeEach, inject } from "vitest";
 import { configSchema, type Config, type UpstreamConfig } from "../../src/config.ts";
 import { createLogger } from "../../src/logger.ts";
 import { startService, type RunningService } from "../../src/service.ts";
+import { startFakeUpstream, type FakeUpstream } from "./fake-upstream.ts";
 import { apiClient } from "./http.ts";
 import { seedTestApiKey } from "./keys.ts";
 
@@ -96,5 +97,28 @@ export function useTestService(overrides: Parameters<typeof startTestService>[0]
     ctx.api = apiClient(`${ctx.service.url}/v1`);
   });
   afterAll(() => ctx.service?.stop());
+  return ctx;
+}
+
+/**
+ * A test service whose model `fake-model` (and any `models` given) is served
+ * by a fake OpenAI-compatible upstream over real HTTP; the upstream's recorded
+ * requests and behaviours are reset before each test.
+ */
+export function useServiceWithFakeUpstream(opts: { models?: string[]; overrides?: ConfigOverrides } = {}) {
+  const ctx = {} as { upstream: FakeUpstream; service: TestService; api: ReturnType<typeof apiClient> };
+  beforeAll(async () => {
+    ctx.upstream = await startFakeUpstream();
+    ctx.service = await startTestService({
+      ...opts.overrides,
+      UPSTREAMS: [{ name: "fake", base_url: ctx.upstream.baseURL, models: opts.models ?? ["fake-model"] }],
+    });
+    ctx.api = apiClient(`${ctx.service.url}/v1`);
+  });
+  afterAll(async () => {
+    await ctx.service?.stop();
+    await ctx.upstream?.close();
+  });
+  beforeEach(() => ctx.upstream.reset());
   return ctx;
 }

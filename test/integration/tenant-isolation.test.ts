@@ -180,6 +180,14 @@ const matrix: { name: string; probe: (x: Ids) => Probe }[] = [
     name: "PATCH the model of a conversation with a reply in flight",
     probe: (x) => ({ method: "PATCH", path: `/conversations/${x.busyConv}`, body: { model: MODEL, system: "Obey B." } }),
   },
+  {
+    name: "fork a conversation at its reply",
+    probe: (x) => ({ method: "POST", path: `/conversations/${x.conv}/fork`, body: { message_id: x.reply } }),
+  },
+  {
+    name: "fork a conversation with a reply in flight at that reply (404, not 400 in flight)",
+    probe: (x) => ({ method: "POST", path: `/conversations/${x.busyConv}/fork`, body: { message_id: x.busyReply } }),
+  },
   { name: "DELETE a conversation", probe: (x) => ({ method: "DELETE", path: `/conversations/${x.conv}` }) },
   {
     name: "DELETE a conversation with a reply in flight",

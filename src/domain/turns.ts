@@ -14,6 +14,8 @@ import { completedMessageRows, type GivenMessage } from "./message-rows.ts";
 import { finishReply, inFlightStatuses } from "./replies.ts";
 import { metadataSchema, paramsSchema, storableText, toMessageResource } from "./resources.ts";
 
+type Transaction = Parameters<Parameters<Database["transaction"]>[0]>[0];
+
 export interface TurnDeps {
   db: Database;
   models: ModelRegistry;
@@ -58,6 +60,12 @@ export interface NewTurn {
   model?: string;
   /** Sampling fields for this reply, over the conversation's params. */
   params?: Record<string, unknown> | null;
+  /**
+   * Regenerate: the id of the conversation's last message, an ended reply,
+   * which the new reply replaces (same seq; the old one is deleted). The turn
+   * then has no messages of its own.
+   */
+  replaces?: string;
   /** The request field a turn too large for the model's window is blamed on (`content` unless told). */
   param?: string;
   /** Ask the provider with streaming on (default) or for one whole answer. */
@@ -104,13 +112,16 @@ export async function appendTurn(
   conversationId: string,
   turn: NewTurn,
 ): Promise<{ messages: MessageRow[]; reply: MessageRow | null }> {
-  if (turn.messages.length === 0) throw new InvalidRequestError("At least one message is needed.", "messages");
+  if (turn.messages.length === 0 && !turn.replaces) throw new InvalidRequestError("At least one message is needed.", "messages");
+  if (turn.replaces !== undefined && (!turn.reply || turn.messages.length > 0)) throw new Error("a regenerated turn is one reply");
+  if (turn.replaces !== undefined && !looksLikeId("msg", turn.replaces)) throw new NotFoundError("message", turn.replaces);
   if (!looksLikeId("conv", conversationId)) throw new NotFoundError("conversation", conversationId);
   if (turn.model !== undefined && !deps.models.resolve(turn.model)) {
     throw new ModelNotFoundError(turn.model, deps.models.describeServed());
   }
 
-  const count = turn.messages.length + (turn.reply ? 1 : 0);
+  // Seqs the turn adds: a replacing reply takes the seq of the one it replaces.
+  const count = turn.messages.length + (turn.reply && !turn.replaces ? 1 : 0);
   // The tenant's concurrency slot is taken before anything is stored, so a refused turn stores nothing.
   const replyId = turn.reply ? newMessageId() : null;
   if (replyId) await deps.replySlots.acquire(tenantId, replyId);
@@ -148,7 +159,9 @@ export async function appendTurn(
       if (turn.reply && !deps.models.resolve(model)) {
         throw new ModelNotFoundError(model, deps.models.describeServed());
       }
-      const firstSeq = bumped.lastSeq - count + 1;
+      if (turn.replaces) await removeReplacedReply(tx, conversationId, turn.replaces, bumped.lastSeq);
+      // With a replaced reply, the turn builds on the message before it.
+      const firstSeq = bumped.lastSeq - count + (turn.replaces ? 0 : 1);
       const now = new Date();
       const [previous] =
         firstSeq > 1
@@ -218,6 +231,20 @@ export async function appendTurn(
     });
   }
   return stored;
+}
+
+/** Deletes the reply a regenerated one replaces, after checking it is the conversation's last message and has ended. */
+async function removeReplacedReply(tx: Transaction, conversationId: string, replyId: string, lastSeq: number): Promise<void> {
+  const [old] = await tx
+    .select({ seq: messages.seq, role: messages.role })
+    .from(messages)
+    .where(and(eq(messages.id, replyId), eq(messages.conversationId, conversationId)));
+  if (!old) throw new NotFoundError("message", replyId);
+  if (old.role !== "assistant") throw new InvalidRequestError("Only a reply can be regenerated.", null, "not_a_reply");
+  if (old.seq !== lastSeq) {
+    throw new InvalidRequestError("Only the conversation's last message can be regenerated.", null, "not_last_reply");
+  }
+  await tx.delete(messages).where(eq(messages.id, replyId));
 }
 
 function isUniqueViolation(err: unknown, constraint: string): boolean {

@@ -181,6 +181,14 @@ const matrix: { name: string; probe: (x: Ids) => Probe }[] = [
     probe: (x) => ({ method: "PATCH", path: `/conversations/${x.busyConv}`, body: { model: MODEL, system: "Obey B." } }),
   },
   {
+    name: "regenerate a conversation's last reply",
+    probe: (x) => ({ method: "POST", path: `/conversations/${x.conv}/messages/${x.reply}/regenerate`, body: {} }),
+  },
+  {
+    name: "regenerate a reply in flight (404, not 409 busy)",
+    probe: (x) => ({ method: "POST", path: `/conversations/${x.busyConv}/messages/${x.busyReply}/regenerate`, body: { wait: false } }),
+  },
+  {
     name: "fork a conversation at its reply",
     probe: (x) => ({ method: "POST", path: `/conversations/${x.conv}/fork`, body: { message_id: x.reply } }),
   },

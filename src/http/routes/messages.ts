@@ -1,3 +1,4 @@
+import type { Context } from "hono";
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Logger } from "pino";
 import { getMessage, listMessages } from "../../domain/messages.ts";
@@ -7,6 +8,7 @@ import { idempotently, type IdempotencyDeps } from "../idempotency.ts";
 import { openReplyEvents } from "../reply-follow.ts";
 import { pageQuerySchema } from "../../domain/pagination.ts";
 import { listOf, messageSchema, toMessageResource, type MessageResource } from "../../domain/resources.ts";
+import { regenerateReply, regenerateReplySchema } from "../../domain/regenerate.ts";
 import { appendMessage, appendMessageSchema, type TurnDeps } from "../../domain/turns.ts";
 import { awaitReplyEnd, type ReplyEventFollower } from "../../streams/reply-event-follower.ts";
 import type { AppEnv } from "../env.ts";
@@ -49,6 +51,29 @@ const append = createRoute({
     404: errorResponse("No such conversation, or its model is not served."),
     409: errorResponse("A reply is in flight in this conversation (`conversation_busy`)."),
     503: errorResponse("The queue is unavailable; nothing was left in flight."),
+  },
+});
+
+const regenerate = createRoute({
+  method: "post",
+  path: "/{conversation_id}/messages/{message_id}/regenerate",
+  summary: "Regenerate the conversation's last reply",
+  description:
+    "A new reply replaces the last one, which must have ended: it takes the old reply's seq, and the old reply is deleted. " +
+    "Answers like an append: the new reply (201, or 202 with `wait: false`), or its events with `stream: true`.",
+  request: { params: messageParams, body: jsonBody(regenerateReplySchema) },
+  responses: {
+    201: {
+      description: "The new reply, finished.",
+      content: {
+        "application/json": { schema: messageSchema },
+        "text/event-stream": { schema: z.string().openapi({ description: "The new reply's events." }) },
+      },
+    },
+    202: jsonResponse(messageSchema, "The new reply, queued (`wait: false`)."),
+    400: errorResponse("Not a reply, or not the last message (`not_a_reply`, `not_last_reply`)."),
+    404: errorResponse("No such conversation or message."),
+    409: errorResponse("The reply is still in flight (`conversation_busy`)."),
   },
 });
 
@@ -108,6 +133,21 @@ const cancel = createRoute({
 });
 
 export function messageRoutes(deps: MessageRouteDeps) {
+  const streamReply = async (c: Context<AppEnv>, tenantId: string, conversationId: string, replyId: string) => {
+    const follow = await openReplyEvents(deps, { tenantId, conversationId, replyId, lastEventId: null });
+    return replyEventsResponse(c, { follow, heartbeatMs: deps.heartbeatMs, log: c.var.log });
+  };
+  /** A reply as a request answers with it: queued (202), or waited for until it ends (201). */
+  const settleReply = async (
+    reply: MessageRow,
+    wait: boolean,
+    signal: AbortSignal,
+  ): Promise<{ status: 201 | 202; reply: MessageResource }> => {
+    if (!wait) return { status: 202, reply: toMessageResource(reply) };
+    if (reply.status !== "queued" && reply.status !== "in_progress") return { status: 201, reply: toMessageResource(reply) };
+    return { status: 201, reply: (await awaitReplyEnd(deps.follower, deps.replyEvents.key(reply.id), signal)) as MessageResource };
+  };
+
   return new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
     .openapi(append, async (c) => {
       const body = c.req.valid("json");
@@ -116,16 +156,9 @@ export function messageRoutes(deps: MessageRouteDeps) {
       const respond = async (message: MessageRow, reply: MessageRow | null) => {
         const appended = toMessageResource(message);
         if (!reply) return c.json({ message: appended, reply: null }, 201);
-        if (body.stream) {
-          const follow = await openReplyEvents(deps, { tenantId, conversationId, replyId: reply.id, lastEventId: null });
-          return replyEventsResponse(c, { follow, heartbeatMs: deps.heartbeatMs, log: c.var.log });
-        }
-        if (!body.wait) return c.json({ message: appended, reply: toMessageResource(reply) }, 202);
-        if (reply.status !== "queued" && reply.status !== "in_progress") {
-          return c.json({ message: appended, reply: toMessageResource(reply) }, 201);
-        }
-        const ended = await awaitReplyEnd(deps.follower, deps.replyEvents.key(reply.id), c.req.raw.signal);
-        return c.json({ message: appended, reply: ended as MessageResource }, 201);
+        if (body.stream) return streamReply(c, tenantId, conversationId, reply.id);
+        const settled = await settleReply(reply, body.wait, c.req.raw.signal);
+        return c.json({ message: appended, reply: settled.reply }, settled.status);
       };
       return (await idempotently(c, deps, body, {
         perform: async () => {
@@ -163,6 +196,27 @@ export function messageRoutes(deps: MessageRouteDeps) {
         lastEventId,
       });
       return replyEventsResponse(c, { follow, heartbeatMs: deps.heartbeatMs, log: c.var.log }) as never;
+    })
+    .openapi(regenerate, async (c) => {
+      const body = c.req.valid("json");
+      const tenantId = c.var.tenantId;
+      const { conversation_id: conversationId, message_id: replacedId } = c.req.valid("param");
+      const respond = async (reply: MessageRow) => {
+        if (body.stream) return streamReply(c, tenantId, conversationId, reply.id);
+        const settled = await settleReply(reply, body.wait, c.req.raw.signal);
+        return c.json(settled.reply, settled.status);
+      };
+      return (await idempotently(c, deps, body, {
+        perform: async () => {
+          const reply = await regenerateReply(deps, tenantId, conversationId, replacedId, body, c.var.requestId);
+          return { result: { kind: "turn", conversationId, messageIds: [], replyId: reply.id }, value: reply };
+        },
+        respond,
+        replay: async (result) => {
+          if (result.kind !== "turn" || !result.replyId) throw new Error(`an idempotency record of kind ${result.kind} on a regenerate`);
+          return respond(await getMessage(deps, tenantId, conversationId, result.replyId));
+        },
+      })) as never;
     })
     .openapi(cancel, async (c) => {
       const { conversation_id, message_id } = c.req.valid("param");

@@ -7,6 +7,7 @@ import { buildDeps, type Deps } from "./deps.ts";
 import { countActiveApiKeys } from "./domain/api-keys.ts";
 import { forgetExpiredIdempotencyKeys } from "./domain/idempotency.ts";
 import { failLostReplies } from "./domain/lost-replies.ts";
+import { runSummaryJob } from "./domain/summaries.ts";
 import { generateReply } from "./domain/reply-generation.ts";
 import { runStatelessCompletion } from "./domain/stateless-completions.ts";
 import { createApp } from "./http/app.ts";
@@ -69,21 +70,24 @@ export async function startService(config: Config, log: Logger): Promise<Running
       lockMs: config.WORKER_LOCK_MS,
       stalledCheckMs: config.WORKER_STALLED_CHECK_MS,
       run: async (job, run) => {
-        const jobId = job.kind === "reply" ? job.replyId : job.completionId;
+        const jobId = job.kind === "reply" ? job.replyId : job.kind === "completion" ? job.completionId : job.conversationId;
         // Every line the job logs names it, its tenant and the request that asked for it.
         const jobLog = log.child({ jobId, tenantId: job.tenantId, requestId: job.requestId });
         const started = performance.now();
         jobLog.info({ kind: job.kind }, "model job started");
         try {
-          await (job.kind === "reply"
-            ? generateReply({ ...deps, log: jobLog, cancellations }, job, run)
-            : runStatelessCompletion({ ...deps, log: jobLog }, job, run));
+          if (job.kind === "reply") await generateReply({ ...deps, log: jobLog, cancellations }, job, run);
+          else if (job.kind === "completion") await runStatelessCompletion({ ...deps, log: jobLog }, job, run);
+          else await runSummaryJob({ ...deps, log: jobLog }, job, run);
           jobLog.info({ ms: Math.round(performance.now() - started) }, "model job finished");
         } catch (err) {
           jobLog.warn({ err, ms: Math.round(performance.now() - started) }, "model job ended with an error");
           throw err;
         } finally {
-          await deps.replySlots.release(job.tenantId, jobId).catch((err: unknown) => jobLog.warn({ err }, "could not give back the reply slot"));
+          // Summaries run in the background and hold no reply slot.
+          if (job.kind !== "summary") {
+            await deps.replySlots.release(job.tenantId, jobId).catch((err: unknown) => jobLog.warn({ err }, "could not give back the reply slot"));
+          }
         }
       },
       onError: (err) => log.warn({ err }, "worker error"),

@@ -44,8 +44,12 @@ export const apiKeys = pgTable(
   ],
 );
 
-/** `auto` drops the oldest turns that do not fit; `strict` refuses a turn whose history does not fit. */
-export const contextStrategies = ["auto", "strict"] as const;
+/**
+ * `auto` drops the oldest turns that do not fit; `summarize` folds them into a
+ * running summary sent after the system prompt; `strict` refuses a turn whose
+ * history does not fit.
+ */
+export const contextStrategies = ["auto", "summarize", "strict"] as const;
 export type ContextStrategy = (typeof contextStrategies)[number];
 
 export const conversations = pgTable(
@@ -66,6 +70,11 @@ export const conversations = pgTable(
     lastSeq: integer("last_seq").notNull().default(0),
     // How a turn's history is fitted into the model's context window (see src/context).
     contextStrategy: text("context_strategy", { enum: contextStrategies }).notNull().default("auto"),
+    // `summarize`: what the messages up to summary_through_seq said, updated by a background job.
+    summary: text("summary"),
+    summaryThroughSeq: integer("summary_through_seq").notNull().default(0),
+    summaryTokens: integer("summary_tokens").notNull().default(0),
+    summaryUpdatedAt: timestamp("summary_updated_at", { withTimezone: true }),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
     updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
   },

@@ -4,6 +4,7 @@ import { ContextLengthExceededError, turnBudget } from "../context/turn-budget.t
 import type { Database } from "../db/client.ts";
 import { messages, type ConversationRow, type MessageRow } from "../db/schema.ts";
 import type { ChatMessage } from "../providers/types.ts";
+import { summaryMessage } from "./summary-message.ts";
 
 /**
  * Whether an earlier message is part of what the model sees. A failed reply is
@@ -17,8 +18,10 @@ export function belongsInHistory(m: Pick<MessageRow, "role" | "status" | "conten
 
 export interface BuiltHistory {
   messages: ChatMessage[];
-  /** Earlier messages sent, and the tokens sent with the system prompt. */
+  /** Earlier messages sent, and the tokens sent with the system prompt (and summary). */
   context: { messages: number; tokens: number };
+  /** `summarize`: messages up to this seq were left out and are not in the summary yet. */
+  unsummarizedThroughSeq: number | null;
 }
 
 /**
@@ -30,7 +33,7 @@ export interface BuiltHistory {
  */
 export async function buildHistory(
   deps: { db: Database; contextWindows: ContextWindows },
-  conversation: Pick<ConversationRow, "id" | "system" | "params" | "contextStrategy">,
+  conversation: Pick<ConversationRow, "id" | "system" | "params" | "contextStrategy" | "summary" | "summaryThroughSeq" | "summaryTokens">,
   reply: Pick<MessageRow, "seq" | "params">,
   model: string,
 ): Promise<BuiltHistory> {
@@ -39,6 +42,9 @@ export async function buildHistory(
     ...conversation.params,
     ...(reply.params ?? {}),
   });
+  const summarizing = conversation.contextStrategy === "summarize";
+  const summary = summarizing && conversation.summary !== null ? conversation.summary : null;
+  if (summary !== null) budget.historyTokens -= conversation.summaryTokens;
   const inConversation = eq(messages.conversationId, conversation.id);
   const [last] = await db
     .select({ historyTokens: messages.historyTokens })
@@ -60,6 +66,8 @@ export async function buildHistory(
       .limit(1);
     fromSeq = (cut?.seq ?? reply.seq - 1) + 1;
   }
+  // What the summary holds is not sent again.
+  if (summary !== null) fromSeq = Math.max(fromSeq, conversation.summaryThroughSeq + 1);
   const sent =
     fromSeq < reply.seq
       ? await db
@@ -77,7 +85,10 @@ export async function buildHistory(
 
   const history: ChatMessage[] = [];
   if (conversation.system) history.push({ role: "system", content: conversation.system });
+  if (summary !== null) history.push(summaryMessage(summary));
   for (const m of included) history.push({ role: m.role, content: m.content });
-  const tokens = budget.systemTokens + included.reduce((n, m) => n + m.tokens, 0);
-  return { messages: history, context: { messages: included.length, tokens } };
+  const tokens =
+    budget.systemTokens + (summary !== null ? conversation.summaryTokens : 0) + included.reduce((n, m) => n + m.tokens, 0);
+  const unsummarizedThroughSeq = summarizing && fromSeq - 1 > conversation.summaryThroughSeq ? fromSeq - 1 : null;
+  return { messages: history, context: { messages: included.length, tokens }, unsummarizedThroughSeq };
 }

@@ -4,7 +4,7 @@ import type { Database } from "../db/client.ts";
 import { conversations, type ConversationRow, type MessageRow } from "../db/schema.ts";
 import type { ModelRegistry } from "../providers/registry.ts";
 import { ProviderError } from "../providers/types.ts";
-import type { JobRun, ReplyJob } from "../queue/completions.ts";
+import type { JobRun, ModelJobQueue, ReplyJob } from "../queue/completions.ts";
 import type { CancellationListener } from "../queue/reply-cancellation.ts";
 import type { ReplyEventLog } from "../streams/reply-events.ts";
 import type { ReplySlots } from "../access/reply-slots.ts";
@@ -17,6 +17,7 @@ import { toMessageResource } from "./resources.ts";
 
 export interface ReplyGenerationDeps {
   cancellations: CancellationListener;
+  jobQueue: ModelJobQueue;
   contextWindows: ContextWindows;
   replySlots: ReplySlots;
   db: Database;
@@ -88,6 +89,19 @@ async function callModelForReply(
   } catch (err) {
     if (!(err instanceof ContextLengthExceededError)) throw err;
     return { status: "failed", content: "", error: { message: err.message, type: "invalid_request_error", code: err.code }, cause: err };
+  }
+  if (history.unsummarizedThroughSeq !== null) {
+    // The summary catches up in the background; this turn goes out with the summary as it is.
+    await deps.jobQueue
+      .enqueue({
+        kind: "summary",
+        conversationId: conversation.id,
+        tenantId: job.tenantId,
+        fromSeq: conversation.summaryThroughSeq,
+        throughSeq: history.unsummarizedThroughSeq,
+        requestId: job.requestId,
+      })
+      .catch((err: unknown) => deps.log.warn({ err }, "could not ask for a summary"));
   }
   const cancelled = deps.cancellations.watch(reply.id);
   const outcome = await callModel({

@@ -78,8 +78,14 @@ export const conversationSchema = z
     metadata: z.record(z.string(), z.string()),
     message_count: z.int(),
     context_strategy: z.enum(contextStrategies).openapi({
-      description: "How a turn's history is fitted into the model's context window: `auto` sends the newest messages that fit, `strict` refuses a turn whose history does not fit.",
+      description:
+        "How a turn's history is fitted into the model's context window: `auto` sends the newest messages that fit, " +
+        "`summarize` also sends a running summary of the older ones, `strict` refuses a turn whose history does not fit.",
     }),
+    summary: z
+      .object({ content: z.string(), through_seq: z.int(), tokens: z.int(), updated_at: z.int() })
+      .nullable()
+      .openapi({ description: "`summarize`: the running summary of the messages up to `through_seq`." }),
   })
   .openapi("Conversation");
 export type ConversationResource = z.infer<typeof conversationSchema>;
@@ -127,6 +133,10 @@ export function toConversationResource(row: ConversationRow): ConversationResour
     metadata: row.metadata,
     message_count: row.messageCount,
     context_strategy: row.contextStrategy,
+    summary:
+      row.summary === null || row.summaryUpdatedAt === null
+        ? null
+        : { content: row.summary, through_seq: row.summaryThroughSeq, tokens: row.summaryTokens, updated_at: unixSeconds(row.summaryUpdatedAt) },
   };
 }
 

@@ -36,11 +36,26 @@ export const completionJobSchema = z.object({
 });
 export type CompletionJob = z.infer<typeof completionJobSchema>;
 
-export const jobSchema = z.discriminatedUnion("kind", [replyJobSchema, completionJobSchema]);
+/**
+ * Fold a `summarize` conversation's evicted messages into its running
+ * summary, from where the summary ends up to `throughSeq`.
+ */
+export const summaryJobSchema = z.object({
+  kind: z.literal("summary"),
+  conversationId: z.string().startsWith("conv_"),
+  tenantId: z.string().min(1),
+  /** Where the summary ended when the job was asked for: one job per starting point. */
+  fromSeq: z.int().min(0),
+  throughSeq: z.int().min(1),
+  requestId: z.string().optional(),
+});
+export type SummaryJob = z.infer<typeof summaryJobSchema>;
+
+export const jobSchema = z.discriminatedUnion("kind", [replyJobSchema, completionJobSchema, summaryJobSchema]);
 export type ModelJob = z.output<typeof jobSchema>;
 
 export interface ModelJobQueue {
-  enqueue(job: ReplyJob | CompletionJob): Promise<void>;
+  enqueue(job: ReplyJob | CompletionJob | SummaryJob): Promise<void>;
   /** Whether the job can still run: waiting, delayed or active (not finished, failed or gone). */
   isPending(jobId: string): Promise<boolean>;
   close(): Promise<void>;
@@ -63,8 +78,12 @@ export function createModelJobQueue(opts: { connection: Redis; prefix: string; o
     async enqueue(job) {
       const data = jobSchema.parse(job);
       // The reply's (or completion's) id is the job id: enqueuing it twice makes one job.
-      const jobId = data.kind === "reply" ? data.replyId : data.completionId;
-      await queue.add(data.kind, data, { jobId });
+      // A summary's is its conversation and starting point; a failed one is removed so a later turn can ask again.
+      if (data.kind === "summary") {
+        await queue.add(data.kind, data, { jobId: `summary_${data.conversationId}_${data.fromSeq}`, removeOnFail: true });
+        return;
+      }
+      await queue.add(data.kind, data, { jobId: data.kind === "reply" ? data.replyId : data.completionId });
     },
     async isPending(jobId) {
       const state = await queue.getJobState(jobId);

@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { ContextWindows } from "../../src/context/context-windows.ts";
 import { messageTokens } from "../../src/context/tokens.ts";
+import { SUMMARY_INSTRUCTIONS } from "../../src/domain/summaries.ts";
+import { summaryMessageTokens } from "../../src/domain/summary-message.ts";
 import { useServiceWithFakeUpstream } from "../support/service.ts";
 
 /** Text of exactly `n` tokens in o200k_base ("hello" and " hello" are one token each), as a message of n + 4. */
@@ -148,6 +150,60 @@ describe("the strict strategy", () => {
     const bad = await ctx.api.patch(`/conversations/${id}`, { context_strategy: "everything" });
     expect(bad.status).toBe(400);
     expect(bad.body.error.param).toBe("context_strategy");
+  });
+});
+
+describe("the summarize strategy", () => {
+  const isSummaryCall = (r: { body: any }) => r.body.messages[0]?.content === SUMMARY_INSTRUCTIONS;
+  const summaryCalls = () => ctx.upstream.requests.filter(isSummaryCall).map((r) => r.body.messages[1].content as string);
+  const replyCall = () => ctx.upstream.requests.filter((r) => !isSummaryCall(r)).at(-1)?.body.messages as { role: string; content: string }[];
+  async function summaryThrough(id: string, seq: number) {
+    for (let i = 0; i < 200; i++) {
+      const { body } = await ctx.api.get(`/conversations/${id}`);
+      if (body.summary?.through_seq === seq) return body.summary;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw new Error(`no summary through ${seq}`);
+  }
+
+  it("folds the messages that no longer fit into a running summary, incrementally, sent after the system prompt", async () => {
+    const history = [messageOf(100), messageOf(100)];
+    const id = await conversationWith(history, { context_strategy: "summarize" });
+
+    // Turn 1: 251 tokens, so message 1 is left out and summarized in the background.
+    ctx.upstream.setBehaviour({ kind: "ok", text: "S1" });
+    const turn1 = await ctx.api.post(`/conversations/${id}/messages`, { content: messageOf(51) });
+    expect(replyCall().map((m) => m.content)).toEqual([history[1], messageOf(51)]);
+    expect(turn1.body.reply.context).toEqual({ messages: 2, tokens: 151 });
+    const first = await summaryThrough(id, 1);
+    expect(first).toMatchObject({ content: "S1", tokens: summaryMessageTokens("S1") });
+    expect(summaryCalls()).toEqual([`Summary so far:\n(none yet)\n\nNew turns:\nuser: ${history[0]}`]);
+
+    // Turn 2: the summary goes after the system prompt and counts against the window; message 2 is left out now,
+    // and the next summary gets the previous one and that message only.
+    ctx.upstream.setBehaviour({ kind: "ok", text: "S2" });
+    const turn2 = await ctx.api.post(`/conversations/${id}/messages`, { content: messageOf(100) });
+    expect(replyCall()).toEqual([
+      { role: "system", content: "Summary of the earlier conversation:\nS1" },
+      { role: "user", content: messageOf(51) },
+      { role: "assistant", content: "S1" },
+      { role: "user", content: messageOf(100) },
+    ]);
+    expect(turn2.body.reply.context).toEqual({ messages: 3, tokens: summaryMessageTokens("S1") + 51 + messageTokens("S1") + 100 });
+    const second = await summaryThrough(id, 2);
+    expect(second.content).toBe("S2");
+    expect(summaryCalls()).toEqual([
+      `Summary so far:\n(none yet)\n\nNew turns:\nuser: ${history[0]}`,
+      `Summary so far:\nS1\n\nNew turns:\nassistant: ${history[1]}`,
+    ]);
+  });
+
+  it("sends the whole history and asks for no summary while everything fits", async () => {
+    const id = await conversationWith([messageOf(50)], { context_strategy: "summarize" });
+    await ctx.api.post(`/conversations/${id}/messages`, { content: messageOf(50) });
+    expect(replyCall()).toHaveLength(2);
+    expect(summaryCalls()).toEqual([]);
+    expect((await ctx.api.get(`/conversations/${id}`)).body.summary).toBeNull();
   });
 });
 

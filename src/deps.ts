@@ -106,6 +106,7 @@ export async function buildDeps(config: Config, log: Logger): Promise<Deps> {
     contextWindows: new ContextWindows(config.MODEL_CONTEXT_WINDOWS, {
       contextTokens: config.DEFAULT_CONTEXT_TOKENS,
       replyReserveTokens: config.DEFAULT_REPLY_RESERVE_TOKENS,
+      tokenRatio: 1,
     }),
     connectRedis,
     async close() {

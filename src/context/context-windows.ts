@@ -4,6 +4,12 @@ import { z } from "zod";
 export interface ContextWindow {
   contextTokens: number;
   replyReserveTokens: number;
+  /**
+   * The model's tokens per o200k_base token (what Parley counts). Measured on
+   * this repo's README prose, its TypeScript, and German text: Llama 3 1.00,
+   * 1.00, 1.31; Mistral (v1 SentencePiece) 1.15, 1.23, 1.57.
+   */
+  tokenRatio: number;
 }
 
 /**
@@ -17,6 +23,7 @@ export const contextWindowConfigSchema = z
     models: z.array(z.string().min(1)).default([]),
     context_tokens: z.number().int().min(256),
     reply_reserve_tokens: z.number().int().min(1),
+    token_ratio: z.number().min(0.5).max(4).default(1),
   })
   .refine((w) => w.match !== undefined || w.models.length > 0, { message: "needs `match` or `models`" })
   .refine((w) => w.reply_reserve_tokens < w.context_tokens, { message: "reply_reserve_tokens must be below context_tokens" });
@@ -28,7 +35,7 @@ export type ContextWindowConfig = z.infer<typeof contextWindowConfigSchema>;
  * More specific names come first. The reserve is what a reply may use when a
  * request sets no `max_tokens`.
  */
-const KNOWN_FAMILIES: { match: string; contextTokens: number; replyReserveTokens: number }[] = [
+const KNOWN_FAMILIES: (Omit<ContextWindow, "tokenRatio"> & { match: string; tokenRatio?: number })[] = [
   { match: "parley-sim", contextTokens: 8_192, replyReserveTokens: 1_024 },
   { match: "gpt-4.1", contextTokens: 1_047_576, replyReserveTokens: 32_768 },
   { match: "gpt-4o", contextTokens: 128_000, replyReserveTokens: 16_384 },
@@ -40,9 +47,9 @@ const KNOWN_FAMILIES: { match: string; contextTokens: number; replyReserveTokens
   { match: "llama-3", contextTokens: 8_192, replyReserveTokens: 1_024 },
   { match: "llama3.1", contextTokens: 131_072, replyReserveTokens: 4_096 },
   { match: "llama3", contextTokens: 8_192, replyReserveTokens: 1_024 },
-  { match: "mixtral-8x22b", contextTokens: 65_536, replyReserveTokens: 4_096 },
-  { match: "mixtral", contextTokens: 32_768, replyReserveTokens: 4_096 },
-  { match: "mistral", contextTokens: 32_768, replyReserveTokens: 4_096 },
+  { match: "mixtral-8x22b", contextTokens: 65_536, replyReserveTokens: 4_096, tokenRatio: 1.25 },
+  { match: "mixtral", contextTokens: 32_768, replyReserveTokens: 4_096, tokenRatio: 1.25 },
+  { match: "mistral", contextTokens: 32_768, replyReserveTokens: 4_096, tokenRatio: 1.25 },
   { match: "qwen2.5", contextTokens: 32_768, replyReserveTokens: 4_096 },
   { match: "qwen3", contextTokens: 40_960, replyReserveTokens: 4_096 },
   { match: "deepseek", contextTokens: 65_536, replyReserveTokens: 4_096 },
@@ -64,10 +71,11 @@ export class ContextWindows {
     const name = model.toLowerCase();
     for (const w of this.#configured) {
       if (w.models.includes(model) || (w.match !== undefined && name.includes(w.match.toLowerCase()))) {
-        return { contextTokens: w.context_tokens, replyReserveTokens: w.reply_reserve_tokens };
+        return { contextTokens: w.context_tokens, replyReserveTokens: w.reply_reserve_tokens, tokenRatio: w.token_ratio };
       }
     }
     const known = KNOWN_FAMILIES.find((f) => name.includes(f.match));
-    return known ? { contextTokens: known.contextTokens, replyReserveTokens: known.replyReserveTokens } : this.#fallback;
+    if (!known) return this.#fallback;
+    return { contextTokens: known.contextTokens, replyReserveTokens: known.replyReserveTokens, tokenRatio: known.tokenRatio ?? 1 };
   }
 }

@@ -28,7 +28,8 @@ export function turnBudget(
     contextTokens: window.contextTokens,
     replyReserveTokens,
     systemTokens,
-    historyTokens: window.contextTokens - replyReserveTokens - systemTokens,
+    // Counted in o200k_base tokens: the model's own tokens, divided by how many of them one of ours makes.
+    historyTokens: Math.floor((window.contextTokens - replyReserveTokens) / window.tokenRatio) - systemTokens,
   };
 }
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { ContextWindows } from "../../src/context/context-windows.ts";
 import { messageTokens } from "../../src/context/tokens.ts";
+import { turnBudget } from "../../src/context/turn-budget.ts";
 import { SUMMARY_INSTRUCTIONS } from "../../src/domain/summaries.ts";
 import { summaryMessageTokens } from "../../src/domain/summary-message.ts";
 import { useServiceWithFakeUpstream } from "../support/service.ts";
@@ -16,7 +17,7 @@ const HISTORY_BUDGET = WINDOW.context - WINDOW.reserve;
 const ctx = useServiceWithFakeUpstream({
   models: ["fake-small"],
   overrides: {
-    MODEL_CONTEXT_WINDOWS: [{ models: ["fake-small"], context_tokens: WINDOW.context, reply_reserve_tokens: WINDOW.reserve }],
+    MODEL_CONTEXT_WINDOWS: [{ models: ["fake-small"], context_tokens: WINDOW.context, reply_reserve_tokens: WINDOW.reserve, token_ratio: 1 }],
   },
 });
 
@@ -244,13 +245,19 @@ describe("token counts and windows", () => {
 
   it("takes a model's window from config first, then its family, then the default", () => {
     const windows = new ContextWindows(
-      [{ match: "llama-3.3", models: [], context_tokens: 32_000, reply_reserve_tokens: 2_000 }],
-      { contextTokens: 8_192, replyReserveTokens: 1_024 },
+      [{ match: "llama-3.3", models: [], context_tokens: 32_000, reply_reserve_tokens: 2_000, token_ratio: 1.1 }],
+      { contextTokens: 8_192, replyReserveTokens: 1_024, tokenRatio: 1 },
     );
-    expect(windows.forModel("meta-llama/Llama-3.3-70B-Instruct-Turbo")).toEqual({ contextTokens: 32_000, replyReserveTokens: 2_000 });
-    expect(windows.forModel("meta-llama/Llama-3.1-8B-Instruct")).toEqual({ contextTokens: 131_072, replyReserveTokens: 4_096 });
-    expect(windows.forModel("gpt-4o-mini")).toEqual({ contextTokens: 128_000, replyReserveTokens: 16_384 });
-    expect(windows.forModel("parley-sim-1")).toEqual({ contextTokens: 8_192, replyReserveTokens: 1_024 });
-    expect(windows.forModel("something-else")).toEqual({ contextTokens: 8_192, replyReserveTokens: 1_024 });
+    expect(windows.forModel("meta-llama/Llama-3.3-70B-Instruct-Turbo")).toEqual({ contextTokens: 32_000, replyReserveTokens: 2_000, tokenRatio: 1.1 });
+    expect(windows.forModel("meta-llama/Llama-3.1-8B-Instruct")).toEqual({ contextTokens: 131_072, replyReserveTokens: 4_096, tokenRatio: 1 });
+    expect(windows.forModel("gpt-4o-mini")).toEqual({ contextTokens: 128_000, replyReserveTokens: 16_384, tokenRatio: 1 });
+    expect(windows.forModel("mistralai/Mistral-7B-Instruct-v0.3")).toEqual({ contextTokens: 32_768, replyReserveTokens: 4_096, tokenRatio: 1.25 });
+    expect(windows.forModel("parley-sim-1")).toEqual({ contextTokens: 8_192, replyReserveTokens: 1_024, tokenRatio: 1 });
+    expect(windows.forModel("something-else")).toEqual({ contextTokens: 8_192, replyReserveTokens: 1_024, tokenRatio: 1 });
+  });
+
+  it("leaves room for a model whose tokenizer makes more tokens than o200k_base", () => {
+    const budget = turnBudget("mistral-small", { contextTokens: 32_768, replyReserveTokens: 4_096, tokenRatio: 1.25 }, null, {});
+    expect(budget.historyTokens).toBe(Math.floor((32_768 - 4_096) / 1.25));
   });
 });

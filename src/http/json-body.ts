@@ -22,6 +22,12 @@ export const checkJsonBody = createMiddleware<AppEnv>(async (c, next) => {
   } catch {
     throw new ApiError(400, "The request body is not valid UTF-8 (JSON text must be).", "invalid_json");
   }
+  // The validator's `c.req.json()` parses this text instead of decoding the bytes again (Hono keeps
+  // promises in bodyCache, whatever its declared type says).
+  (c.req.bodyCache as Record<string, Promise<unknown>>).text = Promise.resolve(text);
+  // A key can only read `__proto__` if the text spells it out or escapes a letter of it (`\u…`):
+  // most bodies do neither, and are not parsed twice.
+  if (!text.includes("__proto__") && !text.includes("\\u")) return next();
   let value: unknown;
   try {
     value = JSON.parse(text);

@@ -1078,6 +1078,8 @@ describe("hostile input, fuzzed", () => {
         bound({ user: "\u0000" }),
         bound({ temperature: new RawJson("1e309") }),
         bound({ logit_bias: new RawJson("1e309") }),
+        bound({ "\uD800": "x" }),
+        bound({ "a\u0000": 1 }),
       ]),
     );
   }, RUN_TIMEOUT_MS);

@@ -79,9 +79,10 @@ export const chatCompletionRequestSchema = z
     for (const [field, refused] of Object.entries(UNSUPPORTED)) {
       if (refused(body[field])) ctx.addIssue({ code: "custom", message: `${field} is not supported by Parley`, path: [field] });
     }
-    // Passed-through fields are stored with a conversation's reply: held to what jsonb keeps as given.
+    // Passed-through fields are stored with a conversation's reply: held to what jsonb keeps as given,
+    // their names as much as their values.
     for (const [field, value] of Object.entries(body)) {
-      if (!DECLARED.has(field) && !isStorableJson(value)) {
+      if (!DECLARED.has(field) && !isStorableJson([field, value])) {
         ctx.addIssue({ code: "custom", message: "must not contain NUL characters, lone surrogates or numbers beyond ±1.8e308", path: [field] });
       }
     }

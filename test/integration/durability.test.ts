@@ -1,10 +1,9 @@
-import { randomBytes } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.ts";
 import { seedTestApiKey, TEST_TENANT } from "../support/keys.ts";
 import { apiClient, authedFetch, readEvents } from "../support/http.ts";
-import { freePort, spawnParley, waitForOutput, type ParleyProcess } from "../support/processes.ts";
-import { createTestDatabase, startTestService, type TestService } from "../support/service.ts";
+import { useParleyProcesses, waitForOutput } from "../support/processes.ts";
+import { startTestService, type TestService } from "../support/service.ts";
 
 let upstream: FakeUpstream;
 beforeAll(async () => {
@@ -12,36 +11,22 @@ beforeAll(async () => {
 });
 afterAll(() => upstream?.close());
 
+/** Processes served by the fake upstream, with short job locks so a lost worker's job is taken again quickly. */
+const fakeUpstreamEnv = () => ({
+  UPSTREAMS: JSON.stringify([{ name: "fake", base_url: upstream.baseURL, models: ["fake-model"] }]),
+  WORKER_LOCK_MS: "1500",
+  WORKER_STALLED_CHECK_MS: "500",
+});
+
 describe("a worker killed mid-reply", () => {
-  const running: ParleyProcess[] = [];
-  let database: Awaited<ReturnType<typeof createTestDatabase>>;
-  beforeAll(async () => {
-    database = await createTestDatabase();
-  });
-  afterAll(async () => {
-    for (const p of running) if (p.child.exitCode === null) p.child.kill("SIGKILL");
-    await database?.drop();
-  });
+  const processes = useParleyProcesses();
 
   it("is replaced: another worker produces the reply again, stored once, and followers are told to start over", async () => {
     upstream.reset();
     upstream.setBehaviour({ kind: "ok", tokenDelayMs: 100 });
-    const port = await freePort();
-    const env = {
-      DATABASE_URL: database.url,
-      REDIS_URL: inject("redisUrl"),
-      REDIS_PREFIX: `parley-test-${randomBytes(4).toString("hex")}`,
-      HOST: "127.0.0.1",
-      PORT: String(port),
-      UPSTREAMS: JSON.stringify([{ name: "fake", base_url: upstream.baseURL, models: ["fake-model"] }]),
-      WORKER_LOCK_MS: "1500",
-      WORKER_STALLED_CHECK_MS: "500",
-    };
-    const start = (role: string) => {
-      const p = spawnParley({ ...env, ROLE: role });
-      running.push(p);
-      return p;
-    };
+    const { database, env } = await processes.environment(fakeUpstreamEnv());
+    const port = env.PORT;
+    const start = (role: string) => processes.start({ ...env, ROLE: role });
     const apiProcess = start("api");
     const firstWorker = start("worker");
     await Promise.all([waitForOutput(apiProcess, "api listening"), waitForOutput(firstWorker, "worker started")]);
@@ -89,36 +74,14 @@ describe("a worker killed mid-reply", () => {
 });
 
 describe("a worker told to stop (SIGTERM) mid-reply", () => {
-  const running: ParleyProcess[] = [];
-  let database: Awaited<ReturnType<typeof createTestDatabase>>;
-  beforeAll(async () => {
-    database = await createTestDatabase();
-  });
-  afterAll(async () => {
-    for (const p of running) if (p.child.exitCode === null) p.child.kill("SIGKILL");
-    await database?.drop();
-  });
+  const processes = useParleyProcesses();
 
   it("exits 0 at its drain bound and leaves the unfinished reply to another worker, not lost", async () => {
     upstream.reset();
     upstream.setBehaviour({ kind: "ok", tokenDelayMs: 150 });
-    const port = await freePort();
-    const env = {
-      DATABASE_URL: database.url,
-      REDIS_URL: inject("redisUrl"),
-      REDIS_PREFIX: `parley-test-${randomBytes(4).toString("hex")}`,
-      HOST: "127.0.0.1",
-      PORT: String(port),
-      UPSTREAMS: JSON.stringify([{ name: "fake", base_url: upstream.baseURL, models: ["fake-model"] }]),
-      WORKER_LOCK_MS: "1500",
-      WORKER_STALLED_CHECK_MS: "500",
-      SHUTDOWN_TIMEOUT_MS: "300",
-    };
-    const start = (role: string) => {
-      const p = spawnParley({ ...env, ROLE: role });
-      running.push(p);
-      return p;
-    };
+    const { database, env } = await processes.environment({ ...fakeUpstreamEnv(), SHUTDOWN_TIMEOUT_MS: "300" });
+    const port = env.PORT;
+    const start = (role: string) => processes.start({ ...env, ROLE: role });
     const apiProcess = start("api");
     const worker = start("worker");
     await Promise.all([waitForOutput(apiProcess, "api listening"), waitForOutput(worker, "worker started")]);

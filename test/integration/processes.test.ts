@@ -1,44 +1,18 @@
-import { randomBytes } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { inject } from "vitest";
-import { createTestDatabase } from "../support/service.ts";
+import { describe, expect, it } from "vitest";
 import { seedTestApiKey } from "../support/keys.ts";
 import { apiClient, authedFetch, readEvents } from "../support/http.ts";
-import { freePort, spawnParley, waitForOutput, type ParleyProcess } from "../support/processes.ts";
+import { useParleyProcesses, waitForOutput } from "../support/processes.ts";
 
-let database: Awaited<ReturnType<typeof createTestDatabase>>;
-const running: ParleyProcess[] = [];
-
-beforeAll(async () => {
-  database = await createTestDatabase();
-});
-afterAll(async () => {
-  for (const p of running) if (p.child.exitCode === null) p.child.kill("SIGKILL");
-  await database?.drop();
-});
-
-function env(extra: Record<string, string>): Record<string, string> {
-  return {
-    DATABASE_URL: database.url,
-    REDIS_URL: inject("redisUrl"),
-    REDIS_PREFIX: `parley-test-${randomBytes(4).toString("hex")}`,
-    HOST: "127.0.0.1",
-    SIMULATOR_TTFT_MS: "0",
-    SIMULATOR_TOKENS_PER_SECOND: "200",
-    ...extra,
-  };
-}
-
-function start(e: Record<string, string>): ParleyProcess {
-  const p = spawnParley(e);
-  running.push(p);
-  return p;
-}
+const processes = useParleyProcesses();
+const start = processes.start;
+/** A fast simulator, and `extra`, on a database of the test's own. */
+const environment = (extra: Record<string, string> = {}) =>
+  processes.environment({ SIMULATOR_TTFT_MS: "0", SIMULATOR_TOKENS_PER_SECOND: "200", ...extra });
 
 describe("processes", () => {
   it("runs the API and the worker as separate processes sharing Postgres and Redis", async () => {
-    const port = await freePort();
-    const shared = env({ PORT: String(port) });
+    const { database, env: shared } = await environment();
+    const port = shared.PORT;
     const apiProcess = start({ ...shared, ROLE: "api" });
     const workerProcess = start({ ...shared, ROLE: "worker" });
     await Promise.all([waitForOutput(apiProcess, "api listening"), waitForOutput(workerProcess, "worker started")]);
@@ -60,8 +34,9 @@ describe("processes", () => {
   });
 
   it("on SIGTERM lets an in-flight streamed turn finish, then exits 0", async () => {
-    const port = await freePort();
-    const p = start(env({ PORT: String(port), SIMULATOR_TOKENS_PER_SECOND: "20", SHUTDOWN_TIMEOUT_MS: "20000" }));
+    const { database, env } = await environment({ SIMULATOR_TOKENS_PER_SECOND: "20", SHUTDOWN_TIMEOUT_MS: "20000" });
+    const port = env.PORT;
+    const p = start(env);
     await waitForOutput(p, "api listening");
     await seedTestApiKey(database.sql);
     const api = apiClient(`http://127.0.0.1:${port}/v1`);
@@ -84,7 +59,7 @@ describe("processes", () => {
   });
 
   it("stops at start with one line naming a bad variable", async () => {
-    const p = start(env({ PORT: "not-a-port", ROLE: "everything" }));
+    const p = start((await environment({ PORT: "not-a-port", ROLE: "everything" })).env);
     expect(await p.exited).toBe(1);
     const lines = p.output().trim().split("\n");
     expect(lines).toHaveLength(1);

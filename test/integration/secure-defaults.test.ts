@@ -1,40 +1,14 @@
-import { randomBytes } from "node:crypto";
-import { afterAll, describe, expect, inject, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { migrateDatabase } from "../../src/db/migrate.ts";
 import { apiClient, authedFetch } from "../support/http.ts";
 import { seedApiKeyFor } from "../support/keys.ts";
-import { freePort, spawnParley, waitForOutput, type ParleyProcess } from "../support/processes.ts";
-import { createTestDatabase } from "../support/service.ts";
+import { useParleyProcesses, waitForOutput, type ParleyProcess } from "../support/processes.ts";
 
-const running: ParleyProcess[] = [];
-const databases: Awaited<ReturnType<typeof createTestDatabase>>[] = [];
-afterAll(async () => {
-  for (const p of running) if (p.child.exitCode === null) p.child.kill("SIGKILL");
-  await Promise.all(running.map((p) => p.exited));
-  for (const d of databases) await d.drop();
-});
-
-async function freshEnv(extra: Record<string, string> = {}) {
-  const database = await createTestDatabase();
-  databases.push(database);
-  const env = {
-    DATABASE_URL: database.url,
-    REDIS_URL: inject("redisUrl"),
-    REDIS_PREFIX: `parley-test-${randomBytes(4).toString("hex")}`,
-    HOST: "127.0.0.1",
-    PORT: String(await freePort()),
-    SIMULATOR_TTFT_MS: "0",
-    SIMULATOR_TOKENS_PER_SECOND: "500",
-    ...extra,
-  };
-  return { database, env };
-}
-
-function start(env: Record<string, string>): ParleyProcess {
-  const p = spawnParley(env);
-  running.push(p);
-  return p;
-}
+const processes = useParleyProcesses();
+const start = processes.start;
+/** A fast simulator, and `extra`, on a database of the test's own. */
+const freshEnv = (extra: Record<string, string> = {}) =>
+  processes.environment({ SIMULATOR_TTFT_MS: "0", SIMULATOR_TOKENS_PER_SECOND: "500", ...extra });
 
 describe("production mode", () => {
   it("refuses to start with no key and no ADMIN_SECRET, saying what to set", async () => {

@@ -1,8 +1,11 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
+import { afterAll, inject } from "vitest";
 import { PARLEY_NODE_FLAGS } from "../../src/runtime-flags.ts";
+import { createTestDatabase, type TestDatabase } from "./service.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -46,4 +49,40 @@ export async function waitForOutput(p: ParleyProcess, text: string, timeoutMs = 
     if (p.child.exitCode !== null) throw new Error(`exited ${p.child.exitCode} before "${text}":\n${p.output()}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * Parley processes for one test file or describe block. `environment()` makes
+ * a database of its own and the variables to run Parley on it (a fresh Redis
+ * prefix and a free port each time); whatever `start` spawned is killed, and
+ * every database dropped, after the block.
+ */
+export function useParleyProcesses() {
+  const running: ParleyProcess[] = [];
+  const databases: TestDatabase[] = [];
+  afterAll(async () => {
+    for (const p of running) if (p.child.exitCode === null) p.child.kill("SIGKILL");
+    await Promise.all(running.map((p) => p.exited));
+    for (const d of databases) await d.drop();
+  });
+  return {
+    async environment(extra: Record<string, string> = {}): Promise<{ database: TestDatabase; env: Record<string, string> }> {
+      const database = await createTestDatabase();
+      databases.push(database);
+      const env = {
+        DATABASE_URL: database.url,
+        REDIS_URL: inject("redisUrl"),
+        REDIS_PREFIX: `parley-test-${randomBytes(4).toString("hex")}`,
+        HOST: "127.0.0.1",
+        PORT: String(await freePort()),
+        ...extra,
+      };
+      return { database, env };
+    },
+    start(env: Record<string, string>): ParleyProcess {
+      const p = spawnParley(env);
+      running.push(p);
+      return p;
+    },
+  };
 }

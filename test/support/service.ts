@@ -10,8 +10,14 @@ import { seedTestApiKey } from "./keys.ts";
 
 const suffix = () => randomBytes(6).toString("hex");
 
+export interface TestDatabase {
+  url: string;
+  sql: postgres.Sql;
+  drop(): Promise<void>;
+}
+
 /** A database of its own for one test file, on the shared server; dropped by `drop()`. */
-export async function createTestDatabase(): Promise<{ url: string; sql: postgres.Sql; drop(): Promise<void> }> {
+export async function createTestDatabase(): Promise<TestDatabase> {
   const serverUrl = new URL(inject("databaseUrl"));
   const name = `parley_test_${suffix()}`;
   const admin = postgres(serverUrl.toString(), { max: 1, onnotice: () => {} });

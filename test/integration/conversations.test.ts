@@ -217,9 +217,16 @@ describe("openapi", () => {
         "/v1/conversations/{conversation_id}",
         "/v1/conversations/{conversation_id}/messages",
         "/v1/conversations/{conversation_id}/messages/{message_id}",
+        "/v1/conversations/{conversation_id}/messages/{message_id}/regenerate",
+        "/v1/conversations/{conversation_id}/fork",
+        "/v1/chat/completions",
         "/v1/models",
+        "/admin/keys",
+        "/admin/keys/{prefix}/revoke",
       ]),
     );
     expect(doc.components.schemas.Message.properties.status.enum).toContain("in_progress");
+    expect(doc.components.schemas.Conversation.properties.context_strategy.enum).toEqual(["auto", "summarize", "strict"]);
+    expect(Object.values(doc.components.securitySchemes ?? {})).toContainEqual(expect.objectContaining({ type: "http", scheme: "bearer" }));
   });
 });

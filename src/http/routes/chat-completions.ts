@@ -18,7 +18,7 @@ import {
 } from "../chat-completions/wire.ts";
 import type { AppEnv } from "../env.ts";
 import { validationHook } from "../validation.ts";
-import { conversationIdParam, errorResponse, jsonBody } from "./schemas.ts";
+import { conversationIdParam, errorResponse, jsonBody, jsonOrEventStreamResponse } from "./schemas.ts";
 
 export interface ChatCompletionRouteDeps extends TurnDeps, ReplyControlDeps, IdempotencyDeps {
   follower: ReplyEventFollower;
@@ -27,15 +27,12 @@ export interface ChatCompletionRouteDeps extends TurnDeps, ReplyControlDeps, Ide
 }
 
 const responses = {
-  200: {
-    description:
-      "A `chat.completion`, or with `stream: true` a `text/event-stream` of `chat.completion.chunk`s " +
+  200: jsonOrEventStreamResponse(
+    chatCompletionSchema,
+    "A `chat.completion`, or with `stream: true` a `text/event-stream` of `chat.completion.chunk`s " +
       "(the last one with `finish_reason` and `usage`) ending with `data: [DONE]`.",
-    content: {
-      "application/json": { schema: chatCompletionSchema },
-      "text/event-stream": { schema: z.string() },
-    },
-  },
+    "`chat.completion.chunk` data lines, then `data: [DONE]`.",
+  ),
   400: errorResponse("Invalid or unsupported input, naming the field."),
   404: errorResponse("The model is not served (or the conversation does not exist)."),
   502: errorResponse("The upstream failed before answering."),

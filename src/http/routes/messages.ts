@@ -14,7 +14,14 @@ import { awaitReplyEnd, type ReplyEventFollower } from "../../streams/reply-even
 import type { AppEnv } from "../env.ts";
 import { replyEventsResponse } from "../sse.ts";
 import { validationHook } from "../validation.ts";
-import { conversationIdParam, errorResponse, jsonBody, jsonResponse, messageIdParam } from "./schemas.ts";
+import {
+  conversationIdParam,
+  errorResponse,
+  jsonBody,
+  jsonOrEventStreamResponse,
+  jsonResponse,
+  messageIdParam,
+} from "./schemas.ts";
 
 export interface MessageRouteDeps extends TurnDeps, ReplyControlDeps, IdempotencyDeps {
   follower: ReplyEventFollower;
@@ -39,13 +46,11 @@ const append = createRoute({
     "Every event has an `id:` to resume from.",
   request: { params: conversationParams, body: jsonBody(appendMessageSchema) },
   responses: {
-    201: {
-      description: "Stored; `reply` is the finished reply (or null when none was asked for).",
-      content: {
-        "application/json": { schema: turnSchema },
-        "text/event-stream": { schema: z.string().openapi({ description: "The reply's events." }) },
-      },
-    },
+    201: jsonOrEventStreamResponse(
+      turnSchema,
+      "Stored; `reply` is the finished reply (or null when none was asked for).",
+      "The reply's events.",
+    ),
     202: jsonResponse(turnSchema, "Stored; the reply is queued (`wait: false`)."),
     400: errorResponse("Invalid input."),
     404: errorResponse("No such conversation, or its model is not served."),
@@ -63,13 +68,7 @@ const regenerate = createRoute({
     "Answers like an append: the new reply (201, or 202 with `wait: false`), or its events with `stream: true`.",
   request: { params: messageParams, body: jsonBody(regenerateReplySchema) },
   responses: {
-    201: {
-      description: "The new reply, finished.",
-      content: {
-        "application/json": { schema: messageSchema },
-        "text/event-stream": { schema: z.string().openapi({ description: "The new reply's events." }) },
-      },
-    },
+    201: jsonOrEventStreamResponse(messageSchema, "The new reply, finished.", "The new reply's events."),
     202: jsonResponse(messageSchema, "The new reply, queued (`wait: false`)."),
     400: errorResponse("Not a reply, or not the last message (`not_a_reply`, `not_last_reply`)."),
     404: errorResponse("No such conversation or message."),

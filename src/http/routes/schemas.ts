@@ -28,6 +28,15 @@ export const jsonResponse = <T extends z.ZodType>(schema: T, description: string
   content: { "application/json": { schema } },
 });
 
+/** JSON, or with `stream: true` the reply's events: one status, two media types. */
+export const jsonOrEventStreamResponse = <T extends z.ZodType>(schema: T, description: string, events: string) => ({
+  description,
+  content: {
+    "application/json": { schema },
+    "text/event-stream": { schema: z.string().openapi({ description: events }) },
+  },
+});
+
 export const conversationIdParam = z.string().openapi({
   param: { name: "conversation_id", in: "path" },
   example: "conv_01jf3t8vvaf8s9k0d7k6x1s2y3",

@@ -1,10 +1,10 @@
-import { ContextWindows } from "./context/context-windows.ts";
 import { Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "pino";
 import { ApiKeyAuthenticator } from "./access/api-key-cache.ts";
 import { RedisReplySlots, type ReplySlots } from "./access/reply-slots.ts";
 import { RequestRateLimiter } from "./access/request-rate.ts";
 import type { Config } from "./config.ts";
+import { ContextWindows } from "./context/context-windows.ts";
 import { connectDatabase, type Database } from "./db/client.ts";
 import { createOpenAICompatibleProvider } from "./providers/openai-compatible.ts";
 import { buildModelRegistry, type ModelRegistry } from "./providers/registry.ts";

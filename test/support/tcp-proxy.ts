@@ -2,21 +2,32 @@ import { connect, createServer, type Server, type Socket } from "node:net";
 import { once } from "node:events";
 
 /**
- * A TCP proxy to a real server that a test can cut and restore, to play a
- * dependency going down and coming back without disturbing the shared one.
+ * A TCP proxy to a real server that a test can cut, black-hole and restore,
+ * to play a dependency going down (or silent) and coming back without
+ * disturbing the shared one.
  */
 export async function startTcpProxy(target: { host: string; port: number }) {
   const sockets = new Set<Socket>();
+  /** Pairs whose bytes are being held back while black-holed. */
+  const paused = new Set<Socket>();
   let server: Server | null = null;
   let port = 0;
+  let blackholed = false;
 
   async function listen() {
     server = createServer((client) => {
       const upstream = connect(target.port, target.host);
       for (const s of [client, upstream]) {
         sockets.add(s);
-        s.on("close", () => sockets.delete(s));
+        s.on("close", () => {
+          sockets.delete(s);
+          paused.delete(s);
+        });
         s.on("error", () => {});
+        if (blackholed) {
+          s.pause();
+          paused.add(s);
+        }
       }
       client.pipe(upstream).pipe(client);
     });
@@ -38,5 +49,34 @@ export async function startTcpProxy(target: { host: string; port: number }) {
     },
     /** Listens again on the same port. */
     restore: listen,
+    /**
+     * A partition: connections stay open (and new ones are accepted) but no byte
+     * passes either way, as when packets are dropped; nothing is refused or reset.
+     */
+    blackhole() {
+      blackholed = true;
+      for (const s of sockets) {
+        s.pause();
+        paused.add(s);
+      }
+    },
+    /** Ends a black hole: what was held back is delivered, as after a healed partition. */
+    heal() {
+      blackholed = false;
+      for (const s of paused) s.resume();
+      paused.clear();
+    },
+    /** Cuts every open connection but keeps listening (a dependency restarted in place). */
+    dropConnections() {
+      for (const s of sockets) s.destroy();
+    },
+    async close() {
+      blackholed = false;
+      const closing = new Promise((r) => server?.close(r));
+      for (const s of sockets) s.destroy();
+      await closing;
+    },
   };
 }
+
+export type TcpProxy = Awaited<ReturnType<typeof startTcpProxy>>;

@@ -122,11 +122,10 @@ export async function appendTurn(
 
   // Seqs the turn adds: a replacing reply takes the seq of the one it replaces.
   const count = turn.messages.length + (turn.reply && !turn.replaces ? 1 : 0);
-  // The tenant's concurrency slot is taken before anything is stored, so a refused turn stores nothing.
   const replyId = turn.reply ? newMessageId() : null;
-  if (replyId) await deps.replySlots.acquire(tenantId, replyId);
+  let slotTaken = false;
   const giveSlotBack = async () => {
-    if (replyId) await deps.replySlots.release(tenantId, replyId).catch(() => {});
+    if (replyId && slotTaken) await deps.replySlots.release(tenantId, replyId).catch(() => {});
   };
   const inFlight = and(eq(messages.conversationId, conversationId), inArray(messages.status, inFlightStatuses));
   const stored = await deps.db
@@ -154,10 +153,19 @@ export async function appendTurn(
           params: conversations.params,
           contextStrategy: conversations.contextStrategy,
         });
-      if (!bumped) throw await whyNoTurn(deps.db, tenantId, conversationId);
+      // Asked on this transaction's own connection: a second one from the pool while holding this one
+      // is how concurrent appends once took every connection and waited for each other forever.
+      if (!bumped) throw await whyNoTurn(tx, tenantId, conversationId);
       const model = turn.model ?? bumped.model;
       if (turn.reply && !deps.models.resolve(model)) {
         throw new ModelNotFoundError(model, deps.models.describeServed());
+      }
+      // The tenant's concurrency slot is taken once the conversation is known to be free (so a busy
+      // conversation answers 409, not 429) and before anything is stored (a refused turn stores
+      // nothing); the catch below gives it back if the transaction does not commit.
+      if (replyId) {
+        await deps.replySlots.acquire(tenantId, replyId);
+        slotTaken = true;
       }
       if (turn.replaces) await removeReplacedReply(tx, conversationId, turn.replaces, bumped.lastSeq);
       // With a replaced reply, the turn builds on the message before it.
@@ -252,20 +260,23 @@ function isUniqueViolation(err: unknown, constraint: string): boolean {
   return cause?.code === "23505" && cause.constraint_name === constraint;
 }
 
-/** Why a conversation took no turn: it does not exist (for this tenant), or a reply is in flight. */
-async function whyNoTurn(db: TurnDeps["db"], tenantId: string, conversationId: string): Promise<Error> {
-  const [conversation] = await db
-    .select({ id: conversations.id })
-    .from(conversations)
-    .where(and(eq(conversations.id, conversationId), eq(conversations.tenantId, tenantId)));
-  if (!conversation) return new NotFoundError("conversation", conversationId);
-  const [busy] = await db
+/**
+ * Why a conversation took no turn: it does not exist (for this tenant), or a reply is in flight. One
+ * statement, on whatever connection the caller holds (its transaction's, or the pool after it ended).
+ */
+async function whyNoTurn(db: Database | Transaction, tenantId: string, conversationId: string): Promise<Error> {
+  const busyReply = db
     .select({ id: messages.id })
     .from(messages)
     .where(and(eq(messages.conversationId, conversationId), inArray(messages.status, inFlightStatuses)))
     .limit(1);
+  const [conversation] = await db
+    .select({ busyReplyId: sql<string | null>`(${busyReply})` })
+    .from(conversations)
+    .where(and(eq(conversations.id, conversationId), eq(conversations.tenantId, tenantId)));
+  if (!conversation) return new NotFoundError("conversation", conversationId);
   // The reply may have ended in between; the caller can simply try again.
-  return new ConversationBusyError(busy?.id ?? "a reply that has just ended");
+  return new ConversationBusyError(conversation.busyReplyId ?? "a reply that has just ended");
 }
 
 /**

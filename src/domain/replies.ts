@@ -9,13 +9,15 @@ import { belongsInHistory } from "./history.ts";
 export const inFlightStatuses = ["queued", "in_progress"] as const;
 
 /**
- * queued → in_progress; null when the reply is not this tenant's or no longer
- * in flight (finished, cancelled, deleted).
+ * queued → in_progress, as a new attempt: the row's `attempt` is bumped and
+ * the run that took it keeps that number (its writes are checked against it).
+ * Null when the reply is not this tenant's or no longer in flight (finished,
+ * cancelled, deleted).
  */
 export async function markReplyInProgress(db: Database, tenantId: string, replyId: string): Promise<MessageRow | null> {
   const [row] = await db
     .update(messages)
-    .set({ status: "in_progress" })
+    .set({ status: "in_progress", attempt: sql`${messages.attempt} + 1` })
     .where(and(eq(messages.id, replyId), eq(messages.tenantId, tenantId), inArray(messages.status, inFlightStatuses)))
     .returning();
   return row ?? null;
@@ -33,11 +35,19 @@ export type ReplyOutcome = (
 /**
  * Stores how a reply ended, once: only a reply still in flight changes, so a
  * late or repeated writer (a cancelled reply's worker, a retried job) cannot
- * overwrite the end that was stored first. Returns null when nothing changed.
+ * overwrite the end that was stored first. With `attempt`, only that run's
+ * row changes: a run whose reply was taken by a newer run stores nothing.
+ * Cancel, delete and the sweep pass none: they win while the reply is in flight.
+ * Returns null when nothing changed.
  * The reply's tokens are counted here, and its running total continues the
  * previous message's (a reply is the newest message while it is in flight).
  */
-export async function finishReply(db: Database, replyId: string, outcome: ReplyOutcome): Promise<MessageRow | null> {
+export async function finishReply(
+  db: Database,
+  replyId: string,
+  outcome: ReplyOutcome,
+  opts: { attempt?: number } = {},
+): Promise<MessageRow | null> {
   const tokens = messageTokens(outcome.content);
   const counted = belongsInHistory({ role: "assistant", status: outcome.status, content: outcome.content }) ? tokens : 0;
   const previous = alias(messages, "previous");
@@ -57,7 +67,13 @@ export async function finishReply(db: Database, replyId: string, outcome: ReplyO
       ...(outcome.context ? { contextMessages: outcome.context.messages, contextTokens: outcome.context.tokens } : {}),
       completedAt: sql`now()`,
     })
-    .where(and(eq(messages.id, replyId), inArray(messages.status, inFlightStatuses)))
+    .where(
+      and(
+        eq(messages.id, replyId),
+        inArray(messages.status, inFlightStatuses),
+        opts.attempt === undefined ? undefined : eq(messages.attempt, opts.attempt),
+      ),
+    )
     .returning();
   if (!row) return null;
   // Not in one transaction with the reply: `updated_at` is informational, and a turn is a hot path.

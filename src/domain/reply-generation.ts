@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { eq } from "drizzle-orm";
 import type { Logger } from "pino";
 import type { Database } from "../db/client.ts";
@@ -6,6 +7,7 @@ import type { ModelRegistry } from "../providers/registry.ts";
 import { ProviderError } from "../providers/types.ts";
 import type { JobRun, ModelJobQueue, ReplyJob } from "../queue/completions.ts";
 import type { CancellationListener } from "../queue/reply-cancellation.ts";
+import { ReplyEventWriter, ReplyStreamClosedError } from "../streams/reply-event-writer.ts";
 import type { ReplyEventLog } from "../streams/reply-events.ts";
 import type { ReplySlots } from "../access/reply-slots.ts";
 import type { ContextWindows } from "../context/context-windows.ts";
@@ -23,7 +25,16 @@ export interface ReplyGenerationDeps {
   db: Database;
   models: ModelRegistry;
   replyEvents: ReplyEventLog;
+  replyWriteBounds: ReplyWriteBounds;
   log: Logger;
+}
+
+/** How long a reply's writes are retried while their store is away. */
+export interface ReplyWriteBounds {
+  /** Events, while Redis is unreachable (then the reply fails with `events_unavailable`). */
+  eventsOutageMs: number;
+  /** The final row, while Postgres is unreachable. */
+  finalWriteRetryMs: number;
 }
 
 const terminalEvent = {
@@ -37,34 +48,104 @@ const terminalEvent = {
  * stream → Postgres. Every delta goes to the reply's Redis Stream as it
  * arrives; the content, finish reason and usage are written to Postgres once,
  * at the end, with the partial content kept when the model fails.
+ *
+ * Each run is an attempt (numbered on the row): its events and its final row
+ * are taken only while no newer attempt has started, so a run that lost its
+ * job (a stalled lock, a partition) stops instead of writing over the run
+ * that took it over. The stored content is exactly what was streamed.
  */
 export async function generateReply(deps: ReplyGenerationDeps, job: ReplyJob, run: JobRun): Promise<void> {
   const log = deps.log.child({ replyId: job.replyId });
   const reply = await markReplyInProgress(deps.db, job.tenantId, job.replyId);
   if (!reply) return void log.info("reply is gone or already ended; nothing to generate");
-  if (run.restarted) {
-    log.warn("reply restarts: the worker that was generating it was lost");
-    await deps.replyEvents.append(reply.id, [{ event: "message.reset", data: { id: reply.id, reason: "worker_lost" } }]);
-  }
+  const attempt = reply.attempt;
+  const events = new ReplyEventWriter({
+    events: deps.replyEvents,
+    replyId: reply.id,
+    attempt,
+    outageMs: deps.replyWriteBounds.eventsOutageMs,
+    signal: run.signal,
+  });
+  // Claims the reply's events for this attempt: an earlier run's writes are refused from here on.
+  const restarted = attempt > 1;
+  if (restarted) log.warn({ attempt }, "reply restarts: the run that was generating it was lost");
+  const started = await events
+    .start(restarted ? [{ event: "message.reset", data: { id: reply.id, reason: "worker_lost" } }] : [])
+    .then(() => null, (err: unknown) => err);
+  if (started instanceof ReplyStreamClosedError) return void log.info({ reason: started.reason }, "reply's events closed to this run; it stops");
 
-  const [conversation] = await deps.db.select().from(conversations).where(eq(conversations.id, reply.conversationId));
-  if (!conversation) return void log.info("conversation was deleted; nothing to generate");
-  const outcome = await callModelForReply(deps, job, run, conversation, reply);
+  let outcome: ReplyCallOutcome;
+  if (started) {
+    outcome = { status: "failed", content: "", error: describeFailure(started), cause: started };
+  } else {
+    const [conversation] = await deps.db.select().from(conversations).where(eq(conversations.id, reply.conversationId));
+    if (!conversation) return void log.info("conversation was deleted; nothing to generate");
+    outcome = await callModelForReply(deps, job, run, conversation, reply, events);
+  }
+  if (run.signal.aborted) return void log.warn("the run lost its job; the run that takes it over finishes the reply");
+  // Everything handed to the stream is in it (or the writer has given up) before the end is stored.
+  const drained = await events.drain().then(() => null, (err: unknown) => err);
+  if (drained instanceof ReplyStreamClosedError) return void log.info({ reason: drained.reason }, "reply's events closed to this run; it stops");
+  if (drained && outcome.status !== "failed") outcome = { status: "failed", content: "", error: describeFailure(drained), cause: drained };
   if (outcome.status === "failed") {
     log[outcome.cause instanceof ProviderError ? "warn" : "error"]({ err: outcome.cause, code: outcome.error.code }, "reply failed");
   }
 
-  const { cause: _cause, ...stored } = outcome;
-  const row = await finishReply(deps.db, reply.id, stored);
+  // The stored content is what followers were sent: no more, no less.
+  const { cause: _cause, ...rest } = outcome;
+  const stored = { ...rest, content: events.published };
+  const row = await retryWhileUnreachable(() => finishReply(deps.db, reply.id, stored, { attempt }), deps.replyWriteBounds.finalWriteRetryMs, log);
+  // Null: the reply ended another way meanwhile (cancelled, deleted, failed by the sweep) or a newer attempt has it;
+  // whoever ended it wrote its end.
+  if (!row) return void log.info("reply ended elsewhere before this run finished");
   // Given back before the end is announced, so a client that starts its next turn on seeing it finds the slot free.
-  await deps.replySlots.release(job.tenantId, reply.id);
-  // Null: the reply ended another way meanwhile (cancelled, deleted); its end event was written then.
-  if (!row) return void log.info("reply ended elsewhere before this worker finished");
-  await deps.replyEvents.append(reply.id, [
-    { event: terminalEvent[row.status as keyof typeof terminalEvent], data: toMessageResource(row) },
-    { event: "done", data: "[DONE]" },
-  ]);
-  log.debug({ status: row.status, chars: row.content.length }, "reply stored");
+  // A slot that cannot be given back now lapses with its lease; the end is written regardless.
+  await deps.replySlots.release(job.tenantId, reply.id).catch((err: unknown) => log.warn({ err }, "could not give back the reply slot"));
+  const ended = await events
+    .end([
+      { event: terminalEvent[row.status as keyof typeof terminalEvent], data: toMessageResource(row) },
+      { event: "done", data: "[DONE]" },
+    ])
+    .catch((err: unknown) => {
+      log.error({ err }, "could not write the reply's end event; followers end from the stored reply");
+      return "unwritten";
+    });
+  log.debug({ status: row.status, chars: row.content.length, ended }, "reply stored");
+}
+
+const FIRST_RETRY_MS = 100;
+const MAX_RETRY_MS = 2_000;
+
+/**
+ * Runs `write` until it succeeds, retrying with backoff for up to `boundMs`
+ * while its error may pass (the database unreachable or restarting); an error
+ * Postgres gives for the data itself is thrown at once.
+ */
+async function retryWhileUnreachable<T>(write: () => Promise<T>, boundMs: number, log: Logger): Promise<T> {
+  const deadline = Date.now() + boundMs;
+  let delay = FIRST_RETRY_MS;
+  for (;;) {
+    try {
+      return await write();
+    } catch (err) {
+      if (!mayPass(err) || Date.now() + delay > deadline) throw err;
+      log.warn({ err, retryInMs: delay }, "storing the reply's end failed; retrying");
+      await sleep(delay);
+      delay = Math.min(delay * 2, MAX_RETRY_MS);
+    }
+  }
+}
+
+/** SQLSTATE classes that say the statement itself is wrong (data, constraint, syntax or access): retrying repeats them. */
+const PERMANENT_SQLSTATE = /^(22|23|42|28)/;
+
+function mayPass(err: unknown): boolean {
+  // Drivers' errors arrive wrapped (drizzle's DrizzleQueryError keeps the driver's as its cause).
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) && PERMANENT_SQLSTATE.test(code)) return false;
+  }
+  return true;
 }
 
 type ReplyCallOutcome = ModelCallOutcome & { cause?: unknown; context?: { messages: number; tokens: number } };
@@ -76,6 +157,7 @@ async function callModelForReply(
   run: JobRun,
   conversation: ConversationRow,
   reply: MessageRow,
+  events: ReplyEventWriter,
 ): Promise<ReplyCallOutcome> {
   const model = reply.model ?? conversation.model;
   const resolved = deps.models.resolve(model);
@@ -112,10 +194,9 @@ async function callModelForReply(
       params: { ...conversation.params, ...(reply.params ?? {}) },
     },
     upstreamStream: job.upstreamStream ?? true,
-    signal: AbortSignal.any([run.signal, cancelled.signal]),
-    onDelta: async (content) => {
-      await deps.replyEvents.appendDelta(reply.id, { id: reply.id, delta: { content } });
-    },
+    // Stopped by a cancel, by the run losing its job, or by its events closing to it.
+    signal: AbortSignal.any([run.signal, cancelled.signal, events.stopped]),
+    onDelta: (content) => events.delta(content),
   }).finally(cancelled.done);
   return { ...outcome, context: history.context };
 }

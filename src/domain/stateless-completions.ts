@@ -3,10 +3,12 @@ import type { ModelRegistry } from "../providers/registry.ts";
 import type { ChatMessage } from "../providers/types.ts";
 import type { CompletionJob, JobRun, ModelJobQueue } from "../queue/completions.ts";
 import type { ReplySlots } from "../access/reply-slots.ts";
+import { ReplyEventWriter, ReplyStreamClosedError } from "../streams/reply-event-writer.ts";
 import type { ReplyEventLog } from "../streams/reply-events.ts";
 import { DependencyUnavailableError, ModelNotFoundError } from "./errors.ts";
 import { newCompletionId } from "./ids.ts";
-import { callModel } from "./model-call.ts";
+import { callModel, describeFailure, type ModelCallOutcome } from "./model-call.ts";
+import type { ReplyWriteBounds } from "./reply-generation.ts";
 
 /**
  * The stateless chat-completions API: nothing is stored in Postgres, but the
@@ -57,38 +59,54 @@ export async function startStatelessCompletion(
   return { id };
 }
 
-/** The worker's side: provider → event stream. */
+/** The worker's side: provider → event stream, fenced and riding out short Redis outages as a reply's run does. */
 export async function runStatelessCompletion(
-  deps: { models: ModelRegistry; replyEvents: ReplyEventLog; replySlots: ReplySlots; log: Logger },
+  deps: { models: ModelRegistry; replyEvents: ReplyEventLog; replySlots: ReplySlots; log: Logger; replyWriteBounds: ReplyWriteBounds },
   job: CompletionJob,
   run: JobRun,
 ): Promise<void> {
   const id = job.completionId;
-  if (run.restarted) await deps.replyEvents.append(id, [{ event: "message.reset", data: { id, reason: "worker_lost" } }]);
+  const events = new ReplyEventWriter({
+    events: deps.replyEvents,
+    replyId: id,
+    attempt: run.attempt,
+    outageMs: deps.replyWriteBounds.eventsOutageMs,
+    signal: run.signal,
+    ...(job.retainEventsSeconds === undefined ? {} : { ttlSeconds: job.retainEventsSeconds }),
+  });
+  const started = await events
+    .start(run.restarted ? [{ event: "message.reset", data: { id, reason: "worker_lost" } }] : [])
+    .then(() => null, (err: unknown) => err);
+  if (started instanceof ReplyStreamClosedError) return;
   const resolved = deps.models.resolve(job.model);
-  const outcome = resolved
-    ? await callModel({
-        provider: resolved.provider,
-        request: { model: resolved.upstreamModel, messages: job.messages, params: job.params },
-        upstreamStream: job.upstreamStream,
-        signal: run.signal,
-        onDelta: async (content) => {
-          await deps.replyEvents.appendDelta(id, { id, delta: { content } });
-        },
-      })
-    : ({
-        status: "failed",
-        content: "",
-        error: { message: `The model '${job.model}' is no longer served.`, type: "invalid_request_error", code: "model_not_found" },
-      } as const);
+  let outcome: ModelCallOutcome & { cause?: unknown } = started
+    ? { status: "failed", content: "", error: describeFailure(started) }
+    : resolved
+      ? await callModel({
+          provider: resolved.provider,
+          request: { model: resolved.upstreamModel, messages: job.messages, params: job.params },
+          upstreamStream: job.upstreamStream,
+          signal: AbortSignal.any([run.signal, events.stopped]),
+          onDelta: (content) => events.delta(content),
+        })
+      : {
+          status: "failed",
+          content: "",
+          error: { message: `The model '${job.model}' is no longer served.`, type: "invalid_request_error", code: "model_not_found" },
+        };
+  if (run.signal.aborted) return;
+  const drained = await events.drain().then(() => null, (err: unknown) => err);
+  if (drained instanceof ReplyStreamClosedError) return;
+  if (drained && outcome.status !== "failed") outcome = { status: "failed", content: "", error: describeFailure(drained) };
   if (outcome.status === "failed") deps.log.warn({ completionId: id, code: outcome.error.code }, "completion failed");
+  const content = events.published;
   const end: CompletionEnd =
     outcome.status === "completed"
-      ? { id, status: "completed", content: outcome.content, finish_reason: outcome.finishReason, usage: outcome.usage, error: null }
-      : { id, status: "failed", content: outcome.content, finish_reason: null, usage: null, error: outcome.error };
-  await deps.replySlots.release(job.tenantId, id);
-  await deps.replyEvents.append(id, [
+      ? { id, status: "completed", content, finish_reason: outcome.finishReason, usage: outcome.usage, error: null }
+      : { id, status: "failed", content, finish_reason: null, usage: null, error: outcome.error };
+  await deps.replySlots.release(job.tenantId, id).catch((err: unknown) => deps.log.warn({ err }, "could not give back the reply slot"));
+  await events.end([
     { event: outcome.status === "completed" ? "message.completed" : "message.failed", data: end },
     { event: "done", data: "[DONE]" },
-  ], job.retainEventsSeconds);
+  ]);
 }

@@ -99,9 +99,17 @@ export interface ModelJobWorker {
 
 /** What the processor knows about the run beyond the job's data. */
 export interface JobRun {
+  /** Aborts when this run has lost its job (its lock was taken or lapsed and the job was queued again). */
   signal: AbortSignal;
   /** This job ran before and did not finish (its worker died or stalled): it starts over. */
   restarted: boolean;
+  /** How many times the job has been started, this run included: a later run has a larger number. */
+  attempt: number;
+}
+
+/** The run's job lock was lost: the job runs (or will run) again elsewhere, so this run stops. */
+export class JobLockLostError extends Error {
+  override name = "JobLockLostError";
 }
 
 /**
@@ -119,13 +127,32 @@ export function startModelJobWorker(opts: {
   run: (job: ModelJob, run: JobRun) => Promise<void>;
   onError: (err: unknown) => void;
 }): ModelJobWorker {
+  // Runs in this process, by job id: a job can be here twice (a run that lost its lock, and the run that took it over).
+  const runs = new Map<string, Set<RunEntry>>();
   const worker = new Worker<ModelJob>(
     COMPLETIONS_QUEUE,
-    async (job: Job<ModelJob>, _token?: string, signal?: AbortSignal) => {
-      await opts.run(jobSchema.parse(job.data), {
-        signal: signal ?? new AbortController().signal,
-        restarted: job.attemptsStarted > 1 || job.stalledCounter > 0,
-      });
+    async (job: Job<ModelJob>, token?: string, signal?: AbortSignal) => {
+      const id = job.id ?? "";
+      let mine = runs.get(id);
+      if (!mine) runs.set(id, (mine = new Set()));
+      const earlier = [...mine];
+      const entry: RunEntry = { token: token ?? "", lost: new AbortController(), finished: Promise.withResolvers<void>() };
+      mine.add(entry);
+      try {
+        await opts.run(jobSchema.parse(job.data), {
+          signal: signal ? AbortSignal.any([signal, entry.lost.signal]) : entry.lost.signal,
+          restarted: job.attemptsStarted > 1 || job.stalledCounter > 0,
+          attempt: job.attemptsStarted,
+        });
+      } finally {
+        mine.delete(entry);
+        if (mine.size === 0) runs.delete(id);
+        entry.finished.resolve();
+      }
+      // BullMQ tracks one lock per job id in a process: when a run that lost its job returns, BullMQ stops
+      // renewing the lock of the run that took the job over here, which would then stall in its turn.
+      // So a run returns only after the later runs of its job in this process have.
+      for (const later of mine) if (!earlier.includes(later)) await later.finished.promise;
     },
     {
       connection: opts.connection,
@@ -138,5 +165,30 @@ export function startModelJobWorker(opts: {
     },
   );
   worker.on("error", opts.onError);
+  // BullMQ only reports a lock it could not renew; the run goes on unless told. A run whose token no
+  // longer holds the lock of a job that still exists has lost it (the stalled check queued the job again,
+  // or another worker took it): it stops, and its upstream call with it. When the job itself is gone
+  // (Redis lost its data), nobody else can run it, so the run finishes the reply.
+  worker.on("lockRenewalFailed", (jobIds: string[]) => {
+    for (const jobId of jobIds) {
+      for (const run of runs.get(jobId) ?? []) {
+        void lockIsLost(opts.connection, worker.toKey(jobId), run.token).then(
+          (lost) => lost && run.lost.abort(new JobLockLostError(`the lock of job ${jobId} was lost`)),
+          (err: unknown) => opts.onError(err),
+        );
+      }
+    }
+  });
   return { close: () => worker.close() };
+}
+
+interface RunEntry {
+  token: string;
+  lost: AbortController;
+  finished: PromiseWithResolvers<void>;
+}
+
+async function lockIsLost(redis: Redis, jobKey: string, token: string): Promise<boolean> {
+  const [exists, holder] = await Promise.all([redis.exists(jobKey), redis.get(`${jobKey}:lock`)]);
+  return exists === 1 && holder !== token;
 }

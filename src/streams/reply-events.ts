@@ -61,17 +61,75 @@ export function parseEntry(id: string, fields: string[]): ReplyEvent {
 }
 
 /**
- * XADD and PUBLISH of the same event in one step: the stream keeps the event
- * for replay, the publication carries it at once to whoever follows the reply
- * (`<id> <event> <data>`), and the two cannot disagree on its id.
+ * Writes events to a reply's stream in one step: each is XADDed and PUBLISHed
+ * (`<id> <event> <data>`), so the stream (for replay) and the publication (for
+ * whoever follows the reply now) cannot disagree on an id.
+ *
+ * The reply's fence (a hash in the same hash slot) decides whether the write
+ * is taken:
+ * - once the stream has ended (`end` was written), nothing more is: no delta
+ *   after `done`, and a second end is refused;
+ * - a write carrying a run's attempt is refused once a newer attempt has
+ *   written (a run that lost its job cannot write over the one that took it);
+ * - a write carrying a sequence number the attempt has already written is
+ *   acknowledged without writing it again (a retry after a lost answer).
+ *
+ * KEYS: stream, fence. ARGV: attempt ('' = unfenced), seq (''), 'end' or '',
+ * ttl seconds ('' = none), '1' to renew the TTL (else only set where missing,
+ * as after Redis lost its data), then event/data pairs.
+ * Returns {'ok', ids...}, {'written'}, {'ended'} or {'superseded'}.
  */
-const APPEND_SCRIPT = `
-local id = redis.call('XADD', KEYS[1], '*', 'event', ARGV[1], 'data', ARGV[2])
-if ARGV[3] ~= '' then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
-redis.call('PUBLISH', KEYS[1], id .. ' ' .. ARGV[1] .. ' ' .. ARGV[2])
-return id`;
+const WRITE_SCRIPT = `
+local stream, fence = KEYS[1], KEYS[2]
+if redis.call('HEXISTS', fence, 'ended') == 1 then return {'ended'} end
+if ARGV[1] ~= '' then
+  local attempt = tonumber(ARGV[1])
+  local current = tonumber(redis.call('HGET', fence, 'attempt') or '0')
+  if attempt < current then return {'superseded'} end
+  if attempt > current then redis.call('HSET', fence, 'attempt', attempt, 'seq', 0) end
+  if ARGV[2] ~= '' then
+    local seq = tonumber(ARGV[2])
+    if seq <= tonumber(redis.call('HGET', fence, 'seq') or '0') then return {'written'} end
+    redis.call('HSET', fence, 'seq', seq)
+  end
+end
+local result = {'ok'}
+for i = 6, #ARGV, 2 do
+  local id = redis.call('XADD', stream, '*', 'event', ARGV[i], 'data', ARGV[i + 1])
+  redis.call('PUBLISH', stream, id .. ' ' .. ARGV[i] .. ' ' .. ARGV[i + 1])
+  result[#result + 1] = id
+end
+if ARGV[3] == 'end' then redis.call('HSET', fence, 'ended', 1) end
+if ARGV[4] ~= '' then
+  for _, key in ipairs({stream, fence}) do
+    if ARGV[5] == '1' or redis.call('TTL', key) == -1 then redis.call('EXPIRE', key, ARGV[4]) end
+  end
+end
+return result`;
 
-type AppendCommand = (key: string, event: string, data: string, ttl: string) => Promise<string>;
+type WriteCommand = (stream: string, fence: string, ...args: string[]) => Promise<string[]>;
+
+/** How a write to a reply's stream went. */
+export type ReplyEventWrite =
+  | { status: "ok"; ids: string[] }
+  /** This attempt had already written this sequence number: not written twice. */
+  | { status: "written" }
+  /** The stream has ended: nothing more is taken. */
+  | { status: "ended" }
+  /** A newer attempt writes this reply now. */
+  | { status: "superseded" };
+
+export interface ReplyEventWriteOptions {
+  /** The writing run's attempt; unfenced writers (cancel, sweep, the API) pass none. */
+  attempt?: number;
+  /** The attempt's write number, counting from 1: a retried write is taken once. */
+  seq?: number;
+  /** These events end the stream: nothing is taken after them. */
+  end?: boolean;
+  /** The retention to set (renewed when `renewTtl`, else only where the stream has none). */
+  ttlSeconds?: number;
+  renewTtl?: boolean;
+}
 
 /** A published event, as `<id> <event> <data>`. */
 export function parsePublished(message: string): ReplyEvent | null {
@@ -86,45 +144,72 @@ export function parsePublished(message: string): ReplyEvent | null {
 }
 
 export class ReplyEventLog {
-  readonly #redis: Redis & { appendReplyEvent: AppendCommand };
+  readonly #redis: Redis & { writeReplyEvents: WriteCommand };
   readonly #prefix: string;
   readonly #ttlSeconds: number;
 
   constructor(opts: { redis: Redis; prefix: string; ttlSeconds: number }) {
     // ioredis runs it with EVALSHA, loading the script where Redis does not know it yet.
-    opts.redis.defineCommand("appendReplyEvent", { numberOfKeys: 1, lua: APPEND_SCRIPT });
-    this.#redis = opts.redis as Redis & { appendReplyEvent: AppendCommand };
+    opts.redis.defineCommand("writeReplyEvents", { numberOfKeys: 2, lua: WRITE_SCRIPT });
+    this.#redis = opts.redis as Redis & { writeReplyEvents: WriteCommand };
     this.#prefix = opts.prefix;
     this.#ttlSeconds = opts.ttlSeconds;
   }
 
-  /** The stream's key, which is also the channel its events are published on. */
+  /**
+   * The stream's key, which is also the channel its events are published on.
+   * The reply id is the hash tag: a reply's keys share one Redis Cluster slot.
+   */
   key(replyId: string): string {
-    return `${this.#prefix}:reply-events:${replyId}`;
+    return `${this.#prefix}:reply-events:{${replyId}}`;
+  }
+
+  #fenceKey(replyId: string): string {
+    return `${this.#prefix}:reply-fence:{${replyId}}`;
+  }
+
+  /** Writes events (none: only claims the fence for `attempt`) in one round trip; see WRITE_SCRIPT. */
+  async write(replyId: string, events: NewReplyEvent[], opts: ReplyEventWriteOptions = {}): Promise<ReplyEventWrite> {
+    const args = [
+      opts.attempt === undefined ? "" : String(opts.attempt),
+      opts.seq === undefined ? "" : String(opts.seq),
+      opts.end ? "end" : "",
+      String(opts.ttlSeconds ?? this.#ttlSeconds),
+      opts.renewTtl ? "1" : "",
+    ];
+    for (const e of events) args.push(e.event, e.event === "done" ? "[DONE]" : JSON.stringify(e.data));
+    const [status, ...ids] = await this.#redis.writeReplyEvents(this.key(replyId), this.#fenceKey(replyId), ...args);
+    if (status === "ok") return { status, ids: ids.map(String) };
+    return { status: status as "written" | "ended" | "superseded" };
   }
 
   /**
    * Appends (and publishes) events in one round trip and (re)sets the
-   * retention, so a stream is never left without a TTL, however its writer dies.
+   * retention, so a stream is never left without a TTL, however its writer
+   * dies. Returns their ids; none when the stream has already ended.
    */
   async append(replyId: string, events: NewReplyEvent[], ttlSeconds = this.#ttlSeconds): Promise<string[]> {
-    const key = this.key(replyId);
-    const pipeline = this.#redis.pipeline() as unknown as { appendReplyEvent(...args: string[]): void; exec(): Promise<[Error | null, unknown][] | null> };
-    events.forEach((e, i) => {
-      const data = e.event === "done" ? "[DONE]" : JSON.stringify(e.data);
-      pipeline.appendReplyEvent(key, e.event, data, i === events.length - 1 ? String(ttlSeconds) : "");
-    });
-    const ids: string[] = [];
-    for (const [err, value] of (await pipeline.exec()) ?? []) {
-      if (err) throw err;
-      ids.push(String(value));
-    }
-    return ids;
+    const written = await this.write(replyId, events, { ttlSeconds, renewTtl: true });
+    return written.status === "ok" ? written.ids : [];
   }
 
-  /** Appends one delta without touching the TTL (set when the reply was created, renewed at its end). */
+  /**
+   * Writes a reply's end (its terminal event and `done`) unless the stream
+   * has already ended (or, with `attempt`, a newer attempt writes it): a
+   * reply's stream ends once, and nothing is written after its end.
+   */
+  async end(
+    replyId: string,
+    events: NewReplyEvent[],
+    opts: Omit<ReplyEventWriteOptions, "end" | "renewTtl"> = {},
+  ): Promise<ReplyEventWrite> {
+    return this.write(replyId, events, { ...opts, end: true, renewTtl: true });
+  }
+
+  /** Appends one delta, unfenced, without renewing the TTL (set when the reply was created, renewed at its end). */
   async appendDelta(replyId: string, data: unknown): Promise<string> {
-    return String(await this.#redis.appendReplyEvent(this.key(replyId), "message.delta", JSON.stringify(data), ""));
+    const written = await this.write(replyId, [{ event: "message.delta", data }]);
+    return written.status === "ok" ? (written.ids[0] ?? "") : "";
   }
 
   /** Whether the reply's events are still retained. */

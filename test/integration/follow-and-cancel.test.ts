@@ -122,7 +122,7 @@ describe("following a reply", () => {
     // The events stay in Redis for REPLY_EVENTS_TTL_SECONDS; drop them as expiry would.
     const { Redis } = await import("ioredis");
     const redis = new Redis(service.config.REDIS_URL);
-    await redis.del(`${service.config.REDIS_PREFIX}:reply-events:${replyId}`);
+    await redis.del(`${service.config.REDIS_PREFIX}:reply-events:{${replyId}}`);
     redis.disconnect();
 
     const replay = await follow(service.url, conversationId, replyId);

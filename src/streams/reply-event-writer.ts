@@ -1,0 +1,175 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import type { NewReplyEvent, ReplyEventLog, ReplyEventWrite } from "./reply-events.ts";
+
+/** The reply's stream takes no more writes from this run: it has ended, or a newer attempt writes it. */
+export class ReplyStreamClosedError extends Error {
+  override name = "ReplyStreamClosedError";
+  readonly reason: "ended" | "superseded";
+  constructor(reason: "ended" | "superseded") {
+    super(reason === "ended" ? "the reply's events have ended" : "a newer attempt generates the reply");
+    this.reason = reason;
+  }
+}
+
+/** Redis stayed unreachable longer than the outage bound: the reply's events could not be written. */
+export class ReplyEventsUnavailableError extends Error {
+  override name = "ReplyEventsUnavailableError";
+  readonly code = "events_unavailable";
+}
+
+const FIRST_RETRY_MS = 50;
+const MAX_RETRY_MS = 1_000;
+
+/**
+ * One run's writes to its reply's stream, in order, fenced by the run's
+ * attempt. While Redis is away each write is retried (for up to `outageMs`)
+ * and the deltas that arrive meanwhile are held and then written as one, so a
+ * short outage costs a pause, not the reply. `published` is exactly the
+ * content the stream holds, whatever happens: the stored reply is made of it.
+ */
+export class ReplyEventWriter {
+  readonly #events: ReplyEventLog;
+  readonly #replyId: string;
+  readonly #attempt: number;
+  readonly #outageMs: number;
+  readonly #signal: AbortSignal | undefined;
+  readonly #ttlSeconds: number | undefined;
+  readonly #stop = new AbortController();
+  #seq = 0;
+  #published = "";
+  #pending = "";
+  #flushing: Promise<void> | null = null;
+  #inOutage = false;
+  #failure: Error | null = null;
+  /** Callers of `delta` waiting for their write: let go once it is written, or as soon as an outage starts. */
+  #waiting: (() => void)[] = [];
+
+  /** `ttlSeconds`: the stream's retention (the log's default when not given), renewed by the end. */
+  constructor(opts: {
+    events: ReplyEventLog;
+    replyId: string;
+    attempt: number;
+    outageMs: number;
+    signal?: AbortSignal;
+    ttlSeconds?: number;
+  }) {
+    this.#events = opts.events;
+    this.#replyId = opts.replyId;
+    this.#attempt = opts.attempt;
+    this.#outageMs = opts.outageMs;
+    this.#signal = opts.signal;
+    this.#ttlSeconds = opts.ttlSeconds;
+  }
+
+  /** Aborts when this run can write no more (its stream closed to it, or Redis stayed away): stop generating. */
+  get stopped(): AbortSignal {
+    return this.#stop.signal;
+  }
+
+  /** The content of every delta written to the stream so far. */
+  get published(): string {
+    return this.#published;
+  }
+
+  /** Claims the stream for this attempt (writes of older attempts are refused from now on), writing `events` first. */
+  async start(events: NewReplyEvent[] = []): Promise<void> {
+    await this.#write(events, false);
+  }
+
+  /**
+   * Hands a delta over. Resolves once it is written, or at once while Redis is
+   * away (held and written with the next ones); rejects once the writer has failed.
+   */
+  delta(content: string): Promise<void> {
+    if (this.#failure) return Promise.reject(this.#failure);
+    if (!content) return Promise.resolve();
+    this.#pending += content;
+    this.#flushing ??= this.#flush();
+    if (this.#inOutage) return Promise.resolve();
+    return new Promise((resolve) => this.#waiting.push(resolve));
+  }
+
+  /** Waits until every delta handed over is written; throws why not, if they cannot be. */
+  async drain(): Promise<void> {
+    await this.#flushing;
+    if (this.#failure) throw this.#failure;
+  }
+
+  /**
+   * Writes the end (terminal event and `done`) after the deltas, retried as
+   * they are. After an outage that failed the writer, the end is tried again
+   * with a fresh bound. Resolves to how the write went: "ended" and
+   * "superseded" mean the stream had closed to this run (its end is not needed).
+   */
+  async end(events: NewReplyEvent[]): Promise<"ok" | "ended" | "superseded"> {
+    await this.#flushing;
+    if (this.#failure instanceof ReplyStreamClosedError) return this.#failure.reason;
+    this.#failure = null;
+    try {
+      await this.#write(events, true);
+      return "ok";
+    } catch (err) {
+      if (err instanceof ReplyStreamClosedError) return err.reason;
+      throw err;
+    }
+  }
+
+  async #flush(): Promise<void> {
+    while (this.#pending && !this.#failure) {
+      const content = this.#pending;
+      this.#pending = "";
+      try {
+        await this.#write([{ event: "message.delta", data: { id: this.#replyId, delta: { content } } }], false);
+        this.#published += content;
+      } catch {
+        // #failure is set: later deltas reject, drain() throws it.
+      }
+    }
+    // Cleared in the same tick as the loop's last check, so a delta handed over now starts a new flush.
+    this.#flushing = null;
+    this.#letGo();
+  }
+
+  /** One write, retried with the same sequence number (so it is taken once) until Redis answers or the bound passes. */
+  async #write(events: NewReplyEvent[], end: boolean): Promise<void> {
+    const seq = ++this.#seq;
+    let outageStarted: number | null = null;
+    let delay = FIRST_RETRY_MS;
+    for (;;) {
+      let written: ReplyEventWrite;
+      try {
+        written = await this.#events.write(this.#replyId, events, {
+          attempt: this.#attempt,
+          seq,
+          end,
+          renewTtl: end,
+          ...(this.#ttlSeconds === undefined ? {} : { ttlSeconds: this.#ttlSeconds }),
+        });
+      } catch (cause) {
+        outageStarted ??= Date.now();
+        this.#inOutage = true;
+        this.#letGo();
+        if (Date.now() - outageStarted >= this.#outageMs || this.#signal?.aborted) {
+          throw this.#fail(new ReplyEventsUnavailableError(`Redis was unreachable for ${this.#outageMs} ms`, { cause }));
+        }
+        await sleep(delay);
+        delay = Math.min(delay * 2, MAX_RETRY_MS);
+        continue;
+      }
+      this.#inOutage = false;
+      if (written.status === "ended" || written.status === "superseded") throw this.#fail(new ReplyStreamClosedError(written.status));
+      return;
+    }
+  }
+
+  #fail(err: Error): Error {
+    this.#failure = err;
+    this.#stop.abort(err);
+    this.#letGo();
+    return err;
+  }
+
+  #letGo(): void {
+    for (const resolve of this.#waiting.splice(0)) resolve();
+  }
+}

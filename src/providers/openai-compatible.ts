@@ -1,5 +1,6 @@
 import OpenAI from "openai";
 import type { UpstreamConfig } from "../config.ts";
+import { chatCompletionPayloads, UpstreamErrorEvent, UpstreamStreamFormatError } from "./chat-completion-events.ts";
 import {
   ProviderError,
   type ChatChunk,
@@ -39,6 +40,24 @@ export function parseRetryAfter(value: string | null | undefined, now = Date.now
   return Number.isNaN(at) ? null : Math.max(0, at - now);
 }
 
+/**
+ * Key-like tokens in an upstream's words, masked before they reach a client: a
+ * bearer credential, `sk-…`-style keys, and any long run of letters and digits
+ * (keys of other vendors; request ids are lost too, which is the cheaper mistake).
+ */
+const KEY_LIKE: RegExp[] = [
+  /\bBearer\s+[^\s"',;]+/gi,
+  /\b(?:sk|pk|rk|gsk|xai|key)[-_][A-Za-z0-9_*.-]{6,}/gi,
+  /(?=[A-Za-z0-9_-]*\d)(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]{32,}/g,
+];
+
+/** `text` with `ownKey` and anything that looks like a key replaced by `[masked]`. */
+export function maskKeys(text: string, ownKey?: string): string {
+  let masked = ownKey ? text.replaceAll(ownKey, "[masked]") : text;
+  for (const pattern of KEY_LIKE) masked = masked.replace(pattern, "[masked]");
+  return masked;
+}
+
 function abortError(cause: unknown): Error {
   const err = new Error("The request was aborted.", { cause });
   err.name = "AbortError";
@@ -50,8 +69,9 @@ function abortError(cause: unknown): Error {
  * llama.cpp server), called through the official SDK. Retries are not the
  * SDK's to make (maxRetries 0): a failure is reported as a ProviderError.
  *
- * The SDK's `timeout` covers the wait for the response headers only; once the
- * stream has begun, a stalled upstream is ended by the caller's signal.
+ * The SDK makes the request and reports statuses; the stream's body is read
+ * by chatCompletionPayloads (see there for why). `timeout_ms` bounds the whole
+ * call, body included: the SDK's own `timeout` covers the headers only.
  */
 export function createOpenAICompatibleProvider(upstream: UpstreamConfig): ChatProvider {
   const client = new OpenAI({
@@ -60,50 +80,62 @@ export function createOpenAICompatibleProvider(upstream: UpstreamConfig): ChatPr
     apiKey: upstream.api_key || "unused",
     timeout: upstream.timeout_ms,
     maxRetries: 0,
+    // Errors are ours to log, without upstream text; OPENAI_LOG=debug would log request bodies.
+    logLevel: "off",
   });
   const name = `upstream:${upstream.name}`;
 
-  /** What the upstream said, short, and with our key masked should it echo it back. */
-  function upstreamSaid(err: InstanceType<typeof OpenAI.APIError>): string {
-    const body = err.error as unknown;
+  /** What the upstream said (an error body or event), short, with keys masked. */
+  function upstreamSaid(body: unknown, fallback = ""): string {
     let said: string;
     if (isPlainObject(body) && typeof body.message === "string") said = body.message;
     else if (typeof body === "string") said = body;
-    else if (err.message.startsWith(`${err.status} `)) said = err.message.slice(`${err.status} `.length); // a non-JSON body
-    else said = err.message;
+    else said = fallback;
     if (said === "status code (no body)") said = "";
-    said = said.trim().slice(0, 300);
-    if (upstream.api_key) said = said.replaceAll(upstream.api_key, "[api key]");
+    said = maskKeys(said.trim(), upstream.api_key).slice(0, 300);
     return said ? `: ${said}` : "";
   }
 
-  function toProviderError(err: unknown, signal: AbortSignal, afterDeltas: boolean): Error {
-    if (err instanceof OpenAI.APIUserAbortError || signal.aborted) return abortError(err);
+  /** An APIError's body; the SDK's message, less its status prefix, for a body that is not JSON. */
+  function saidInStatus(err: InstanceType<typeof OpenAI.APIError>): string {
+    const fallback = err.message.startsWith(`${err.status} `) ? err.message.slice(`${err.status} `.length) : err.message;
+    return upstreamSaid(err.error, fallback);
+  }
+
+  function timeoutError(cause: unknown): ProviderError {
+    return new ProviderError(`upstream ${upstream.name} did not finish within ${upstream.timeout_ms} ms`, {
+      code: "upstream_timeout",
+      status: 504,
+      cause,
+    });
+  }
+
+  /** `deadline` is the call's own `timeout_ms`; `signal`, the caller's. */
+  function toProviderError(err: unknown, signal: AbortSignal, deadline: AbortSignal, afterDeltas: boolean): Error {
+    if (signal.aborted) return abortError(err);
+    if (deadline.aborted || err instanceof OpenAI.APIConnectionTimeoutError) return timeoutError(err);
+    if (err instanceof OpenAI.APIUserAbortError) return abortError(err);
     if (err instanceof Error && err.name === "AbortError") return err;
-    if (err instanceof OpenAI.APIConnectionTimeoutError) {
-      return new ProviderError(`upstream ${upstream.name} did not answer within ${upstream.timeout_ms} ms`, {
-        code: "upstream_timeout",
-        status: 504,
+    if (err instanceof UpstreamErrorEvent) {
+      return new ProviderError(`upstream ${upstream.name} reported an error mid-stream${upstreamSaid(err.payload)}`, {
+        code: "upstream_error",
         cause: err,
       });
     }
-    // APIConnectionError is an APIError without a status; any other statusless
-    // APIError is an `error` event the upstream sent inside its stream.
+    // APIConnectionError is an APIError without a status.
     if (err instanceof OpenAI.APIError && !(err instanceof OpenAI.APIConnectionError)) {
       const status = typeof err.status === "number" ? err.status : null;
-      const what = status === null ? "reported an error mid-stream" : `answered ${status}`;
-      return new ProviderError(`upstream ${upstream.name} ${what}${upstreamSaid(err)}`, {
+      const what = status === null ? "reported an error" : `answered ${status}`;
+      return new ProviderError(`upstream ${upstream.name} ${what}${saidInStatus(err)}`, {
         code: "upstream_error",
         upstreamStatus: status,
         retryAfterMs: parseRetryAfter(err.headers?.get("retry-after")),
         cause: err,
       });
     }
-    if (err instanceof SyntaxError) {
-      return new ProviderError(`upstream ${upstream.name} sent a reply that is not valid JSON`, {
-        code: "upstream_error",
-        cause: err,
-      });
+    if (err instanceof SyntaxError || err instanceof UpstreamStreamFormatError) {
+      const what = err instanceof UpstreamStreamFormatError && err.kind === "too_large" ? "an event too large" : "a reply that is not valid JSON";
+      return new ProviderError(`upstream ${upstream.name} sent ${what}`, { code: "upstream_error", cause: err });
     }
     // Refused, reset, or cut mid-stream (fetch reports a cut body as a TypeError "terminated").
     return new ProviderError(
@@ -119,39 +151,45 @@ export function createOpenAICompatibleProvider(upstream: UpstreamConfig): ChatPr
     async *streamChat(request: ChatRequest, signal: AbortSignal): AsyncIterable<ChatChunk> {
       const body = upstreamBody(request);
       const streamOptions = { ...(isPlainObject(body.stream_options) ? body.stream_options : {}), include_usage: true };
+      const deadline = AbortSignal.timeout(upstream.timeout_ms);
       let sawDelta = false;
       let finishReason: string | null = null;
       let usage: TokenUsage | null = null;
       try {
-        const stream = await client.chat.completions.create(
-          { ...body, stream: true, stream_options: streamOptions } as unknown as OpenAI.ChatCompletionCreateParamsStreaming,
-          { signal },
-        );
-        for await (const chunk of stream) {
+        const response = await client.chat.completions
+          .create({ ...body, stream: true, stream_options: streamOptions } as unknown as OpenAI.ChatCompletionCreateParamsStreaming, {
+            signal: AbortSignal.any([signal, deadline]),
+          })
+          .asResponse();
+        if (!response.body) throw new UpstreamStreamFormatError("not_json");
+        for await (const payload of chatCompletionPayloads(response.body)) {
+          const chunk = payload as Partial<OpenAI.ChatCompletionChunk>;
           if (chunk.usage) usage = toUsage(chunk.usage);
-          const choice = chunk.choices?.[0];
+          const choice = Array.isArray(chunk.choices) ? chunk.choices[0] : undefined;
           if (!choice) continue;
           if (choice.finish_reason) finishReason = choice.finish_reason;
           const content = choice.delta?.content;
-          if (content) {
+          if (typeof content === "string" && content) {
             sawDelta = true;
             yield { type: "delta", content };
           }
         }
       } catch (err) {
-        throw toProviderError(err, signal, sawDelta);
+        throw toProviderError(err, signal, deadline, sawDelta);
       }
-      // The SDK ends its iterator quietly when the signal aborts mid-stream: that is no finished reply.
+      // A body that ends quietly after an abort is no finished reply.
       if (signal.aborted) throw abortError(signal.reason);
+      if (deadline.aborted) throw timeoutError(deadline.reason);
       yield { type: "finish", finishReason: toFinishReason(finishReason), usage };
     },
 
     async completeChat(request: ChatRequest, signal: AbortSignal): Promise<ChatResult> {
       const { stream_options: _so, ...body } = upstreamBody(request);
+      const deadline = AbortSignal.timeout(upstream.timeout_ms);
       try {
         const completion = await client.chat.completions.create(
           { ...body, stream: false } as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming,
-          { signal },
+          { signal: AbortSignal.any([signal, deadline]) },
         );
         const choice = completion.choices?.[0];
         return {
@@ -160,7 +198,7 @@ export function createOpenAICompatibleProvider(upstream: UpstreamConfig): ChatPr
           usage: toUsage(completion.usage),
         };
       } catch (err) {
-        throw toProviderError(err, signal, false);
+        throw toProviderError(err, signal, deadline, false);
       }
     },
   };

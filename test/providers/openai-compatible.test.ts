@@ -4,6 +4,7 @@ import { createOpenAICompatibleProvider } from "../../src/providers/openai-compa
 import { ProviderError, type ChatChunk, type ChatProvider, type ChatRequest } from "../../src/providers/types.ts";
 import { fakeTokens, startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.ts";
 import { freePort } from "../support/processes.ts";
+import { startRawUpstream } from "./raw-upstream.ts";
 
 let upstream: FakeUpstream;
 let provider: ChatProvider;
@@ -177,6 +178,63 @@ describe("OpenAI-compatible provider", () => {
     expect(error).toBeInstanceOf(ProviderError);
     expect(error).toMatchObject({ code: "upstream_timeout", status: 504, upstreamStatus: null });
     await expect(slow.completeChat(request(), live())).rejects.toMatchObject({ code: "upstream_timeout", status: 504 });
+  });
+
+  it("bounds a streamed call by timeout_ms, not only its headers, keeping the deltas so far", async () => {
+    // A token every 100 ms for 5 s against a 1 s limit.
+    upstream.setBehaviour({ kind: "ok", tokenDelayMs: 100, replyTokens: 50 });
+    const limited = createOpenAICompatibleProvider(config({ timeout_ms: 1_000 }));
+    const { deltas, finish, error } = await drain(limited.streamChat(request(), live()));
+    expect(error).toBeInstanceOf(ProviderError);
+    expect(error).toMatchObject({ code: "upstream_timeout", status: 504, upstreamStatus: null });
+    expect((error as Error).message).toBe("upstream fake did not finish within 1000 ms");
+    expect(finish).toBeUndefined();
+    expect(deltas.length).toBeGreaterThan(0);
+    expect(deltas.length).toBeLessThan(50); // all 50 would take 5 s
+    await expect.poll(() => upstream.requests[0]?.closedEarly, { timeout: 5_000 }).toBe(true);
+  });
+
+  it("bounds a non-streamed call whose body never ends by timeout_ms", { timeout: 20_000 }, async () => {
+    const raw = await startRawUpstream();
+    try {
+      raw.answer({ headers: { "content-type": "application/json" }, parts: ['{"id":"x","choices":['], hangAfter: true });
+      const limited = createOpenAICompatibleProvider(config({ base_url: raw.baseURL, timeout_ms: 500 }));
+      const whole = await rejection(limited.completeChat(request(), live()));
+      expect(whole).toBeInstanceOf(ProviderError);
+      expect(whole).toMatchObject({ code: "upstream_timeout", status: 504 });
+    } finally {
+      await raw.close();
+    }
+  });
+
+  it("ends with an AbortError, not a timeout, when the caller aborts first", async () => {
+    upstream.setBehaviour({ kind: "hang" });
+    const limited = createOpenAICompatibleProvider(config({ timeout_ms: 5_000 }));
+    const ctl = new AbortController();
+    setTimeout(() => ctl.abort(), 100);
+    const { error } = await drain(limited.streamChat(request(), ctl.signal));
+    expect((error as Error).name).toBe("AbortError");
+  });
+
+  it("masks keys in what the upstream said: ours, any sk- key, bearer tokens, long tokens", async () => {
+    const other = "sk-proj-Zx81HqA0b7c6d5e4f3g2h1i0";
+    const vendor = "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4";
+    upstream.setBehaviour({
+      kind: "status",
+      status: 401,
+      body: {
+        error: {
+          message: `Incorrect API key provided: ${SECRET}. Also ${other}, Authorization: Bearer tok.en-123 and ${vendor}. See https://platform.example.com/account/api-keys.`,
+          type: "invalid_request_error",
+          code: "invalid_api_key",
+        },
+      },
+    });
+    const { error } = await drain(provider.streamChat(request(), live()));
+    const message = (error as Error).message;
+    expect(message).toMatch(/^upstream fake answered 401: Incorrect API key provided: \[masked\]/);
+    for (const key of [SECRET, other, "tok.en-123", vendor]) expect(message).not.toContain(key);
+    expect(message).toContain("https://platform.example.com/account/api-keys");
   });
 
   it("stops promptly with an AbortError when aborted while the upstream hangs", async () => {

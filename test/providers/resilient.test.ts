@@ -141,6 +141,27 @@ describe("after the first token", () => {
   });
 });
 
+describe("an upstream's timeout_ms", () => {
+  it("ends a stream that outlives it, keeping what it said and not trying again", async () => {
+    // A token every 100 ms for 5 s; the upstream allows 1 s; idle and first-token limits never fire.
+    upstream.setBehaviour({ kind: "ok", tokenDelayMs: 100, replyTokens: 50 });
+    const { deltas, error } = await drain(provider({}, { timeout_ms: 1_000 }).streamChat(request, new AbortController().signal));
+    expect(error).toMatchObject({ code: "upstream_timeout", status: 504 });
+    expect(deltas.length).toBeGreaterThan(0);
+    expect(deltas.length).toBeLessThan(50);
+    expect(deltas).toEqual(Array.from({ length: deltas.length }, (_, i) => ` w${i}`));
+    expect(upstream.requests).toHaveLength(1);
+  });
+
+  it("is tried again when it ran out before the first token", async () => {
+    upstream.queueBehaviour({ kind: "ok", ttftMs: 2_000 });
+    const { deltas, error } = await drain(provider({}, { timeout_ms: 300 }).streamChat(request, new AbortController().signal));
+    expect(error).toBeUndefined();
+    expect(deltas.join("")).toBe("Reply to: retry me");
+    expect(upstream.requests).toHaveLength(2);
+  });
+});
+
 describe("Retry-After", () => {
   it("reads seconds and HTTP dates", () => {
     expect(parseRetryAfter("3")).toBe(3000);

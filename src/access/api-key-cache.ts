@@ -41,7 +41,7 @@ export class ApiKeyAuthenticator implements RevocationListener {
       cached = await this.#redis.get(cacheKey);
     } catch (err) {
       // Redis away: Postgres alone decides, which is slower but as strict.
-      this.#log.warn({ err: (err as Error).message }, "api key cache unavailable");
+      this.#log.warn({ err }, "api key cache unavailable");
       return findActiveApiKey(this.#db, keyHash);
     }
     if (cached === REVOKED) return null;

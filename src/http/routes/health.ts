@@ -22,8 +22,9 @@ export function healthRoutes(deps: { db: Database; redis: Redis; timeoutMs?: num
       if (postgres.status === "fulfilled" && redis.status === "fulfilled") return c.json({ status: "ready" });
       c.var.log.warn(
         {
-          postgres: postgres.status === "rejected" ? String(postgres.reason) : "ok",
-          redis: redis.status === "rejected" ? String(redis.reason) : "ok",
+          // Errors are logged by type and code (the logger's formatter): a driver's message can name addresses.
+          postgres: postgres.status === "rejected" ? postgres.reason : "ok",
+          redis: redis.status === "rejected" ? redis.reason : "ok",
         },
         "not ready",
       );

@@ -69,19 +69,21 @@ export function parseEntry(id: string, fields: string[]): ReplyEvent {
  * is taken:
  * - once the stream has ended (`end` was written), nothing more is: no delta
  *   after `done`, and a second end is refused;
+ * - once it is sealed (a cancel is ending the reply), only an end is taken;
  * - a write carrying a run's attempt is refused once a newer attempt has
  *   written (a run that lost its job cannot write over the one that took it);
  * - a write carrying a sequence number the attempt has already written is
  *   acknowledged without writing it again (a retry after a lost answer).
  *
- * KEYS: stream, fence. ARGV: attempt ('' = unfenced), seq (''), 'end' or '',
+ * KEYS: stream, fence. ARGV: attempt ('' = unfenced), seq (''), 'end', 'seal' or '',
  * ttl seconds ('' = none), '1' to renew the TTL (else only set where missing,
  * as after Redis lost its data), then event/data pairs.
  * Returns {'ok', ids...}, {'written'}, {'ended'} or {'superseded'}.
  */
 const WRITE_SCRIPT = `
 local stream, fence = KEYS[1], KEYS[2]
-if redis.call('HEXISTS', fence, 'ended') == 1 then return {'ended'} end
+local closed = redis.call('HMGET', fence, 'ended', 'sealed')
+if closed[1] or (closed[2] and ARGV[3] ~= 'end') then return {'ended'} end
 if ARGV[1] ~= '' then
   local attempt = tonumber(ARGV[1])
   local current = tonumber(redis.call('HGET', fence, 'attempt') or '0')
@@ -100,6 +102,7 @@ for i = 6, #ARGV, 2 do
   result[#result + 1] = id
 end
 if ARGV[3] == 'end' then redis.call('HSET', fence, 'ended', 1) end
+if ARGV[3] == 'seal' then redis.call('HSET', fence, 'sealed', 1) end
 if ARGV[4] ~= '' then
   for _, key in ipairs({stream, fence}) do
     if ARGV[5] == '1' or redis.call('TTL', key) == -1 then redis.call('EXPIRE', key, ARGV[4]) end
@@ -114,7 +117,7 @@ export type ReplyEventWrite =
   | { status: "ok"; ids: string[] }
   /** This attempt had already written this sequence number: not written twice. */
   | { status: "written" }
-  /** The stream has ended: nothing more is taken. */
+  /** The stream has ended (or is sealed, when this was not an end): nothing more is taken. */
   | { status: "ended" }
   /** A newer attempt writes this reply now. */
   | { status: "superseded" };
@@ -126,6 +129,8 @@ export interface ReplyEventWriteOptions {
   seq?: number;
   /** These events end the stream: nothing is taken after them. */
   end?: boolean;
+  /** Seals the stream: from now on only an end is taken. */
+  seal?: boolean;
   /** The retention to set (renewed when `renewTtl`, else only where the stream has none). */
   ttlSeconds?: number;
   renewTtl?: boolean;
@@ -173,7 +178,7 @@ export class ReplyEventLog {
     const args = [
       opts.attempt === undefined ? "" : String(opts.attempt),
       opts.seq === undefined ? "" : String(opts.seq),
-      opts.end ? "end" : "",
+      opts.end ? "end" : opts.seal ? "seal" : "",
       String(opts.ttlSeconds ?? this.#ttlSeconds),
       opts.renewTtl ? "1" : "",
     ];
@@ -204,6 +209,16 @@ export class ReplyEventLog {
     opts: Omit<ReplyEventWriteOptions, "end" | "renewTtl"> = {},
   ): Promise<ReplyEventWrite> {
     return this.write(replyId, events, { ...opts, end: true, renewTtl: true });
+  }
+
+  /**
+   * Seals a reply's stream that is about to be ended by someone other than
+   * its run (a cancel): its run's deltas are refused from now on, so the
+   * content the stream holds after this is final and can be stored as it is.
+   * An end is still taken (the run's own, should it have stored its end first).
+   */
+  async seal(replyId: string): Promise<void> {
+    await this.write(replyId, [], { seal: true });
   }
 
   /** Appends one delta, unfenced, without renewing the TTL (set when the reply was created, renewed at its end). */

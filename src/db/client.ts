@@ -9,12 +9,42 @@ export interface DatabaseHandle {
   close(): Promise<void>;
 }
 
-export function connectDatabase(url: string, opts: { max?: number } = {}): DatabaseHandle {
+/** How long anything on a connection may take; each bounds one way a connection could be held forever. */
+export interface DatabaseTimeouts {
+  /** One statement, ended by the server (`statement_timeout`). */
+  statementMs: number;
+  /** A session idle inside an open transaction, ended by the server with its locks (`idle_in_transaction_session_timeout`). */
+  idleInTransactionMs: number;
+  /** A new connection, until it is ready for queries. */
+  connectMs: number;
+}
+
+export const DEFAULT_DATABASE_TIMEOUTS: DatabaseTimeouts = { statementMs: 10_000, idleInTransactionMs: 10_000, connectMs: 5_000 };
+
+/**
+ * A pool of `max` connections. postgres.js has no timeout on waiting for a free
+ * connection: a query queues until one is free. The server-side timeouts here
+ * bound how long any connection can be held, so the queue always drains, and a
+ * request's own wait is bounded by the request deadline (REQUEST_TIMEOUT_MS,
+ * src/http/request-deadline.ts) rather than by a hand-written acquire timer
+ * around every query drizzle sends.
+ */
+export function connectDatabase(
+  url: string,
+  opts: { max?: number; timeouts?: DatabaseTimeouts } = {},
+): DatabaseHandle {
+  const timeouts = opts.timeouts ?? DEFAULT_DATABASE_TIMEOUTS;
   const sql = postgres(url, {
     max: opts.max ?? 10,
+    connect_timeout: timeouts.connectMs / 1000,
     // Notices ("relation already exists, skipping") are not errors; keep them out of the logs.
     onnotice: () => {},
-    connection: { application_name: "parley" },
+    // Startup parameters: the server applies them to every session of the pool from its first statement.
+    connection: {
+      application_name: "parley",
+      statement_timeout: timeouts.statementMs,
+      idle_in_transaction_session_timeout: timeouts.idleInTransactionMs,
+    },
   });
   return {
     db: drizzle(sql, { schema }),

@@ -164,8 +164,10 @@ export async function appendTurn(
       // conversation answers 409, not 429) and before anything is stored (a refused turn stores
       // nothing); the catch below gives it back if the transaction does not commit.
       if (replyId) {
-        await deps.replySlots.acquire(tenantId, replyId);
+        // Set before asking: an acquire that timed out may still run once Redis answers again, and the
+        // release, sent after it on the same connection, then runs after it.
         slotTaken = true;
+        await deps.replySlots.acquire(tenantId, replyId);
       }
       if (turn.replaces) await removeReplacedReply(tx, conversationId, turn.replaces, bumped.lastSeq);
       // With a replaced reply, the turn builds on the message before it.

@@ -10,6 +10,7 @@ import type { AppEnv } from "./env.ts";
 import { ApiError, sendError } from "./errors.ts";
 import type { InputLimits } from "./input-limits.ts";
 import { checkJsonBody } from "./json-body.ts";
+import { requestDeadline } from "./request-deadline.ts";
 import { adminKeyRoutes } from "./routes/admin-keys.ts";
 import { chatCompletionRoutes } from "./routes/chat-completions.ts";
 import { conversationRoutes } from "./routes/conversations.ts";
@@ -27,6 +28,8 @@ export type AppDeps = ConversationDeps &
     adminSecret: string | undefined;
     limits: InputLimits;
     maxBodyBytes: number;
+    /** REQUEST_TIMEOUT_MS: a request with no response by then is answered 503. */
+    requestTimeoutMs: number;
   };
 
 /** A caller's request id is kept when it is a plain token; anything else is replaced (it is echoed in a header and logged). */
@@ -50,6 +53,8 @@ export function createApp(deps: AppDeps) {
       "request",
     );
   });
+
+  app.use(requestDeadline(deps.requestTimeoutMs));
 
   app.onError((err, c) => sendError(c, err, c.var.log ?? deps.log));
   app.notFound((c) =>

@@ -12,5 +12,7 @@ export interface AppEnv {
     log: Logger;
     /** The configured input limits, checked after each route's schema. */
     limits: InputLimits;
+    /** Ends the request deadline: the request has stored its work and now waits for a model only. */
+    liftDeadline: () => void;
   };
 }

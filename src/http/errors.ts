@@ -53,15 +53,27 @@ function fromDomain(err: ParleyError): { status: ContentfulStatusCode; type: str
   return { status: 500, type: "server_error" };
 }
 
-// postgres.js and ioredis report a server they cannot reach with these.
-const UNREACHABLE = new Set(["ECONNREFUSED", "ECONNRESET", "CONNECT_TIMEOUT", "CONNECTION_CLOSED", "CONNECTION_ENDED", "ETIMEDOUT", "EHOSTUNREACH"]);
+// postgres.js and ioredis report a server they cannot reach with these; Postgres itself ends what ran
+// past its timeouts with 57014 (statement_timeout) and 25P03 (idle_in_transaction_session_timeout).
+const UNREACHABLE = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "CONNECT_TIMEOUT",
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "57014",
+  "25P03",
+]);
 function isDependencyDown(err: unknown): boolean {
   // Drivers' errors arrive wrapped (drizzle's DrizzleQueryError keeps the driver's as its cause).
   for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
     const code = (e as { code?: unknown }).code;
     if (typeof code === "string" && UNREACHABLE.has(code)) return true;
     const message = e instanceof Error ? e.message : "";
-    if (/Connection is closed|Stream isn't writeable|enableOfflineQueue|ECONNREFUSED/.test(message)) return true;
+    // "Command timed out": ioredis' commandTimeout, Redis unreachable behind an open connection.
+    if (/Connection is closed|Stream isn't writeable|enableOfflineQueue|ECONNREFUSED|Command timed out/.test(message)) return true;
   }
   return false;
 }
@@ -142,7 +154,12 @@ function errorHeaders(err: unknown): Record<string, string> {
   return {};
 }
 
+/** A 503 says when to try again: the dependencies it waits on usually come back within seconds. */
+const RETRY_AFTER_UNAVAILABLE_SECONDS = 2;
+
 export function sendError(c: Context, err: unknown, log: Logger): Response {
   const { status, body } = toErrorResponse(err, log);
-  return c.json(body, status, errorHeaders(err));
+  const headers = errorHeaders(err);
+  if (status === 503) headers["retry-after"] ??= String(RETRY_AFTER_UNAVAILABLE_SECONDS);
+  return c.json(body, status, headers);
 }

@@ -1,0 +1,136 @@
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { createLogger } from "../../src/logger.ts";
+import { startService, type RunningService } from "../../src/service.ts";
+import { TEST_API_KEY, seedTestApiKey } from "../support/keys.ts";
+import { createTestDatabase, testConfig, type TestDatabase } from "../support/service.ts";
+import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.ts";
+
+/**
+ * A partition (connections open, nothing answered) between the API and
+ * Postgres or Redis: requests are answered quickly, never held for the
+ * partition's length. The bounds are small here; the waits allowed are generous.
+ */
+const REQUEST_TIMEOUT_MS = 1500;
+const ANSWER_BOUND_MS = 20_000;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function call(url: string, init: { method?: string; body?: unknown } = {}) {
+  const res = await fetch(url, {
+    method: init.method ?? "GET",
+    headers: { authorization: `Bearer ${TEST_API_KEY}`, ...(init.body ? { "content-type": "application/json" } : {}) },
+    body: init.body ? JSON.stringify(init.body) : undefined,
+    signal: AbortSignal.timeout(ANSWER_BOUND_MS),
+  });
+  return { status: res.status, headers: res.headers, body: (await res.json()) as any };
+}
+
+async function eventually(probe: () => Promise<boolean>, timeoutMs = ANSWER_BOUND_MS): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await sleep(100);
+  }
+}
+
+function via(proxy: TcpProxy, url: string): string {
+  return Object.assign(new URL(url), { hostname: "127.0.0.1", port: String(proxy.port) }).toString();
+}
+
+describe("Postgres partitioned away", () => {
+  let database: TestDatabase;
+  let proxy: TcpProxy;
+  let service: RunningService;
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    const direct = new URL(database.url);
+    proxy = await startTcpProxy({ host: direct.hostname, port: Number(direct.port || 5432) });
+    service = await startService(testConfig(via(proxy, database.url), { REQUEST_TIMEOUT_MS }), createLogger("silent"));
+    await seedTestApiKey(database.sql);
+  });
+  afterAll(async () => {
+    proxy?.heal();
+    await service?.stop();
+    await proxy?.close();
+    await database?.drop();
+  });
+
+  it("answers 503 with Retry-After at the request deadline, and serves again once it heals", async () => {
+    const v1 = `${service.url}/v1`;
+    // The key is now remembered in Redis: the requests below get past the key check without Postgres.
+    expect((await call(`${v1}/conversations`)).status).toBe(200);
+    proxy.blackhole();
+    for (const res of [await call(`${v1}/conversations`), await call(`${v1}/conversations`, { method: "POST", body: { title: "during" } })]) {
+      expect(res.status).toBe(503);
+      expect(res.body.error).toMatchObject({ type: "server_error", code: "service_unavailable" });
+      expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
+    }
+    proxy.heal();
+    await eventually(async () => (await call(`${v1}/conversations`)).status === 200);
+    expect((await call(`${v1}/conversations`, { method: "POST", body: { title: "after" } })).status).toBe(201);
+  });
+});
+
+describe("Redis partitioned away", () => {
+  let database: TestDatabase;
+  let proxy: TcpProxy;
+  let service: RunningService;
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    const redisUrl = new URL(inject("redisUrl"));
+    proxy = await startTcpProxy({ host: redisUrl.hostname, port: Number(redisUrl.port || 6379) });
+    const config = testConfig(database.url, { REQUEST_TIMEOUT_MS, REDIS_COMMAND_TIMEOUT_MS: 500 });
+    config.REDIS_URL = via(proxy, inject("redisUrl"));
+    service = await startService(config, createLogger("silent"));
+    await seedTestApiKey(database.sql);
+  });
+  afterAll(async () => {
+    proxy?.heal();
+    await service?.stop();
+    await proxy?.close();
+    await database?.drop();
+  });
+
+  it("checks keys in Postgres on a Redis timeout, answers what needs no Redis, and 503s what does", async () => {
+    const v1 = `${service.url}/v1`;
+    const { body: conv } = await call(`${v1}/conversations`, { method: "POST", body: { title: "before" } });
+    proxy.blackhole();
+    // The key check times out on Redis and asks Postgres; the rate limit counts in memory meanwhile.
+    const read = await call(`${v1}/conversations/${conv.id}`);
+    expect(read.status).toBe(200);
+    expect(read.body.id).toBe(conv.id);
+    expect((await call(`${v1}/conversations`, { method: "POST", body: { title: "during" } })).status).toBe(201);
+    // A turn needs Redis (its reply slot, its event stream, its job): refused, not held.
+    const turn = await call(`${v1}/conversations/${conv.id}/messages`, { method: "POST", body: { content: "hi", wait: false } });
+    expect(turn.status).toBe(503);
+    expect(turn.body.error).toMatchObject({ code: "service_unavailable" });
+    expect(Number(turn.headers.get("retry-after"))).toBeGreaterThan(0);
+    proxy.heal();
+    await eventually(async () => (await fetch(`${service.url}/readyz`)).status === 200);
+    const after = await call(`${v1}/conversations/${conv.id}/messages`, { method: "POST", body: { content: "hi again" } });
+    expect(after.status).toBe(201);
+    expect(after.body.reply.status).toBe("completed");
+  });
+});
+
+describe("the request deadline", () => {
+  let database: TestDatabase;
+  let service: RunningService;
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    service = await startService(testConfig(database.url, { REQUEST_TIMEOUT_MS: 1000 }), createLogger("silent"));
+    await seedTestApiKey(database.sql);
+  });
+  afterAll(async () => {
+    await service?.stop();
+    await database?.drop();
+  });
+
+  it("does not cut a request waiting for a model's reply once its turn is stored", async () => {
+    const v1 = `${service.url}/v1`;
+    const { body: conv } = await call(`${v1}/conversations`, { method: "POST", body: { params: { simulate: { ttft_ms: 2500 } } } });
+    const waited = await call(`${v1}/conversations/${conv.id}/messages`, { method: "POST", body: { content: "take your time" } });
+    expect(waited.status).toBe(201);
+    expect(waited.body.reply.status).toBe("completed");
+  });
+});

@@ -24,12 +24,15 @@ export async function startTcpProxy(target: { host: string; port: number }) {
           paused.delete(s);
         });
         s.on("error", () => {});
-        if (blackholed) {
+      }
+      client.pipe(upstream).pipe(client);
+      // After pipe(), which would resume a socket paused before it.
+      if (blackholed) {
+        for (const s of [client, upstream]) {
           s.pause();
           paused.add(s);
         }
       }
-      client.pipe(upstream).pipe(client);
     });
     server.listen(port, "127.0.0.1");
     await once(server, "listening");

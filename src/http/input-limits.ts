@@ -13,6 +13,10 @@ export interface InputLimits {
   maxMetadataKeyChars: number;
   maxMetadataValueChars: number;
   maxPageLimit: number;
+  /** Most keys in any one JSON object of a body; checked on the raw JSON, before any schema. */
+  maxJsonObjectKeys: number;
+  /** Largest `params` object, in bytes of its JSON; checked on the raw JSON, before any schema. */
+  maxParamsBytes: number;
 }
 
 export function inputLimitsFrom(config: Config): InputLimits {
@@ -23,6 +27,8 @@ export function inputLimitsFrom(config: Config): InputLimits {
     maxMetadataKeyChars: config.MAX_METADATA_KEY_CHARS,
     maxMetadataValueChars: config.MAX_METADATA_VALUE_CHARS,
     maxPageLimit: config.MAX_PAGE_LIMIT,
+    maxJsonObjectKeys: config.MAX_JSON_OBJECT_KEYS,
+    maxParamsBytes: config.MAX_PARAMS_BYTES,
   };
 }
 

@@ -1,7 +1,7 @@
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "./env.ts";
 import { ApiError } from "./errors.ts";
-import { MAX_JSON_DEPTH } from "./input-limits.ts";
+import { MAX_JSON_DEPTH, type InputLimits, type LimitBreach } from "./input-limits.ts";
 
 /** The media types Hono's JSON validator parses (`application/json`, `application/…+json`). */
 const JSON_MEDIA_TYPE = /^application\/([\w.-]+\+)?json$/i;
@@ -11,7 +11,10 @@ const JSON_MEDIA_TYPE = /^application\/([\w.-]+\+)?json$/i;
  * otherwise change without saying so: bytes that are not UTF-8 (decoded as
  * U+FFFD, so a lone surrogate sent as ED A0 80 would be stored as "���"), and
  * `__proto__` keys (zod drops them from records and passthrough objects, and
- * a plain assignment would take one as the object's prototype).
+ * a plain assignment would take one as the object's prototype). Also refuses
+ * what would be costly to parse into a schema, store and merge on every later
+ * turn: an object with more than MAX_JSON_OBJECT_KEYS keys, a `params` larger
+ * than MAX_PARAMS_BYTES.
  */
 export const checkJsonBody = createMiddleware<AppEnv>(async (c, next) => {
   const mediaType = (c.req.header("content-type") ?? "").split(";")[0]!.trim();
@@ -25,31 +28,68 @@ export const checkJsonBody = createMiddleware<AppEnv>(async (c, next) => {
   // The validator's `c.req.json()` parses this text instead of decoding the bytes again (Hono keeps
   // promises in bodyCache, whatever its declared type says).
   (c.req.bodyCache as Record<string, Promise<unknown>>).text = Promise.resolve(text);
-  // A key can only read `__proto__` if the text spells it out or escapes a letter of it (`\u…`):
-  // most bodies do neither, and are not parsed twice.
-  if (!text.includes("__proto__") && !text.includes("\\u")) return next();
+  const limits = c.var.limits;
+  if (!couldBreakRawLimits(text, limits)) return next();
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
     return next(); // the validator answers invalid_json
   }
-  const at = protoKeyPath(value);
-  if (at !== null) throw new ApiError(400, `${at}: \`__proto__\` cannot be a key.`, "invalid_request", at);
+  const breach = findRawBodyBreach(value, limits);
+  if (breach) throw new ApiError(400, breach.message, breach.code, breach.param);
   return next();
 });
 
-/** Where the first own `__proto__` key is (`metadata.__proto__`), or null; deeper than any body may nest is not looked at. */
-function protoKeyPath(value: unknown): string | null {
+/**
+ * Whether a body's text could break what `findRawBodyBreach` checks; most bodies cannot, and are
+ * not parsed twice.
+ */
+function couldBreakRawLimits(text: string, limits: InputLimits): boolean {
+  // A key can only read `__proto__` if the text spells it out or escapes a letter of it (`\u…`).
+  if (text.includes("__proto__") || text.includes("\\u")) return true;
+  // Each distinct key of an object takes at least 5 characters (`"":0,`); a character is at most
+  // 3 bytes of UTF-8 (a surrogate pair is 2 characters for 4 bytes).
+  return text.length >= 5 * limits.maxJsonObjectKeys || text.length * 3 > limits.maxParamsBytes;
+}
+
+/**
+ * The first of these in a parsed body, or null: an own `__proto__` key, an object with too many
+ * keys, a `params` too large. Deeper than any body may nest is not looked at (the schema check
+ * refuses it).
+ */
+export function findRawBodyBreach(value: unknown, limits: InputLimits): LimitBreach | null {
   const stack: [unknown, string, number][] = [[value, "", 0]];
   while (stack.length > 0) {
     const [v, path, depth] = stack.pop()!;
     if (typeof v !== "object" || v === null || depth > MAX_JSON_DEPTH) continue;
-    const entries: [string, unknown][] = Array.isArray(v) ? v.map((x, i) => [String(i), x]) : Object.entries(v);
-    for (const [key, item] of entries) {
+    if (Array.isArray(v)) {
+      v.forEach((item, i) => stack.push([item, path ? `${path}.${i}` : String(i), depth + 1]));
+      continue;
+    }
+    const keys = Object.keys(v);
+    if (keys.length > limits.maxJsonObjectKeys) {
+      return {
+        param: path || null,
+        code: "too_many_object_keys",
+        message: `${path || "The body"} has ${keys.length} keys; the limit is ${limits.maxJsonObjectKeys} per object (MAX_JSON_OBJECT_KEYS).`,
+      };
+    }
+    for (const key of keys) {
       const at = path ? `${path}.${key}` : key;
-      if (key === "__proto__" && !Array.isArray(v)) return at;
-      stack.push([item, at, depth + 1]);
+      if (key === "__proto__") return { param: at, code: "invalid_request", message: `${at}: \`__proto__\` cannot be a key.` };
+      stack.push([(v as Record<string, unknown>)[key], at, depth + 1]);
+    }
+  }
+  const params = typeof value === "object" && value !== null && !Array.isArray(value) ? (value as { params?: unknown }).params : undefined;
+  if (params !== undefined && params !== null) {
+    const bytes = Buffer.byteLength(JSON.stringify(params));
+    if (bytes > limits.maxParamsBytes) {
+      return {
+        param: "params",
+        code: "params_too_large",
+        message: `params is ${bytes} bytes of JSON; the limit is ${limits.maxParamsBytes} (MAX_PARAMS_BYTES).`,
+      };
     }
   }
   return null;

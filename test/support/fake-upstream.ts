@@ -33,6 +33,11 @@ export type FakeBehaviour =
    * and no [DONE]. Without streaming: destroy the socket before answering.
    */
   | { kind: "drop"; afterTokens: number }
+  /**
+   * Stream `afterTokens` deltas, then write `raw` exactly as given (an error event, a malformed event) and
+   * end the response. Without streaming: answer 200 with `raw` as the body.
+   */
+  | { kind: "stream-then"; afterTokens: number; raw: string }
   /** Take the request and never answer; `close()` ends it. */
   | { kind: "hang" };
 
@@ -139,6 +144,10 @@ export async function startFakeUpstream(
 
     if (!body.stream) {
       if (b.kind === "drop") return req.socket.destroy();
+      if (b.kind === "stream-then") {
+        res.writeHead(200, { "content-type": "application/json" });
+        return res.end(b.raw);
+      }
       if (b.ttftMs) await sleep(b.ttftMs);
       return json(res, 200, {
         id,
@@ -168,11 +177,13 @@ export async function startFakeUpstream(
     };
     for (const [i, token] of tokens.entries()) {
       if (b.kind === "drop" && i === b.afterTokens) return cut();
+      if (b.kind === "stream-then" && i === b.afterTokens) return res.end(b.raw);
       if (i > 0 && b.kind === "ok" && b.tokenDelayMs) await sleep(b.tokenDelayMs);
       if (res.destroyed) return; // the client left
       send(chunk({ content: stamp ? `${token}@${performance.timeOrigin + performance.now()}` : token }, null));
     }
     if (b.kind === "drop") return cut(); // afterTokens ≥ the reply's length: cut before the finish
+    if (b.kind === "stream-then") return res.end(b.raw);
     send(chunk({}, "stop"));
     if (body.stream_options?.include_usage) send({ id, object: "chat.completion.chunk", created, model: body.model, choices: [], usage });
     res.end("data: [DONE]\n\n");

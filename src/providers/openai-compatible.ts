@@ -58,6 +58,16 @@ export function maskKeys(text: string, ownKey?: string): string {
   return masked;
 }
 
+/**
+ * A signal that aborts `ms` from now, and `clear` to drop its timer when the call ends first
+ * (AbortSignal.timeout's timer would outlive every call by up to `timeout_ms`).
+ */
+function callDeadline(ms: number): { signal: AbortSignal; clear: () => void } {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new DOMException(`no answer within ${ms} ms`, "TimeoutError")), ms);
+  return { signal: controller.signal, clear: () => clearTimeout(timer) };
+}
+
 function abortError(cause: unknown): Error {
   const err = new Error("The request was aborted.", { cause });
   err.name = "AbortError";
@@ -151,7 +161,7 @@ export function createOpenAICompatibleProvider(upstream: UpstreamConfig): ChatPr
     async *streamChat(request: ChatRequest, signal: AbortSignal): AsyncIterable<ChatChunk> {
       const body = upstreamBody(request);
       const streamOptions = { ...(isPlainObject(body.stream_options) ? body.stream_options : {}), include_usage: true };
-      const deadline = AbortSignal.timeout(upstream.timeout_ms);
+      const { signal: deadline, clear: clearDeadline } = callDeadline(upstream.timeout_ms);
       let sawDelta = false;
       let finishReason: string | null = null;
       let usage: TokenUsage | null = null;
@@ -176,6 +186,8 @@ export function createOpenAICompatibleProvider(upstream: UpstreamConfig): ChatPr
         }
       } catch (err) {
         throw toProviderError(err, signal, deadline, sawDelta);
+      } finally {
+        clearDeadline();
       }
       // A body that ends quietly after an abort is no finished reply.
       if (signal.aborted) throw abortError(signal.reason);
@@ -185,7 +197,7 @@ export function createOpenAICompatibleProvider(upstream: UpstreamConfig): ChatPr
 
     async completeChat(request: ChatRequest, signal: AbortSignal): Promise<ChatResult> {
       const { stream_options: _so, ...body } = upstreamBody(request);
-      const deadline = AbortSignal.timeout(upstream.timeout_ms);
+      const { signal: deadline, clear: clearDeadline } = callDeadline(upstream.timeout_ms);
       try {
         const completion = await client.chat.completions.create(
           { ...body, stream: false } as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming,
@@ -199,6 +211,8 @@ export function createOpenAICompatibleProvider(upstream: UpstreamConfig): ChatPr
         };
       } catch (err) {
         throw toProviderError(err, signal, deadline, false);
+      } finally {
+        clearDeadline();
       }
     },
   };

@@ -135,13 +135,15 @@ export class ReplyEventWriter {
     const seq = ++this.#seq;
     let outageStarted: number | null = null;
     let delay = FIRST_RETRY_MS;
+    let resync = false;
     for (;;) {
       let written: ReplyEventWrite;
       try {
-        written = await this.#events.write(this.#replyId, events, {
+        written = await this.#events.write(this.#replyId, resync ? this.#resynced(events) : events, {
           attempt: this.#attempt,
           seq,
           end,
+          resync,
           renewTtl: end,
           ...(this.#ttlSeconds === undefined ? {} : { ttlSeconds: this.#ttlSeconds }),
         });
@@ -157,9 +159,24 @@ export class ReplyEventWriter {
         continue;
       }
       this.#inOutage = false;
+      if (written.status === "lost") {
+        // Redis came back empty: followers may have missed what it held, so the stream starts over.
+        resync = true;
+        continue;
+      }
       if (written.status === "ended" || written.status === "superseded") throw this.#fail(new ReplyStreamClosedError(written.status));
       return;
     }
+  }
+
+  /** `events` after a start-over that carries everything written before (followers drop what they had). */
+  #resynced(events: NewReplyEvent[]): NewReplyEvent[] {
+    const id = this.#replyId;
+    return [
+      { event: "message.reset", data: { id, reason: "events_lost" } },
+      ...(this.#published ? [{ event: "message.delta" as const, data: { id, delta: { content: this.#published } } }] : []),
+      ...events,
+    ];
   }
 
   #fail(err: Error): Error {

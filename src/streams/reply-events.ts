@@ -73,12 +73,15 @@ export function parseEntry(id: string, fields: string[]): ReplyEvent {
  * - a write carrying a run's attempt is refused once a newer attempt has
  *   written (a run that lost its job cannot write over the one that took it);
  * - a write carrying a sequence number the attempt has already written is
- *   acknowledged without writing it again (a retry after a lost answer).
+ *   acknowledged without writing it again (a retry after a lost answer);
+ * - a write carrying a sequence number past the first, on a reply whose fence
+ *   is gone, is refused as `lost`: Redis lost its data (restarted empty), and
+ *   the writer must start the stream over (`resync`) with what it had written.
  *
  * KEYS: stream, fence. ARGV: attempt ('' = unfenced), seq (''), 'end', 'seal' or '',
  * ttl seconds ('' = none), '1' to renew the TTL (else only set where missing,
- * as after Redis lost its data), then event/data pairs.
- * Returns {'ok', ids...}, {'written'}, {'ended'} or {'superseded'}.
+ * as after Redis lost its data), '1' for a resync, then event/data pairs.
+ * Returns {'ok', ids...}, {'written'}, {'ended'}, {'superseded'} or {'lost'}.
  */
 const WRITE_SCRIPT = `
 local stream, fence = KEYS[1], KEYS[2]
@@ -86,7 +89,9 @@ local closed = redis.call('HMGET', fence, 'ended', 'sealed')
 if closed[1] or (closed[2] and ARGV[3] ~= 'end') then return {'ended'} end
 if ARGV[1] ~= '' then
   local attempt = tonumber(ARGV[1])
-  local current = tonumber(redis.call('HGET', fence, 'attempt') or '0')
+  local stored = redis.call('HGET', fence, 'attempt')
+  if not stored and ARGV[2] ~= '' and tonumber(ARGV[2]) > 1 and ARGV[6] ~= '1' then return {'lost'} end
+  local current = tonumber(stored or '0')
   if attempt < current then return {'superseded'} end
   if attempt > current then redis.call('HSET', fence, 'attempt', attempt, 'seq', 0) end
   if ARGV[2] ~= '' then
@@ -96,7 +101,7 @@ if ARGV[1] ~= '' then
   end
 end
 local result = {'ok'}
-for i = 6, #ARGV, 2 do
+for i = 7, #ARGV, 2 do
   local id = redis.call('XADD', stream, '*', 'event', ARGV[i], 'data', ARGV[i + 1])
   redis.call('PUBLISH', stream, id .. ' ' .. ARGV[i] .. ' ' .. ARGV[i + 1])
   result[#result + 1] = id
@@ -120,7 +125,9 @@ export type ReplyEventWrite =
   /** The stream has ended (or is sealed, when this was not an end): nothing more is taken. */
   | { status: "ended" }
   /** A newer attempt writes this reply now. */
-  | { status: "superseded" };
+  | { status: "superseded" }
+  /** Redis lost the stream (restarted empty) after this attempt had written to it: write it again with `resync`. */
+  | { status: "lost" };
 
 export interface ReplyEventWriteOptions {
   /** The writing run's attempt; unfenced writers (cancel, sweep, the API) pass none. */
@@ -131,6 +138,8 @@ export interface ReplyEventWriteOptions {
   end?: boolean;
   /** Seals the stream: from now on only an end is taken. */
   seal?: boolean;
+  /** Starts the stream over after Redis lost it (taken where the fence is gone). */
+  resync?: boolean;
   /** The retention to set (renewed when `renewTtl`, else only where the stream has none). */
   ttlSeconds?: number;
   renewTtl?: boolean;
@@ -181,11 +190,12 @@ export class ReplyEventLog {
       opts.end ? "end" : opts.seal ? "seal" : "",
       String(opts.ttlSeconds ?? this.#ttlSeconds),
       opts.renewTtl ? "1" : "",
+      opts.resync ? "1" : "",
     ];
     for (const e of events) args.push(e.event, e.event === "done" ? "[DONE]" : JSON.stringify(e.data));
     const [status, ...ids] = await this.#redis.writeReplyEvents(this.key(replyId), this.#fenceKey(replyId), ...args);
     if (status === "ok") return { status, ids: ids.map(String) };
-    return { status: status as "written" | "ended" | "superseded" };
+    return { status: status as "written" | "ended" | "superseded" | "lost" };
   }
 
   /**

@@ -72,6 +72,8 @@ export interface NewTurn {
   upstreamStream?: boolean;
   /** The request that asked for the turn: carried into the job, so the worker's log lines name it. */
   requestId?: string;
+  /** Aborted once the request has been answered without the turn (its deadline passed): then nothing is stored. */
+  signal?: AbortSignal;
 }
 
 /** One message through the messages API: the checks of its flags, then a turn. */
@@ -81,6 +83,7 @@ export async function appendMessage(
   conversationId: string,
   input: AppendMessageInput,
   requestId?: string,
+  signal?: AbortSignal,
 ): Promise<AppendedTurn> {
   if (input.reply === true && input.role !== "user") {
     throw new InvalidRequestError("Only a `user` message can ask for a reply.", "reply");
@@ -94,6 +97,7 @@ export async function appendMessage(
     reply: wantsReply,
     params: input.params ?? null,
     requestId,
+    signal,
   });
   const [message] = turn.messages;
   if (!message) throw new Error("a turn stored no message");
@@ -169,6 +173,9 @@ export async function appendTurn(
         slotTaken = true;
         await deps.replySlots.acquire(tenantId, replyId);
       }
+      // The waits above (the row lock, Redis) may have outlasted the request: its caller has been told
+      // 503, so the turn is rolled back rather than stored behind its back.
+      turn.signal?.throwIfAborted();
       if (turn.replaces) await removeReplacedReply(tx, conversationId, turn.replaces, bumped.lastSeq);
       // With a replaced reply, the turn builds on the message before it.
       const firstSeq = bumped.lastSeq - count + (turn.replaces ? 0 : 1);

@@ -14,5 +14,7 @@ export interface AppEnv {
     limits: InputLimits;
     /** Ends the request deadline: the request has stored its work and now waits for a model only. */
     liftDeadline: () => void;
+    /** Aborted when the request deadline passes (the request has been answered 503). */
+    deadline: AbortSignal;
   };
 }

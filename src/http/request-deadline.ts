@@ -14,8 +14,9 @@ export class RequestDeadlineError extends ApiError {
  * response within `ms`, however its dependencies behave: a partition leaves
  * connections open but silent, and no driver timeout covers every way of
  * waiting (postgres.js has none for a free pool connection). What is already
- * under way is not stopped: it finishes or fails on its own timeouts, and its
- * result is still stored (README, "Running at scale").
+ * under way is not stopped: it finishes or fails on its own timeouts. A turn
+ * checks `c.var.deadline` before it stores anything, so one answered 503 is
+ * rolled back unless it was already committing (README, "Running at scale").
  *
  * The deadline covers the work a request does against Postgres and Redis.
  * Once a handler has stored what it came to store and only waits for the
@@ -25,9 +26,15 @@ export class RequestDeadlineError extends ApiError {
 export const requestDeadline = (ms: number) =>
   createMiddleware<AppEnv>(async (c, next) => {
     let timer: NodeJS.Timeout | undefined;
+    const passed = new AbortController();
     const expired = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new RequestDeadlineError(ms)), ms);
+      timer = setTimeout(() => {
+        const err = new RequestDeadlineError(ms);
+        passed.abort(err);
+        reject(err);
+      }, ms);
     });
+    c.set("deadline", passed.signal);
     c.set("liftDeadline", () => clearTimeout(timer));
     try {
       await Promise.race([next(), expired]);

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createLogger } from "../../src/logger.ts";
 import { startService, type RunningService } from "../../src/service.ts";
+import { postForEvents } from "../support/http.ts";
 import { TEST_API_KEY, seedTestApiKey } from "../support/keys.ts";
 import { createTestDatabase, testConfig, type TestDatabase } from "../support/service.ts";
 import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.ts";
@@ -107,6 +108,14 @@ describe("Redis partitioned away", () => {
     expect(Number(turn.headers.get("retry-after"))).toBeGreaterThan(0);
     proxy.heal();
     await eventually(async () => (await fetch(`${service.url}/readyz`)).status === 200);
+    // The refused turn was rolled back, though its transaction outlived its answer.
+    await eventually(async () => {
+      const [open] = await database.sql`
+        select count(*)::int as n from pg_stat_activity
+        where datname = current_database() and application_name = 'parley' and state like '%transaction%'`;
+      return open?.n === 0;
+    });
+    expect(await database.sql`select 1 from messages where conversation_id = ${conv.id}`).toHaveLength(0);
     const after = await call(`${v1}/conversations/${conv.id}/messages`, { method: "POST", body: { content: "hi again" } });
     expect(after.status).toBe(201);
     expect(after.body.reply.status).toBe("completed");
@@ -132,5 +141,14 @@ describe("the request deadline", () => {
     const waited = await call(`${v1}/conversations/${conv.id}/messages`, { method: "POST", body: { content: "take your time" } });
     expect(waited.status).toBe(201);
     expect(waited.body.reply.status).toBe("completed");
+  });
+
+  it("does not cut a stream that has started", async () => {
+    const v1 = `${service.url}/v1`;
+    const { body: conv } = await call(`${v1}/conversations`, { method: "POST", body: { params: { simulate: { ttft_ms: 2500 } } } });
+    const streamed = await postForEvents(`${v1}/conversations/${conv.id}/messages`, { content: "stream it", stream: true });
+    expect(streamed.status).toBe(200);
+    expect(streamed.events.at(-2)?.event).toBe("message.completed");
+    expect(streamed.events.at(-1)?.event).toBe("done");
   });
 });

@@ -40,7 +40,8 @@ export class ApiKeyAuthenticator implements RevocationListener {
     try {
       cached = await this.#redis.get(cacheKey);
     } catch (err) {
-      // Redis away: Postgres alone decides, which is slower but as strict.
+      // Redis away, or unreachable and timed out (the connection has a command timeout, so a partition
+      // is an error here too, not a wait): Postgres alone decides, which is slower but as strict.
       this.#log.warn({ err }, "api key cache unavailable");
       return findActiveApiKey(this.#db, keyHash);
     }

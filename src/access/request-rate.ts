@@ -4,7 +4,8 @@ import { RateLimitedError, type LimitState } from "../domain/errors.ts";
 
 /**
  * Requests per API key per window, counted in Redis so every API instance
- * shares one budget per key. While Redis is away each instance counts on its
+ * shares one budget per key. While Redis is away (refused, or timed out on a
+ * partition: the connection has a command timeout) each instance counts on its
  * own (the library's insurance limiter) rather than refusing every request.
  */
 export class RequestRateLimiter {

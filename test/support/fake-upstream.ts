@@ -25,6 +25,8 @@ export type FakeBehaviour =
       replyTokens?: number;
       /** Append the send time (`@<epoch ms>`) to each token, to measure relay lag. */
       stampTokens?: boolean;
+      /** Wait this long after the last delta before the finish chunk (a reply that ends later, with nothing to stream). */
+      finishDelayMs?: number;
     }
   /** Answer with this status and JSON body (default: an OpenAI-shaped error), e.g. 429 with `Retry-After`. */
   | { kind: "status"; status: number; body?: unknown; headers?: Record<string, string> }
@@ -47,6 +49,9 @@ export interface RecordedRequest {
   headers: IncomingMessage["headers"];
   /** Set when the client closed the connection before the answer was complete (an aborted call). */
   closedEarly: boolean;
+  /** When the request arrived and when its connection closed (epoch ms): to tell whether two calls overlapped. */
+  startedAt: number;
+  endedAt?: number;
 }
 
 export interface FakeUpstream {
@@ -111,8 +116,11 @@ export async function startFakeUpstream(
       return json(res, 400, { error: { message: "body is not a JSON object", type: "invalid_request_error", param: null, code: null } });
     }
     if (opts.record !== false) {
-      const recorded: RecordedRequest = { body, headers: req.headers, closedEarly: false };
-      res.on("close", () => (recorded.closedEarly = !res.writableFinished));
+      const recorded: RecordedRequest = { body, headers: req.headers, closedEarly: false, startedAt: Date.now() };
+      res.on("close", () => {
+        recorded.closedEarly = !res.writableFinished;
+        recorded.endedAt = Date.now();
+      });
       requests.push(recorded);
     }
     const b = (opts.behaviourFromModel ? behaviourFromModel(String(body.model)) : null) ?? queued.shift() ?? behaviour;
@@ -183,6 +191,10 @@ export async function startFakeUpstream(
       send(chunk({ content: stamp ? `${token}@${performance.timeOrigin + performance.now()}` : token }, null));
     }
     if (b.kind === "drop") return cut(); // afterTokens ≥ the reply's length: cut before the finish
+    if (b.kind === "ok" && b.finishDelayMs) {
+      await sleep(b.finishDelayMs);
+      if (res.destroyed) return; // the client left
+    }
     if (b.kind === "stream-then") return res.end(b.raw);
     send(chunk({}, "stop"));
     if (body.stream_options?.include_usage) send({ id, object: "chat.completion.chunk", created, model: body.model, choices: [], usage });

@@ -15,6 +15,8 @@ export interface InputLimits {
   maxPageLimit: number;
   /** Most keys in any one JSON object of a body; checked on the raw JSON, before any schema. */
   maxJsonObjectKeys: number;
+  /** Most items in any one JSON array of a body but the top-level `messages` (maxMessages); before any schema. */
+  maxJsonArrayItems: number;
   /** Largest `params` object, in bytes of its JSON; checked on the raw JSON, before any schema. */
   maxParamsBytes: number;
 }
@@ -28,6 +30,7 @@ export function inputLimitsFrom(config: Config): InputLimits {
     maxMetadataValueChars: config.MAX_METADATA_VALUE_CHARS,
     maxPageLimit: config.MAX_PAGE_LIMIT,
     maxJsonObjectKeys: config.MAX_JSON_OBJECT_KEYS,
+    maxJsonArrayItems: config.MAX_JSON_ARRAY_ITEMS,
     maxParamsBytes: config.MAX_PARAMS_BYTES,
   };
 }
@@ -107,18 +110,22 @@ export function findBodyLimitBreach(body: unknown, limits: InputLimits): LimitBr
   if (own) return own;
   const list = body.messages;
   if (!Array.isArray(list)) return null;
-  if (list.length > limits.maxMessages) {
-    return {
-      param: "messages",
-      code: "too_many_messages",
-      message: `messages has ${list.length} items; the limit is ${limits.maxMessages} per request (MAX_MESSAGES_PER_REQUEST).`,
-    };
-  }
+  const tooMany = tooManyMessages(list, limits);
+  if (tooMany) return tooMany;
   for (const [i, m] of list.entries()) {
     const breach = isRecord(m) ? checkMessage(m, `messages.${i}.`, limits) : null;
     if (breach) return breach;
   }
   return null;
+}
+
+export function tooManyMessages(list: unknown[], limits: InputLimits): LimitBreach | null {
+  if (list.length <= limits.maxMessages) return null;
+  return {
+    param: "messages",
+    code: "too_many_messages",
+    message: `messages has ${list.length} items; the limit is ${limits.maxMessages} per request (MAX_MESSAGES_PER_REQUEST).`,
+  };
 }
 
 /** A list request's `limit` beyond the configured largest page. */

@@ -1,7 +1,7 @@
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "./env.ts";
 import { ApiError } from "./errors.ts";
-import { MAX_JSON_DEPTH, type InputLimits, type LimitBreach } from "./input-limits.ts";
+import { MAX_JSON_DEPTH, tooManyMessages, type InputLimits, type LimitBreach } from "./input-limits.ts";
 
 /** The media types Hono's JSON validator parses (`application/json`, `application/…+json`). */
 const JSON_MEDIA_TYPE = /^application\/([\w.-]+\+)?json$/i;
@@ -13,8 +13,9 @@ const JSON_MEDIA_TYPE = /^application\/([\w.-]+\+)?json$/i;
  * `__proto__` keys (zod drops them from records and passthrough objects, and
  * a plain assignment would take one as the object's prototype). Also refuses
  * what would be costly to parse into a schema, store and merge on every later
- * turn: an object with more than MAX_JSON_OBJECT_KEYS keys, a `params` larger
- * than MAX_PARAMS_BYTES.
+ * turn: an object with more than MAX_JSON_OBJECT_KEYS keys, an array with
+ * more than MAX_JSON_ARRAY_ITEMS items (a million-item array made the schema
+ * parse itself fail after seconds), a `params` larger than MAX_PARAMS_BYTES.
  */
 export const checkJsonBody = createMiddleware<AppEnv>(async (c, next) => {
   const mediaType = (c.req.header("content-type") ?? "").split(";")[0]!.trim();
@@ -48,15 +49,18 @@ export const checkJsonBody = createMiddleware<AppEnv>(async (c, next) => {
 function couldBreakRawLimits(text: string, limits: InputLimits): boolean {
   // A key can only read `__proto__` if the text spells it out or escapes a letter of it (`\u…`).
   if (text.includes("__proto__") || text.includes("\\u")) return true;
-  // Each distinct key of an object takes at least 5 characters (`"":0,`); a character is at most
-  // 3 bytes of UTF-8 (a surrogate pair is 2 characters for 4 bytes).
-  return text.length >= 5 * limits.maxJsonObjectKeys || text.length * 3 > limits.maxParamsBytes;
+  // Each distinct key of an object takes at least 5 characters (`"":0,`), each item of an array 2
+  // (`0,`); a character is at most 3 bytes of UTF-8 (a surrogate pair is 2 characters for 4 bytes).
+  const fewestItems = Math.min(limits.maxJsonArrayItems, limits.maxMessages);
+  return (
+    text.length >= 5 * limits.maxJsonObjectKeys || text.length >= 2 * fewestItems || text.length * 3 > limits.maxParamsBytes
+  );
 }
 
 /**
  * The first of these in a parsed body, or null: an own `__proto__` key, an object with too many
- * keys, a `params` too large. Deeper than any body may nest is not looked at (the schema check
- * refuses it).
+ * keys, an array with too many items (the top-level `messages`: more than MAX_MESSAGES_PER_REQUEST),
+ * a `params` too large. Deeper than any body may nest is not looked at (the schema check refuses it).
  */
 export function findRawBodyBreach(value: unknown, limits: InputLimits): LimitBreach | null {
   const stack: [unknown, string, number][] = [[value, "", 0]];
@@ -64,6 +68,17 @@ export function findRawBodyBreach(value: unknown, limits: InputLimits): LimitBre
     const [v, path, depth] = stack.pop()!;
     if (typeof v !== "object" || v === null || depth > MAX_JSON_DEPTH) continue;
     if (Array.isArray(v)) {
+      const tooMany =
+        path === "messages"
+          ? tooManyMessages(v, limits)
+          : v.length > limits.maxJsonArrayItems
+            ? {
+                param: path || null,
+                code: "too_many_array_items",
+                message: `${path || "The body"} has ${v.length} items; the limit is ${limits.maxJsonArrayItems} per array (MAX_JSON_ARRAY_ITEMS).`,
+              }
+            : null;
+      if (tooMany) return tooMany;
       v.forEach((item, i) => stack.push([item, path ? `${path}.${i}` : String(i), depth + 1]));
       continue;
     }

@@ -38,6 +38,21 @@ describe("object keys and params size", () => {
     expect(chat.body.error).toMatchObject({ code: "too_many_object_keys", param: "logit_bias" });
   });
 
+  it("refuses arrays with too many items before the schema parse (a million made it fail with a 500)", async () => {
+    for (const item of [0, {}]) {
+      const res = await ctx.api.post("/chat/completions", { model: "parley-sim-1", messages: Array(1_000_000).fill(item) });
+      expect(res.status).toBe(400);
+      expect(res.body.error).toMatchObject({ code: "too_many_messages", param: "messages" });
+      expect(res.body.error.message).toContain("MAX_MESSAGES_PER_REQUEST");
+    }
+    const { body: conv } = await ctx.api.post("/conversations", {});
+    const stop = await ctx.api.post(`/conversations/${conv.id}/messages`, { content: "hi", params: { stop: Array(5000).fill(0) } });
+    expect(stop.status).toBe(400);
+    expect(stop.body.error).toMatchObject({ code: "too_many_array_items", param: "params.stop" });
+    expect(stop.body.error.message).toContain("MAX_JSON_ARRAY_ITEMS");
+    expect(await ctx.service.sql`select 1 from messages where conversation_id = ${conv.id}`).toHaveLength(0);
+  });
+
   it("refuses params larger than MAX_PARAMS_BYTES, and takes them up to it", async () => {
     const big = await ctx.api.post("/conversations", { params: { stop: ["x".repeat(70 * 1024)] } });
     expect(big.status).toBe(400);
@@ -56,7 +71,7 @@ describe("object keys and params size", () => {
 
   it("accepts what stays within both limits", async () => {
     const res = await ctx.api.post("/conversations", {
-      params: { temperature: 0.5, big: manyKeys(1000), text: "z".repeat(50 * 1024) },
+      params: { temperature: 0.5, big: manyKeys(1000), list: Array(1000).fill(1), text: "z".repeat(50 * 1024) },
       metadata: { app: "limits" },
     });
     expect(res.status).toBe(201);

@@ -136,7 +136,14 @@ export function startModelJobWorker(opts: {
       let mine = runs.get(id);
       if (!mine) runs.set(id, (mine = new Set()));
       const earlier = [...mine];
-      const entry: RunEntry = { token: token ?? "", lost: new AbortController(), finished: Promise.withResolvers<void>() };
+      const entry: RunEntry = {
+        token: token ?? "",
+        lost: new AbortController(),
+        finished: Promise.withResolvers<void>(),
+        // The lock was taken when the job became active, for lockMs.
+        lockedUntil: (job.processedOn ?? Date.now()) + opts.lockMs,
+        orphaned: false,
+      };
       mine.add(entry);
       try {
         await opts.run(jobSchema.parse(job.data), {
@@ -172,23 +179,55 @@ export function startModelJobWorker(opts: {
   worker.on("lockRenewalFailed", (jobIds: string[]) => {
     for (const jobId of jobIds) {
       for (const run of runs.get(jobId) ?? []) {
-        void lockIsLost(opts.connection, worker.toKey(jobId), run.token).then(
-          (lost) => lost && run.lost.abort(new JobLockLostError(`the lock of job ${jobId} was lost`)),
+        void lockHolder(opts.connection, worker.toKey(jobId), run.token).then(
+          (holder) => {
+            if (holder === "job gone") run.orphaned = true;
+            else if (holder === "another") run.lost.abort(new JobLockLostError(`the lock of job ${jobId} was lost`));
+          },
           (err: unknown) => opts.onError(err),
         );
       }
     }
   });
-  return { close: () => worker.close() };
+  worker.on("locksRenewed", ({ jobIds }: { jobIds: string[] }) => {
+    const until = Date.now() + opts.lockMs;
+    for (const jobId of jobIds) for (const run of runs.get(jobId) ?? []) run.lockedUntil = until;
+  });
+  // A run that cannot reach Redis hears of no failed renewal, yet its lock lapses all the same, and
+  // another worker may take the job: it stops just before then, so no reply is generated twice at once.
+  const margin = Math.min(500, opts.lockMs / 10);
+  const lapses = setInterval(() => {
+    const now = Date.now();
+    for (const [jobId, mine] of runs) {
+      for (const run of mine) {
+        if (!run.orphaned && !run.lost.signal.aborted && now > run.lockedUntil - margin) {
+          run.lost.abort(new JobLockLostError(`the lock of job ${jobId} lapsed: not renewed in time`));
+        }
+      }
+    }
+  }, Math.max(50, opts.lockMs / 10));
+  lapses.unref();
+  return {
+    close: () => {
+      clearInterval(lapses);
+      return worker.close();
+    },
+  };
 }
 
 interface RunEntry {
   token: string;
   lost: AbortController;
   finished: PromiseWithResolvers<void>;
+  /** When the lock lapses unless renewed (as far as this process knows: renewals push it on). */
+  lockedUntil: number;
+  /** The job is gone from Redis (it lost its data): no one else can take it, so its lock does not matter. */
+  orphaned: boolean;
 }
 
-async function lockIsLost(redis: Redis, jobKey: string, token: string): Promise<boolean> {
+/** Who holds a job's lock, as a run with `token` sees it. */
+async function lockHolder(redis: Redis, jobKey: string, token: string): Promise<"this run" | "another" | "job gone"> {
   const [exists, holder] = await Promise.all([redis.exists(jobKey), redis.get(`${jobKey}:lock`)]);
-  return exists === 1 && holder !== token;
+  if (exists === 0) return "job gone";
+  return holder === token ? "this run" : "another";
 }

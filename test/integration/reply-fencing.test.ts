@@ -1,13 +1,16 @@
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { Config } from "../../src/config.ts";
 import { createLogger } from "../../src/logger.ts";
 import { COMPLETIONS_QUEUE } from "../../src/queue/completions.ts";
 import { startService, type RunningService } from "../../src/service.ts";
 import { parseEntry, ReplyEventLog, type ReplyEvent } from "../../src/streams/reply-events.ts";
 import { startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.ts";
 import { apiClient, authedFetch, readEvents } from "../support/http.ts";
-import { startTestService, type TestService } from "../support/service.ts";
+import { seedTestApiKey } from "../support/keys.ts";
+import { createTestDatabase, startTestService, testConfig, type TestDatabase, type TestService } from "../support/service.ts";
+import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.ts";
 
 /**
  * A reply's run is an attempt: writes from a run that no longer owns the reply
@@ -139,5 +142,73 @@ describe("a run whose job lock lapses while its event loop is starved", () => {
     expect(upstream.requests.length).toBeGreaterThan(1);
     await eventually(async () => upstream.requests[0]?.closedEarly, 10_000, "first upstream call closes");
     expect(upstream.requests[0]?.closedEarly).toBe(true);
+  }, 90_000);
+});
+
+describe("a worker cut off from Redis while another worker can reach it", () => {
+  let database: TestDatabase;
+  let proxy: TcpProxy;
+  /** API and worker, on Redis directly. */
+  let reachable: RunningService;
+  /** A worker whose Redis connections go through the proxy. */
+  let cutOff: RunningService;
+  let config: Config;
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    config = testConfig(database.url, {
+      UPSTREAMS: [{ name: "fake", base_url: upstream.baseURL, models: ["fake-model"] }],
+      WORKER_LOCK_MS: 1500,
+      WORKER_STALLED_CHECK_MS: 500,
+    });
+    const redisUrl = new URL(config.REDIS_URL);
+    proxy = await startTcpProxy({ host: redisUrl.hostname, port: Number(redisUrl.port || 6379) });
+    cutOff = await startService({ ...config, ROLE: "worker", REDIS_URL: `redis://127.0.0.1:${proxy.port}` }, createLogger("silent"));
+    await seedTestApiKey(database.sql);
+    // Only the worker that will be cut off is there when the reply is queued: it takes the job.
+    reachable = await startService({ ...config, ROLE: "api", PORT: 0 }, createLogger("silent"));
+  });
+  afterAll(async () => {
+    proxy?.heal();
+    await reachable?.stop();
+    await cutOff?.stop(1_000);
+    await proxy?.close();
+    await database?.drop();
+  });
+
+  it("stops its run before its lock lapses, so the reply is never generated twice at once", async () => {
+    upstream.setBehaviour({ kind: "ok", tokenDelayMs: 100, replyTokens: 40 });
+    const api2 = apiClient(`${reachable.url}/v1`);
+    const { body: conv } = await api2.post("/conversations", { model: "fake-model" });
+    const res = await authedFetch(`${reachable.url}/v1/conversations/${conv.id}/messages`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ content: "partition me", stream: true }),
+    });
+    const following = readEvents(res);
+    await eventually(async () => upstream.requests.length === 1, 10_000, "the cut-off worker calls the upstream");
+    await sleep(500);
+    // A worker of the reachable kind joins, then the first one's Redis goes silent.
+    const second = await startService({ ...config, ROLE: "worker" }, createLogger("silent"));
+    try {
+      proxy.blackhole();
+      const { events } = await following;
+      proxy.heal();
+      const [row] = await database.sql`select status, content from messages where conversation_id = ${conv.id} and role = 'assistant'`;
+      expect(row).toMatchObject({ status: "completed", content: Array.from({ length: 40 }, (_, i) => ` w${i}`).join("") });
+      let content = "";
+      for (const e of events) {
+        if (e.event === "message.reset") content = "";
+        if (e.event === "message.delta") content += JSON.parse(e.data).delta.content;
+      }
+      expect(content).toBe(row?.content);
+      // The cut-off run's upstream call ended before the run that took the job over made its own.
+      expect(upstream.requests.length).toBe(2);
+      const [first, takeover] = upstream.requests;
+      expect(first?.closedEarly).toBe(true);
+      expect(first?.endedAt).toBeLessThanOrEqual(takeover!.startedAt);
+    } finally {
+      proxy.heal();
+      await second.stop();
+    }
   }, 90_000);
 });

@@ -1,5 +1,5 @@
 import { expect } from "vitest";
-import { END_EVENTS, conversations, followReply, question, replyIdOf, request, scenario, sleep, streamTurn } from "./harness.ts";
+import { END_EVENTS, conversations, followReply, question, replyIdOf, request, scenario, sleep, streamFaults, streamTurn } from "./harness.ts";
 
 const ROUNDS = 20;
 
@@ -37,6 +37,7 @@ scenario("8 cancel racing completion, 20 rounds: nothing after done; a resume af
     else if (done !== names.length - 1) problems.push(`round ${round}: ${names.slice(done + 1).join(", ")} after done`);
     if (ends.length !== 1) problems.push(`round ${round}: end events ${ends.join(", ") || "none"}`);
     if (ends[0] === "message.cancelled") cancelledWins++;
+    for (const fault of streamFaults(await c.streamedEvents(replyIdOf(s) ?? replyId))) problems.push(`round ${round}: the event stream in Redis has ${fault}`);
 
     // Resuming at the end event and at done: closes at once (within 3 s), with done at most.
     for (const at of [all.events.find((e) => END_EVENTS.includes(e.event ?? "")), all.events[done]]) {

@@ -2,6 +2,7 @@ import { appendFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { EventSourceParserStream } from "eventsource-parser/stream";
+import { Redis } from "ioredis";
 import { it } from "vitest";
 import { startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.ts";
 import { apiClient } from "../support/http.ts";
@@ -35,6 +36,12 @@ export interface Chaos {
   note(text: string): void;
   /** Every spawned process's output so far, by process name. */
   outputs(): Record<string, string>;
+  /**
+   * A reply's event stream as Redis holds it (event names in order), read
+   * straight from the scenario's redis-server: what a replay over the API
+   * might hide, such as an event written after `done`.
+   */
+  streamedEvents(replyId: string): Promise<string[]>;
 }
 
 export interface Parley extends ParleyProcess {
@@ -153,6 +160,18 @@ async function createWorld(name: string, scenarioEnv: Record<string, string>) {
         appendFileSync(join(logDir, "notes.txt"), `${name}: ${text}\n`);
       },
       outputs: () => Object.fromEntries(processes.map((p) => [p.name, p.output()])),
+      async streamedEvents(replyId) {
+        const redisClient = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+        try {
+          await redisClient.connect();
+          const [key] = await redisClient.keys(`${prefix}:reply-events:*${replyId}*`);
+          if (!key) return [];
+          const entries = await redisClient.xrange(key, "-", "+");
+          return entries.map(([, fields]) => fields[fields.indexOf("event") + 1] ?? "?");
+        } finally {
+          redisClient.disconnect();
+        }
+      },
     };
 
     return {
@@ -362,4 +381,14 @@ export function countBy(values: unknown[]): string {
   const counts = new Map<string, number>();
   for (const v of values) counts.set(String(v), (counts.get(String(v)) ?? 0) + 1);
   return [...counts].map(([k, n]) => `${k}×${n}`).join(", ");
+}
+
+/** What is wrong with a reply's stored event stream: events after `done`, or not exactly one end event. */
+export function streamFaults(events: string[]): string[] {
+  const faults: string[] = [];
+  const done = events.indexOf("done");
+  if (done >= 0 && done < events.length - 1) faults.push(`${events.slice(done + 1).join(", ")} after done`);
+  const ends = events.filter((e) => END_EVENTS.includes(e));
+  if (ends.length !== 1) faults.push(`end events: ${ends.join(", ") || "none"}`);
+  return faults;
 }

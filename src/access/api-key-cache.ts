@@ -2,6 +2,7 @@ import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { Database } from "../db/client.ts";
 import { findActiveApiKey, hashApiKey, looksLikeApiKey, type KeyHolder, type RevocationListener } from "../domain/api-keys.ts";
+import type { RedisCoolOff } from "./redis-cool-off.ts";
 
 const REVOKED = "revoked";
 
@@ -18,13 +19,15 @@ export class ApiKeyAuthenticator implements RevocationListener {
   readonly #prefix: string;
   readonly #ttlSeconds: number;
   readonly #log: Logger;
+  readonly #coolOff: RedisCoolOff | undefined;
 
-  constructor(opts: { db: Database; redis: Redis; prefix: string; ttlSeconds: number; log: Logger }) {
+  constructor(opts: { db: Database; redis: Redis; prefix: string; ttlSeconds: number; log: Logger; coolOff?: RedisCoolOff }) {
     this.#db = opts.db;
     this.#redis = opts.redis;
     this.#prefix = opts.prefix;
     this.#ttlSeconds = opts.ttlSeconds;
     this.#log = opts.log;
+    this.#coolOff = opts.coolOff;
   }
 
   #cacheKey(keyHash: string): string {
@@ -36,10 +39,13 @@ export class ApiKeyAuthenticator implements RevocationListener {
     if (!looksLikeApiKey(key)) return null;
     const keyHash = hashApiKey(key);
     const cacheKey = this.#cacheKey(keyHash);
+    // Redis failed a moment ago: Postgres alone decides for now, without waiting on Redis first.
+    if (this.#coolOff?.active) return findActiveApiKey(this.#db, keyHash);
     let cached: string | null;
     try {
       cached = await this.#redis.get(cacheKey);
     } catch (err) {
+      this.#coolOff?.failed();
       // Redis away, or unreachable and timed out (the connection has a command timeout, so a partition
       // is an error here too, not a wait): Postgres alone decides, which is slower but as strict.
       this.#log.warn({ err }, "api key cache unavailable");

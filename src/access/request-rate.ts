@@ -1,6 +1,7 @@
 import type { Redis } from "ioredis";
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";
 import { RateLimitedError, type LimitState } from "../domain/errors.ts";
+import type { RedisCoolOff } from "./redis-cool-off.ts";
 
 /**
  * Requests per API key per window, counted in Redis so every API instance
@@ -10,28 +11,34 @@ import { RateLimitedError, type LimitState } from "../domain/errors.ts";
  */
 export class RequestRateLimiter {
   readonly #limiter: RateLimiterRedis;
+  readonly #inMemory: RateLimiterMemory;
   readonly #points: number;
+  readonly #coolOff: RedisCoolOff | undefined;
 
-  constructor(opts: { redis: Redis; prefix: string; requests: number; windowSeconds: number }) {
+  constructor(opts: { redis: Redis; prefix: string; requests: number; windowSeconds: number; coolOff?: RedisCoolOff }) {
     this.#points = opts.requests;
+    this.#coolOff = opts.coolOff;
+    this.#inMemory = new RateLimiterMemory({ points: opts.requests, duration: opts.windowSeconds });
     this.#limiter = new RateLimiterRedis({
       storeClient: opts.redis,
       keyPrefix: `${opts.prefix}:rate`,
       points: opts.requests,
       duration: opts.windowSeconds,
-      insuranceLimiter: new RateLimiterMemory({ points: opts.requests, duration: opts.windowSeconds }),
+      insuranceLimiter: this.#inMemory,
     });
   }
 
   /** Counts one request of `keyId`; throws RateLimitedError when the window's budget is spent. */
   async take(keyId: string): Promise<LimitState> {
+    // Redis failed a moment ago (the key check saw it): count in memory without waiting on it first.
+    const limiter = this.#coolOff?.active ? this.#inMemory : this.#limiter;
     try {
-      return this.#state(await this.#limiter.consume(keyId));
+      return this.#state(await limiter.consume(keyId));
     } catch (err) {
       if (!(err instanceof RateLimiterRes)) throw err;
       const state = this.#state(err);
       throw new RateLimitedError(
-        `Rate limit reached: ${this.#points} requests per key per ${Math.round(this.#limiter.duration)} s (RATE_LIMIT_REQUESTS). ` +
+        `Rate limit reached: ${this.#points} requests per key per ${Math.round(limiter.duration)} s (RATE_LIMIT_REQUESTS). ` +
           `Try again in ${Math.ceil(state.resetMs / 1000)} s.`,
         state,
       );

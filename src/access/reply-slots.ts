@@ -1,5 +1,6 @@
 import type { Redis } from "ioredis";
 import { RateLimitedError } from "../domain/errors.ts";
+import type { ReplySlots } from "../domain/reply-slots.ts";
 
 /**
  * Replies a tenant has in flight, shared by every API instance and worker: a
@@ -22,12 +23,8 @@ return {1, held + 1}`;
 
 type AcquireCommand = (key: string, member: string, limit: string, leaseMs: string) => Promise<[number, number]>;
 
-/** How a reply takes and gives back its tenant's concurrency slot (domain code sees only this). */
-export interface ReplySlots {
-  /** Takes a slot for `replyId`, or throws RateLimitedError when the tenant has none left. */
-  acquire(tenantId: string, replyId: string): Promise<void>;
-  release(tenantId: string, replyId: string): Promise<void>;
-}
+// Re-exported for the domain files that still import it from here; it lives in the domain.
+export type { ReplySlots };
 
 export class RedisReplySlots implements ReplySlots {
   readonly #redis: Redis & { acquireReplySlot: AcquireCommand };

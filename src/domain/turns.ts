@@ -4,7 +4,7 @@ import type { Database } from "../db/client.ts";
 import { conversations, messages, type MessageRow } from "../db/schema.ts";
 import type { ModelRegistry } from "../providers/registry.ts";
 import type { ModelJobQueue } from "../queue/completions.ts";
-import type { ReplySlots } from "../access/reply-slots.ts";
+import type { ReplySlots } from "./reply-slots.ts";
 import type { ReplyEventLog } from "../streams/reply-events.ts";
 import { ConversationBusyError, DependencyUnavailableError, InvalidRequestError, ModelNotFoundError, NotFoundError } from "./errors.ts";
 import { looksLikeId, newMessageId } from "./ids.ts";

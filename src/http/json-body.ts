@@ -37,7 +37,8 @@ export const checkJsonBody = createMiddleware<AppEnv>(async (c, next) => {
   } catch {
     return next(); // the validator answers invalid_json
   }
-  const breach = findRawBodyBreach(value, limits);
+  // The chat-completions endpoints take sampling fields at the top level: all but `messages` become the reply's params.
+  const breach = findRawBodyBreach(value, limits, { topLevelParams: c.req.path.endsWith("/chat/completions") });
   if (breach) throw new ApiError(400, breach.message, breach.code, breach.param);
   return next();
 });
@@ -62,7 +63,11 @@ function couldBreakRawLimits(text: string, limits: InputLimits): boolean {
  * keys, an array with too many items (the top-level `messages`: more than MAX_MESSAGES_PER_REQUEST),
  * a `params` too large. Deeper than any body may nest is not looked at (the schema check refuses it).
  */
-export function findRawBodyBreach(value: unknown, limits: InputLimits): LimitBreach | null {
+export function findRawBodyBreach(
+  value: unknown,
+  limits: InputLimits,
+  opts: { topLevelParams?: boolean } = {},
+): LimitBreach | null {
   const stack: [unknown, string, number][] = [[value, "", 0]];
   while (stack.length > 0) {
     const [v, path, depth] = stack.pop()!;
@@ -96,16 +101,16 @@ export function findRawBodyBreach(value: unknown, limits: InputLimits): LimitBre
       stack.push([(v as Record<string, unknown>)[key], at, depth + 1]);
     }
   }
-  const params = typeof value === "object" && value !== null && !Array.isArray(value) ? (value as { params?: unknown }).params : undefined;
-  if (params !== undefined && params !== null) {
-    const bytes = Buffer.byteLength(JSON.stringify(params));
-    if (bytes > limits.maxParamsBytes) {
-      return {
-        param: "params",
-        code: "params_too_large",
-        message: `params is ${bytes} bytes of JSON; the limit is ${limits.maxParamsBytes} (MAX_PARAMS_BYTES).`,
-      };
-    }
-  }
-  return null;
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return null;
+  const { messages: _, ...allButMessages } = value as Record<string, unknown>;
+  const sampling = opts.topLevelParams ? allButMessages : allButMessages.params;
+  if (sampling === undefined || sampling === null) return null;
+  const bytes = Buffer.byteLength(JSON.stringify(sampling));
+  if (bytes <= limits.maxParamsBytes) return null;
+  const what = opts.topLevelParams ? "The fields besides `messages`" : "params";
+  return {
+    param: opts.topLevelParams ? null : "params",
+    code: "params_too_large",
+    message: `${what} take ${bytes} bytes of JSON; the limit is ${limits.maxParamsBytes} (MAX_PARAMS_BYTES).`,
+  };
 }

@@ -67,6 +67,17 @@ describe("object keys and params size", () => {
     const turn = await ctx.api.post(`/conversations/${conv.id}/messages`, { content: "hi", params: { note: "y".repeat(70 * 1024) } });
     expect(turn.status).toBe(400);
     expect(turn.body.error).toMatchObject({ code: "params_too_large", param: "params" });
+    // On the chat-completions endpoints the sampling fields are the body's own, all but `messages`.
+    for (const path of ["/chat/completions", `/conversations/${conv.id}/chat/completions`]) {
+      const chat = await ctx.api.post(path, {
+        model: "parley-sim-1",
+        messages: [{ role: "user", content: "long messages are fine ".repeat(5000) }],
+        metadata_of_mine: "y".repeat(70 * 1024),
+      });
+      expect(chat.status).toBe(400);
+      expect(chat.body.error).toMatchObject({ code: "params_too_large", param: null });
+    }
+    expect(await ctx.service.sql`select 1 from messages where conversation_id = ${conv.id}`).toHaveLength(0);
   });
 
   it("accepts what stays within both limits", async () => {
@@ -79,5 +90,11 @@ describe("object keys and params size", () => {
     const { body: conv } = await ctx.api.post("/conversations", {});
     const turn = await ctx.api.post(`/conversations/${conv.id}/messages`, { content: "a long message. ".repeat(6_000), reply: false });
     expect(turn.status).toBe(201);
+    const chat = await ctx.api.post("/chat/completions", {
+      model: "parley-sim-1",
+      messages: [{ role: "user", content: "a long question. ".repeat(6_000) }],
+      max_tokens: 5,
+    });
+    expect(chat.status).toBe(200);
   });
 });

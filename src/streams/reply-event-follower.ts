@@ -10,6 +10,29 @@ import {
   type ReplyEvent,
 } from "./reply-events.ts";
 
+/** A reply's end as its record (Postgres) has it, for a follower whose events stopped coming. */
+export interface RecordedEnd {
+  event: "message.completed" | "message.failed" | "message.cancelled";
+  /** The end event's data, as JSON text. */
+  data: string;
+  /** When the reply ended (ms since the epoch): the end events made from the record take their ids from it. */
+  endedAt: number;
+}
+
+/** Looks the reply up in its record: its end, or null while it is still in flight. */
+export type RecordedEndCheck = () => Promise<RecordedEnd | null>;
+
+export interface FollowOptions {
+  /** Aborting stops following. */
+  signal?: AbortSignal | undefined;
+  /**
+   * Asked when the stream has been idle for the stall bound (or Redis came
+   * back): if the reply has ended there, the follower ends from it. Without
+   * one, a follower waits for the stream's own `done`.
+   */
+  recordedEnd?: RecordedEndCheck | undefined;
+}
+
 interface Follower {
   key: string;
   /** The last id this follower has been given. */
@@ -17,7 +40,29 @@ interface Follower {
   out: Readable;
   /** Published events that arrived while the stream was being read: delivered after it. */
   held: ReplyEvent[] | null;
+  /** It has been given an end event (only `done` may still be missing). */
+  sawEnd: boolean;
+  recordedEnd: RecordedEndCheck | undefined;
+  /** Failed reads of the stream in a row (the retry backs off). */
+  failedReads: number;
 }
+
+/** The followers of one stream in this process, and when its events were last seen. */
+interface FollowedStream {
+  followers: Set<Follower>;
+  /** When an event of it was last seen, or its record last checked (ms). */
+  lastSeenAt: number;
+  checking: boolean;
+}
+
+const nextStreamId = (id: string): string => {
+  const [ms = "0", seq = "0"] = id.split("-");
+  return `${ms}-${Number(seq) + 1}`;
+};
+const laterStreamId = (a: string, b: string): string => (compareStreamIds(a, b) >= 0 ? a : b);
+
+/** How long a stalled follower waits for the stream to answer before ending from the record alone. */
+const STREAM_READ_BOUND_MS = 1_000;
 
 /**
  * Follows reply streams for this process: one subscriber connection receives
@@ -25,25 +70,43 @@ interface Follower {
  * (XRANGE) supplies what came before a follower joined, or while the
  * connection was down. Ids put the two together without gaps or repeats.
  * A thousand open SSE responses cost one connection and no polling.
+ *
+ * A follower always ends: a stream idle for `stallMs` (its end may never be
+ * written: a Redis restart, a worker that died after storing the reply) has
+ * its record checked, and a reply that ended there ends its followers from it,
+ * with ids after the last one each was given. Only idle streams are checked,
+ * by one timer per process, and the check needs no Redis.
  */
 export class ReplyEventFollower {
   readonly #subscriber: Redis;
   readonly #commands: Redis;
   readonly #log: Logger;
-  readonly #followers = new Map<string, Set<Follower>>();
+  readonly #streams = new Map<string, FollowedStream>();
   /** Per channel, the SUBSCRIBE that covers it (resolved once Redis confirmed it). */
   readonly #subscriptions = new Map<string, Promise<unknown>>();
+  readonly #stallMs: number;
+  readonly #stallTimer: NodeJS.Timeout;
 
-  /** `subscriber` is used for nothing else (it is in subscribe mode); `commands` reads the streams. */
-  constructor(opts: { subscriber: Redis; commands: Redis; log: Logger }) {
+  /**
+   * `subscriber` is used for nothing else (it is in subscribe mode); `commands` reads the streams.
+   * `stallMs`: how long a stream may be idle before its followers' record is checked.
+   */
+  constructor(opts: { subscriber: Redis; commands: Redis; log: Logger; stallMs?: number }) {
     this.#subscriber = opts.subscriber;
     this.#commands = opts.commands;
     this.#log = opts.log;
+    this.#stallMs = opts.stallMs ?? 5_000;
     this.#subscriber.on("message", (channel: string, message: string) => this.#onPublished(channel, message));
     // ioredis subscribes again after a reconnect; what was published meanwhile is read from the streams.
+    // Redis may have come back without the streams (restarted empty): their records are checked at the next tick.
     this.#subscriber.on("ready", () => {
-      for (const group of this.#followers.values()) for (const f of group) if (!f.held) void this.#catchUp(f);
+      for (const stream of this.#streams.values()) {
+        stream.lastSeenAt = 0;
+        for (const f of stream.followers) if (!f.held) void this.#catchUp(f);
+      }
     });
+    this.#stallTimer = setInterval(() => this.#checkStalledStreams(), Math.max(25, Math.floor(this.#stallMs / 4)));
+    this.#stallTimer.unref();
   }
 
   /**
@@ -51,23 +114,27 @@ export class ReplyEventFollower {
    * as an async iterable that ends after the `done` event. Breaking out of
    * the iteration (or `signal` aborting) stops following.
    */
-  follow(key: string, afterId: string | null, signal?: AbortSignal): AsyncIterable<ReplyEvent> {
+  follow(key: string, afterId: string | null, opts: FollowOptions = {}): AsyncIterable<ReplyEvent> {
     const follower: Follower = {
       key,
       lastId: afterId ?? "0-0",
       // Node's Readable is the queue between the subscriber and each consumer.
       out: new Readable({ objectMode: true, read() {}, highWaterMark: Number.MAX_SAFE_INTEGER }),
       held: null,
+      sawEnd: false,
+      recordedEnd: opts.recordedEnd,
+      failedReads: 0,
     };
     follower.out.once("close", () => this.#remove(follower));
+    const { signal } = opts;
     if (signal?.aborted) {
       follower.out.push(null);
       return follower.out;
     }
     signal?.addEventListener("abort", () => this.#end(follower), { once: true });
-    let group = this.#followers.get(key);
-    if (!group) this.#followers.set(key, (group = new Set()));
-    group.add(follower);
+    let stream = this.#streams.get(key);
+    if (!stream) this.#streams.set(key, (stream = { followers: new Set(), lastSeenAt: Date.now(), checking: false }));
+    stream.followers.add(follower);
     void this.#catchUp(follower);
     return follower.out;
   }
@@ -75,13 +142,14 @@ export class ReplyEventFollower {
   /** How many followers this process has, for metrics and tests. */
   get size(): number {
     let n = 0;
-    for (const g of this.#followers.values()) n += g.size;
+    for (const s of this.#streams.values()) n += s.followers.size;
     return n;
   }
 
   async close(): Promise<void> {
-    for (const group of this.#followers.values()) for (const f of group) this.#end(f);
-    this.#followers.clear();
+    clearInterval(this.#stallTimer);
+    for (const stream of this.#streams.values()) for (const f of stream.followers) this.#end(f);
+    this.#streams.clear();
   }
 
   /** Subscribes (once per channel), then reads what the stream already holds past the follower's position. */
@@ -105,19 +173,23 @@ export class ReplyEventFollower {
         for (const e of await readStreamAfter(this.#commands, f.key, f.lastId)) this.#deliver(f, e);
         if (this.#isFollowing(f)) this.#end(f);
       }
+      f.failedReads = 0;
     } catch (err) {
       if (!this.#isFollowing(f)) return;
-      this.#log.warn({ err }, "reading reply events failed; retrying");
-      setTimeout(() => this.#isFollowing(f) && void this.#catchUp(f), 250).unref();
+      // Once per outage at warn: a Redis that is away fails every follower's read at once.
+      if (f.failedReads++ === 0) this.#log.warn({ err }, "reading reply events failed; retrying");
+      const delay = Math.min(250 * 2 ** Math.min(f.failedReads - 1, 5), this.#stallMs);
+      setTimeout(() => this.#isFollowing(f) && void this.#catchUp(f), delay).unref();
     }
   }
 
   #onPublished(channel: string, message: string): void {
-    const group = this.#followers.get(channel);
-    if (!group) return;
+    const stream = this.#streams.get(channel);
+    if (!stream) return;
     const event = parsePublished(message);
     if (!event) return;
-    for (const f of group) {
+    stream.lastSeenAt = Date.now();
+    for (const f of stream.followers) {
       if (f.held) f.held.push(event);
       else this.#deliver(f, event);
     }
@@ -131,12 +203,62 @@ export class ReplyEventFollower {
       return;
     }
     f.lastId = e.id;
+    if (terminalEventNames.has(e.event)) f.sawEnd = true;
     f.out.push(e);
     if (e.event === "done") this.#end(f);
   }
 
+  /** Streams idle past the bound have their record checked (one check per stream at a time). */
+  #checkStalledStreams(): void {
+    const now = Date.now();
+    for (const stream of this.#streams.values()) {
+      if (stream.checking || now - stream.lastSeenAt < this.#stallMs) continue;
+      const check = [...stream.followers].find((f) => f.recordedEnd)?.recordedEnd;
+      if (!check) continue;
+      stream.checking = true;
+      void this.#endFromRecord(stream, check).finally(() => {
+        stream.checking = false;
+        stream.lastSeenAt = Date.now();
+      });
+    }
+  }
+
+  /**
+   * Ends a stalled stream's followers if its record says the reply has ended:
+   * first with whatever the stream still holds past each one's position (its
+   * own end, when only the publication was missed), else with the end made
+   * from the record and `done`, with ids after the last one each was given.
+   */
+  async #endFromRecord(stream: FollowedStream, check: RecordedEndCheck): Promise<void> {
+    let end: RecordedEnd | null;
+    try {
+      end = await check();
+    } catch (err) {
+      this.#log.warn({ err }, "checking a stalled reply's record failed; trying again later");
+      return;
+    }
+    if (!end) return;
+    const followers = [...stream.followers];
+    await Promise.all(followers.map((f) => this.#readBriefly(f)));
+    for (const f of followers) {
+      if (!this.#isFollowing(f)) continue;
+      if (!f.sawEnd) this.#deliver(f, { id: laterStreamId(`${end.endedAt}-1`, nextStreamId(f.lastId)), event: end.event, data: end.data });
+      this.#deliver(f, { id: laterStreamId(`${end.endedAt}-2`, nextStreamId(f.lastId)), event: "done", data: "[DONE]" });
+    }
+  }
+
+  /** Delivers what the stream holds past the follower's position, if Redis answers within a short bound. */
+  async #readBriefly(f: Follower): Promise<void> {
+    const read = readStreamAfter(this.#commands, f.key, f.lastId === "0-0" ? null : f.lastId).then(
+      (events) => events,
+      () => [] as ReplyEvent[],
+    );
+    const events = await Promise.race([read, new Promise<ReplyEvent[]>((r) => setTimeout(r, STREAM_READ_BOUND_MS, []).unref())]);
+    for (const e of events) this.#deliver(f, e);
+  }
+
   #isFollowing(f: Follower): boolean {
-    return this.#followers.get(f.key)?.has(f) ?? false;
+    return this.#streams.get(f.key)?.followers.has(f) ?? false;
   }
 
   /** Ends a follower's iteration normally (a consumer that left is not an error). */
@@ -146,9 +268,9 @@ export class ReplyEventFollower {
   }
 
   #remove(f: Follower): void {
-    const group = this.#followers.get(f.key);
-    if (!group?.delete(f) || group.size > 0) return;
-    this.#followers.delete(f.key);
+    const stream = this.#streams.get(f.key);
+    if (!stream?.followers.delete(f) || stream.followers.size > 0) return;
+    this.#streams.delete(f.key);
     this.#subscriptions.delete(f.key);
     this.#subscriber.unsubscribe(f.key).catch((err: unknown) => this.#log.warn({ err }, "unsubscribe failed"));
   }
@@ -156,10 +278,16 @@ export class ReplyEventFollower {
 
 /**
  * Waits for a reply's end event and returns its data (the final message).
- * Throws an AbortError if `signal` aborts first.
+ * Throws an AbortError if `signal` aborts first. With `recordedEnd`, a reply
+ * whose events stop ends from its record (see ReplyEventFollower).
  */
-export async function awaitReplyEnd(follower: ReplyEventFollower, key: string, signal: AbortSignal): Promise<unknown> {
-  for await (const e of follower.follow(key, null, signal)) {
+export async function awaitReplyEnd(
+  follower: ReplyEventFollower,
+  key: string,
+  signal: AbortSignal,
+  recordedEnd?: RecordedEndCheck,
+): Promise<unknown> {
+  for await (const e of follower.follow(key, null, { signal, recordedEnd })) {
     if (terminalEventNames.has(e.event)) return JSON.parse(e.data) as unknown;
   }
   signal.throwIfAborted();

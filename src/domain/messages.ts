@@ -38,6 +38,12 @@ export async function getMessage(
   return row;
 }
 
+/** A message by id alone, for a caller that has already checked whose it is; null once it is gone (deleted). */
+export async function findMessage(db: Database, messageId: string): Promise<MessageRow | null> {
+  const [row] = await db.select().from(messages).where(eq(messages.id, messageId));
+  return row ?? null;
+}
+
 /** The deltas since the reply (last) started: a `message.reset` drops what came before it. */
 export async function contentSoFar(replyEvents: ReplyEventLog, replyId: string): Promise<string> {
   let content = "";

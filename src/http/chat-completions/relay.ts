@@ -109,12 +109,18 @@ export async function chatCompletionStreamResponse(c: Context, opts: RelayOption
       stream.onAbort(() => stop.abort());
       const heartbeat = setInterval(() => stream.write(": keep-alive\n\n").catch(() => stop.abort()), opts.heartbeatMs);
       let first = true;
+      /** What the client has been sent: a reply that ended from its stored row may hold more (sent before the end). */
+      let sent = "";
+      const sendDelta = async (content: string) => {
+        const delta = first ? { role: "assistant" as const, content } : { content };
+        first = false;
+        sent += content;
+        await stream.writeSSE({ data: JSON.stringify(chatCompletionChunk({ ...opts, delta, finishReason: null })) });
+      };
       try {
         for await (const e of rest()) {
           if (e.event === "message.delta") {
-            const delta = first ? { role: "assistant" as const, content: deltaText(e) } : { content: deltaText(e) };
-            first = false;
-            await stream.writeSSE({ data: JSON.stringify(chatCompletionChunk({ ...opts, delta, finishReason: null })) });
+            await sendDelta(deltaText(e));
           } else if (e.event === "message.reset" && !first) {
             // The chat-completions format cannot take back what it sent: say so and stop.
             const error = errorBody(
@@ -127,6 +133,7 @@ export async function chatCompletionStreamResponse(c: Context, opts: RelayOption
             break;
           } else if (terminalEventNames.has(e.event)) {
             const end = JSON.parse(e.data) as ReplyEnd;
+            if (end.content.length > sent.length && end.content.startsWith(sent)) await sendDelta(end.content.slice(sent.length));
             if (end.status === "completed") {
               const chunk = chatCompletionChunk({ ...opts, delta: {}, finishReason: end.finish_reason ?? "stop", usage: end.usage });
               await stream.writeSSE({ data: JSON.stringify(chunk) });

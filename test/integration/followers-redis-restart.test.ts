@@ -1,0 +1,196 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createLogger } from "../../src/logger.ts";
+import { startService, type RunningService } from "../../src/service.ts";
+import { startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.ts";
+import { apiClient, authedFetch, postForEvents, readEvents, type SseEvent } from "../support/http.ts";
+import { seedTestApiKey } from "../support/keys.ts";
+import { freePort } from "../support/processes.ts";
+import { createTestDatabase, testConfig, type TestDatabase } from "../support/service.ts";
+
+/**
+ * A Redis of the test's own is killed (-9) mid-reply and started again, empty,
+ * on the same port about 2 s later. Whatever became of the replies' events,
+ * every follower ends, with the reply's final state as Postgres stores it.
+ */
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function eventually<T>(probe: () => Promise<T | null | undefined>, what: string, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => null);
+    if (value !== null && value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`${what}: not in ${timeoutMs} ms`);
+    await sleep(100);
+  }
+}
+
+let upstream: FakeUpstream;
+beforeAll(async () => {
+  upstream = await startFakeUpstream();
+});
+afterAll(() => upstream?.close());
+
+/** A redis-server of the test's own, on a port that stays the same across restarts. */
+class OwnRedis {
+  child: ChildProcess | null = null;
+  readonly port: number;
+  constructor(port: number) {
+    this.port = port;
+  }
+
+  get running(): boolean {
+    return this.child !== null && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  async start(): Promise<void> {
+    const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+    this.child = spawn("redis-server", args, { stdio: "ignore" });
+    const probe = new Redis({ port: this.port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    probe.on("error", () => {});
+    await eventually(async () => {
+      await probe.connect().catch(() => {});
+      return (await probe.ping()) === "PONG" ? true : null;
+    }, "redis-server answers", 10_000);
+    probe.disconnect();
+  }
+
+  async kill(): Promise<void> {
+    const child = this.child;
+    if (!child || !this.running) return;
+    child.kill("SIGKILL");
+    await once(child, "exit");
+  }
+}
+
+/** Parley (API and worker) on a Redis of its own and a database of its own, for one describe block. */
+function useServiceOnOwnRedis(overrides: Parameters<typeof testConfig>[1] = {}) {
+  const ctx = {} as { redis: OwnRedis; database: TestDatabase; service: RunningService; api: ReturnType<typeof apiClient> };
+  beforeAll(async () => {
+    ctx.redis = new OwnRedis(await freePort());
+    await ctx.redis.start();
+    ctx.database = await createTestDatabase();
+    const config = testConfig(ctx.database.url, {
+      REDIS_URL: `redis://127.0.0.1:${ctx.redis.port}`,
+      UPSTREAMS: [{ name: "fake", base_url: upstream.baseURL, models: ["fake-model"] }],
+      REPLY_STALL_CHECK_MS: 500,
+      LOST_REPLY_SWEEP_MS: 300,
+      LOST_REPLY_GRACE_MS: 1_000,
+      WORKER_LOCK_MS: 1_500,
+      WORKER_STALLED_CHECK_MS: 500,
+      ...overrides,
+    });
+    ctx.service = await startService(config, createLogger(process.env.TEST_LOG_LEVEL ?? "silent"));
+    ctx.api = apiClient(`${ctx.service.url}/v1`);
+    await seedTestApiKey(ctx.database.sql);
+  });
+  afterAll(async () => {
+    // Stopped with its Redis there, as closing its connections waits for Redis to answer.
+    if (ctx.redis && !ctx.redis.running) await ctx.redis.start();
+    await ctx.service?.stop(1_000);
+    await ctx.redis?.kill();
+    await ctx.database?.drop();
+  });
+  return ctx;
+}
+
+/** A streamed append, an SSE follower of its reply and a waiting append, each in flight with content streamed. */
+async function followersInFlight(ctx: ReturnType<typeof useServiceOnOwnRedis>) {
+  const { api, service, database } = ctx;
+  const base = `${service.url}/v1/conversations`;
+  const { body: streamedConv } = await api.post("/conversations", { model: "fake-model" });
+  const { body: waitedConv } = await api.post("/conversations", { model: "fake-model" });
+  const streaming = postForEvents(`${base}/${streamedConv.id}/messages`, { content: "stream it", stream: true });
+  const waiting = api.post(`/conversations/${waitedConv.id}/messages`, { content: "wait for it", wait: true });
+  const replyOf = async (conversationId: string) => {
+    const id = await eventually(async () => {
+      const { body } = await api.get(`/conversations/${conversationId}/messages`);
+      return body.data?.find((m: { role: string }) => m.role === "assistant")?.id as string | undefined;
+    }, "the reply is stored");
+    // Generating: one message shows the content so far.
+    await eventually(async () => ((await api.get(`/conversations/${conversationId}/messages/${id}`)).body.content ? true : null), "the reply streams");
+    return id;
+  };
+  const streamedReply = await replyOf(streamedConv.id);
+  const waitedReply = await replyOf(waitedConv.id);
+  const following = authedFetch(`${base}/${streamedConv.id}/messages/${streamedReply}/events`).then(readEvents);
+  await sleep(200);
+  const stored = async (id: string) =>
+    eventually(async () => {
+      const [row] = await database.sql`select status, content from messages where id = ${id}`;
+      return row && row.status !== "in_progress" && row.status !== "queued" ? row : null;
+    }, "the reply ended in Postgres");
+
+  /** Every follower has ended with its reply's end as Postgres stores it, nothing delivered twice. */
+  async function expectEndedAsStored(opts: { deltasMatchStored: boolean }): Promise<void> {
+    const [streamed, followed, waited] = await Promise.all([streaming, following, waiting]);
+    const streamedRow = await stored(streamedReply);
+    const waitedRow = await stored(waitedReply);
+    for (const { events } of [streamed, followed]) {
+      expect(events.at(-1)?.event).toBe("done");
+      const end = events.at(-2)!;
+      expect(end.event).toBe(`message.${streamedRow.status}`);
+      expect(JSON.parse(end.data)).toMatchObject({ id: streamedReply, status: streamedRow.status, content: streamedRow.content });
+      if (opts.deltasMatchStored) expect(streamedRow.content.startsWith(shown(events))).toBe(true);
+      const ids = events.map((e) => e.id!);
+      expect(new Set(ids).size).toBe(ids.length);
+    }
+    expect(waited.status).toBe(201);
+    expect(waited.body.reply).toMatchObject({ id: waitedReply, status: waitedRow.status, content: waitedRow.content });
+  }
+  return { streamedConv: streamedConv.id as string, expectEndedAsStored };
+}
+
+/** The deltas since the last reset: what a client shows. */
+function shown(events: SseEvent[]): string {
+  let text = "";
+  for (const e of events) {
+    if (e.event === "message.reset") text = "";
+    if (e.event === "message.delta") text += JSON.parse(e.data).delta.content;
+  }
+  return text;
+}
+
+describe("followers across a Redis restart", () => {
+  const ctx = useServiceOnOwnRedis();
+
+  it("a streamed append, an SSE follower and a waiting append all end with the reply's stored end", async () => {
+    upstream.setBehaviour({ kind: "ok", replyTokens: 80, tokenDelayMs: 50 }); // about 4 s of tokens
+    const inFlight = await followersInFlight(ctx);
+
+    await ctx.redis.kill();
+    await sleep(2_000);
+    await ctx.redis.start();
+
+    // Not `deltasMatchStored`: a reply whose job Redis forgot may be failed by the lost-reply sweep with the
+    // content the new, empty Redis holds, shorter than what was streamed before the restart.
+    await inFlight.expectEndedAsStored({ deltasMatchStored: false });
+
+    // The conversation takes new turns. (Right after the restart a new turn's job is now and then lost
+    // before it starts and its reply failed `reply_lost`: the worker side, not the followers; so it may take two.)
+    upstream.setBehaviour({ kind: "ok" });
+    await eventually(async () => {
+      const res = await ctx.api.post(`/conversations/${inFlight.streamedConv}/messages`, { content: "again?" });
+      return res.status === 201 && res.body.reply.status === "completed" ? res : null;
+    }, "a new turn completes");
+  }, 90_000);
+});
+
+describe("followers while Redis stays away", () => {
+  const ctx = useServiceOnOwnRedis();
+
+  it("end from the stored row without Redis", async () => {
+    upstream.setBehaviour({ kind: "ok", replyTokens: 400, tokenDelayMs: 50 }); // about 20 s of tokens
+    const inFlight = await followersInFlight(ctx);
+    await ctx.redis.kill();
+    // Stored as a worker stores a reply that it cannot announce: the end never reaches Redis.
+    const full = Array.from({ length: 400 }, (_, i) => ` w${i}`).join("");
+    await ctx.database.sql`
+      update messages set status = 'completed', content = ${full}, finish_reason = 'stop', completed_at = now()
+      where role = 'assistant' and status in ('queued', 'in_progress')`;
+    await inFlight.expectEndedAsStored({ deltasMatchStored: true });
+  }, 90_000);
+});

@@ -1,13 +1,18 @@
 import { z } from "@hono/zod-openapi";
-import { and, asc, desc, eq, gt, lt, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gt, inArray, lt, sql } from "drizzle-orm";
+import type { Logger } from "pino";
+import type { ReplySlots } from "../access/reply-slots.ts";
 import type { Database } from "../db/client.ts";
 import { contextStrategies, conversations, messages, type ConversationRow, type MessageRow } from "../db/schema.ts";
 import type { ModelRegistry } from "../providers/registry.ts";
+import type { ReplyEventLog } from "../streams/reply-events.ts";
 import { ModelNotFoundError, NotFoundError } from "./errors.ts";
 import { looksLikeId, newConversationId } from "./ids.ts";
 import { completedMessageRows } from "./message-rows.ts";
+import { contentSoFar } from "./messages.ts";
 import { planPageScan, toPage, type Page, type PageQuery } from "./pagination.ts";
-import { metadataSchema, paramsSchema, storableText } from "./resources.ts";
+import { inFlightStatuses } from "./replies.ts";
+import { metadataSchema, paramsSchema, storableText, toMessageResource } from "./resources.ts";
 
 export interface ConversationDeps {
   db: Database;
@@ -153,16 +158,62 @@ export async function updateConversation(
   return row;
 }
 
-/** Deletes the conversation and, by cascade, its messages. */
-export async function deleteConversation(
-  deps: Pick<ConversationDeps, "db">,
-  tenantId: string,
-  id: string,
-): Promise<void> {
+export interface ConversationDeletionDeps {
+  db: Database;
+  replyEvents: ReplyEventLog;
+  replySlots: ReplySlots;
+  /** Tells whichever worker generates a reply to stop (and abort its upstream call). */
+  signalCancel(replyId: string): Promise<void>;
+  log: Logger;
+}
+
+/**
+ * Deletes the conversation and, by cascade, its messages. A reply in flight
+ * is stopped as cancel stops it: its worker aborts the upstream call, its slot
+ * is given back, and its followers get `message.cancelled` (the reply as it
+ * was, content so far) and `done`. A worker finishing it at this moment finds
+ * it gone and stores nothing.
+ */
+export async function deleteConversation(deps: ConversationDeletionDeps, tenantId: string, id: string): Promise<void> {
   if (!looksLikeId("conv", id)) throw new NotFoundError("conversation", id);
-  const deleted = await deps.db
-    .delete(conversations)
-    .where(and(eq(conversations.id, id), eq(conversations.tenantId, tenantId)))
-    .returning({ id: conversations.id });
-  if (deleted.length === 0) throw new NotFoundError("conversation", id);
+  const stopped = await deps.db.transaction(async (tx) => {
+    // The conversation first, as an append locks it; then its replies in flight, so a worker storing one waits.
+    const [found] = await tx
+      .select({ id: conversations.id })
+      .from(conversations)
+      .where(and(eq(conversations.id, id), eq(conversations.tenantId, tenantId)))
+      .for("update");
+    if (!found) throw new NotFoundError("conversation", id);
+    const inFlight = await tx
+      .select()
+      .from(messages)
+      .where(and(eq(messages.conversationId, id), inArray(messages.status, inFlightStatuses)))
+      .for("update");
+    await tx.delete(conversations).where(eq(conversations.id, id));
+    return inFlight;
+  });
+  for (const reply of stopped) await stopDeletedReply(deps, tenantId, reply);
+}
+
+/**
+ * The rest of stopping a deleted reply, in Redis. The conversation is gone
+ * whatever Redis says, so each step is tried on its own and a failure only
+ * logged: a follower whose reply's events stop finds the row gone and ends
+ * the same way, and an unreturned slot lapses (REPLY_SLOT_LEASE_SECONDS).
+ */
+async function stopDeletedReply(deps: ConversationDeletionDeps, tenantId: string, reply: MessageRow): Promise<void> {
+  const failed = (step: string) => (err: unknown) =>
+    deps.log.warn({ replyId: reply.id, code: (err as { code?: unknown }).code ?? (err as Error).name }, `deleting a reply in flight: ${step} failed`);
+  await deps.replySlots.release(tenantId, reply.id).catch(failed("giving back its slot"));
+  await deps.signalCancel(reply.id).catch(failed("signalling its worker"));
+  // Sealed first: the worker's deltas are refused from here on, so the content read next is all the stream carries.
+  await deps.replyEvents.seal(reply.id).catch(failed("sealing its events"));
+  const content = await contentSoFar(deps.replyEvents, reply.id).catch(() => reply.content);
+  const cancelled: MessageRow = { ...reply, status: "cancelled", content, completedAt: new Date() };
+  await deps.replyEvents
+    .end(reply.id, [
+      { event: "message.cancelled", data: toMessageResource(cancelled) },
+      { event: "done", data: "[DONE]" },
+    ])
+    .catch(failed("ending its events"));
 }

@@ -9,6 +9,7 @@ import {
   listConversations,
   updateConversation,
   updateConversationSchema,
+  type ConversationDeletionDeps,
   type ConversationDeps,
 } from "../../domain/conversations.ts";
 import { forkConversation, forkConversationSchema } from "../../domain/forks.ts";
@@ -83,6 +84,9 @@ const remove = createRoute({
   method: "delete",
   path: "/{conversation_id}",
   summary: "Delete a conversation and its messages",
+  description:
+    "A reply in flight is stopped as cancel stops it: its model call is aborted and its followers get " +
+    "`message.cancelled` (the reply as it was) and `done`; a waiting append answers 201 with that reply.",
   request: { params },
   responses: {
     200: jsonResponse(
@@ -93,7 +97,7 @@ const remove = createRoute({
   },
 });
 
-export function conversationRoutes(deps: ConversationDeps & IdempotencyDeps) {
+export function conversationRoutes(deps: ConversationDeps & ConversationDeletionDeps & IdempotencyDeps) {
   /** 201 with the conversation `make` stores, made once per Idempotency-Key. */
   const created = async (c: Context<AppEnv>, body: unknown, make: () => Promise<ConversationRow>) =>
     (await idempotently(c, deps, body, {

@@ -10,18 +10,21 @@ export class RequestDeadlineError extends ApiError {
 }
 
 /**
- * Answers 503 (with Retry-After, as every 503 does: src/http/errors.ts) to a request that has not produced its
- * response within `ms`, however its dependencies behave: a partition leaves
- * connections open but silent, and no driver timeout covers every way of
- * waiting (postgres.js has none for a free pool connection). What is already
- * under way is not stopped: it finishes or fails on its own timeouts. A turn
- * checks `c.var.deadline` before it stores anything, so one answered 503 is
- * rolled back unless it was already committing (README, "Running at scale").
+ * Answers 503 (with Retry-After, as every 503 does: src/http/errors.ts) to a
+ * request that has not produced its response within `ms`, however its
+ * dependencies behave: a partition leaves connections open but silent, and no
+ * driver timeout covers every way of waiting (postgres.js has none for a free
+ * pool connection). What is already under way is not stopped: it finishes or
+ * fails on its own timeouts. A turn checks `c.var.deadline` before it stores
+ * anything, so one answered 503 is rolled back unless it was already
+ * committing (README, "Running at scale").
  *
  * The deadline covers the work a request does against Postgres and Redis.
  * Once a handler has stored what it came to store and only waits for the
  * model, it calls `c.var.liftDeadline()`; a response that has started (a
  * stream) is never cut, since the middleware only races the handler's return.
+ * Hono's own `timeout` middleware races the same way but can be neither
+ * lifted nor observed (no signal), which these two needs ask for.
  */
 export const requestDeadline = (ms: number) =>
   createMiddleware<AppEnv>(async (c, next) => {

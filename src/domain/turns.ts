@@ -127,9 +127,9 @@ export async function appendTurn(
   // Seqs the turn adds: a replacing reply takes the seq of the one it replaces.
   const count = turn.messages.length + (turn.reply && !turn.replaces ? 1 : 0);
   const replyId = turn.reply ? newMessageId() : null;
-  let slotTaken = false;
+  let slotAsked = false;
   const giveSlotBack = async () => {
-    if (replyId && slotTaken) await deps.replySlots.release(tenantId, replyId).catch(() => {});
+    if (replyId && slotAsked) await deps.replySlots.release(tenantId, replyId).catch(() => {});
   };
   const inFlight = and(eq(messages.conversationId, conversationId), inArray(messages.status, inFlightStatuses));
   const stored = await deps.db
@@ -170,7 +170,7 @@ export async function appendTurn(
       if (replyId) {
         // Set before asking: an acquire that timed out may still run once Redis answers again, and the
         // release, sent after it on the same connection, then runs after it.
-        slotTaken = true;
+        slotAsked = true;
         await deps.replySlots.acquire(tenantId, replyId);
       }
       // The waits above (the row lock, Redis) may have outlasted the request: its caller has been told

@@ -23,6 +23,8 @@ export type FakeBehaviour =
       text?: string;
       /** Answer with this many tokens (` w0`, ` w1`, …) instead of `Reply to: …`. */
       replyTokens?: number;
+      /** Send exactly these deltas (any text: NUL, halves of a surrogate pair) instead of `Reply to: …`. */
+      tokens?: string[];
       /** Append the send time (`@<epoch ms>`) to each token, to measure relay lag. */
       stampTokens?: boolean;
       /** Wait this long after the last delta before the finish chunk (a reply that ends later, with nothing to stream). */
@@ -140,7 +142,7 @@ export async function startFakeUpstream(
         : b.kind === "ok" && b.replyTokens !== undefined
           ? numberedTokens(b.replyTokens).join("")
           : fakeReplyText(lastUser);
-    const tokens = fakeTokens(text);
+    const tokens = b.kind === "ok" && b.tokens ? b.tokens : fakeTokens(text);
     const stamp = b.kind === "ok" && b.stampTokens === true;
     const usage = {
       prompt_tokens: messages.reduce((n, m) => n + fakeTokens(contentText(m.content)).length, 0),

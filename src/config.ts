@@ -71,10 +71,25 @@ export const configSchema = z.object({
   SHUTDOWN_TIMEOUT_MS: int(0).default(30_000),
   /** How long a reply's events stay in Redis after it ends (for followers and reconnects). */
   REPLY_EVENTS_TTL_SECONDS: int(10).default(3600),
+  /**
+   * How long a worker holds and retries a reply's events while Redis is unreachable; past it
+   * the reply fails with `events_unavailable`, keeping the content that was streamed.
+   */
+  REPLY_EVENTS_OUTAGE_MS: int(0).default(30_000),
+  /**
+   * How long a worker retries storing a reply's end while Postgres is unreachable (the job stays
+   * active meanwhile, so the lost-reply sweep leaves it alone).
+   */
+  FINAL_WRITE_RETRY_MS: int(0).default(60_000),
   /** How long an Idempotency-Key is remembered (and a keyed stateless completion's events kept). */
   IDEMPOTENCY_KEY_TTL_HOURS: int(1, 24 * 30).default(24),
   /** Interval of the comment line that keeps idle SSE connections open. */
   SSE_HEARTBEAT_MS: int(100).default(15_000),
+  /**
+   * A reply followed (SSE, a streamed or waiting append, a chat completion) whose events stop for this
+   * long has its stored row checked; if it has ended there, its followers end from it.
+   */
+  REPLY_STALL_CHECK_MS: int(100).default(5_000),
   /** The model a conversation gets when it names none. Defaults to the first served model. */
   DEFAULT_MODEL: z.string().min(1).optional(),
   /** Model names the built-in simulator serves. */
@@ -124,6 +139,44 @@ export const configSchema = z.object({
   MAX_CONCURRENT_REPLIES: int(1).default(32),
   /** A reply's hold on a concurrency slot lapses after this, should its worker never give it back. */
   REPLY_SLOT_LEASE_SECONDS: int(10).default(900),
+  /** Most keys one JSON object in a request body may have (checked before the body is parsed into a schema). */
+  MAX_JSON_OBJECT_KEYS: int(16).default(1_000),
+  /** Most items one JSON array in a request body may have (`messages` has MAX_MESSAGES_PER_REQUEST instead). */
+  MAX_JSON_ARRAY_ITEMS: int(16).default(1_000),
+  /** Largest `params` (conversation or turn sampling fields), in bytes of its JSON. */
+  MAX_PARAMS_BYTES: int(1024).default(256 * 1024),
+
+  // Bounds on waiting: no request, connection or transaction may wait forever.
+  /**
+   * A request that has not produced its response by then is answered 503 with Retry-After. A response
+   * that has started (a stream) is not cut, nor is the wait for a model's reply once the turn is stored.
+   */
+  REQUEST_TIMEOUT_MS: int(100).default(10_000),
+  /** Postgres: the longest one statement may run (server side, `statement_timeout`). */
+  DATABASE_STATEMENT_TIMEOUT_MS: int(100).default(10_000),
+  /** Postgres: a session idle inside a transaction this long is ended by the server, freeing its locks. */
+  DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS: int(100).default(10_000),
+  /** Postgres: the longest a new connection may take to be ready. */
+  DATABASE_CONNECT_TIMEOUT_MS: int(100).default(5_000),
+  /** Redis: the longest a connection may take to be ready, and a request-path command to be answered. */
+  REDIS_CONNECT_TIMEOUT_MS: int(100).default(2_000),
+  REDIS_COMMAND_TIMEOUT_MS: int(100).default(2_000),
+  /** HTTP server: time to receive a request's headers, and its whole body (408 beyond; responses are not cut). */
+  HTTP_HEADERS_TIMEOUT_MS: int(100).default(10_000),
+  HTTP_REQUEST_TIMEOUT_MS: int(100).default(30_000),
+  /** HTTP server: how long an idle keep-alive connection is kept open (Node's own default; above common load balancers' 60 s). */
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: int(100).default(65_000),
+  /** HTTP server: connections held at once; more are refused. */
+  HTTP_MAX_CONNECTIONS: int(1).default(10_000),
+  /**
+   * An Idempotency-Key claimed by a request that has stored nothing yet lapses this long after the
+   * claim was last renewed (a live request renews it every third of this), so a crashed API frees it.
+   */
+  IDEMPOTENCY_CLAIM_LEASE_MS: int(1000).default(30_000),
+}).refine((c) => c.WORKER_STALLED_CHECK_MS <= c.WORKER_LOCK_MS, {
+  // A check rarer than the lock lasts only delays recovery past what WORKER_LOCK_MS promises.
+  message: "must not be longer than WORKER_LOCK_MS (a dead worker's job is taken again within their sum)",
+  path: ["WORKER_STALLED_CHECK_MS"],
 });
 export type Config = z.infer<typeof configSchema>;
 

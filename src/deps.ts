@@ -1,6 +1,7 @@
 import { Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "pino";
 import { ApiKeyAuthenticator } from "./access/api-key-cache.ts";
+import { RedisCoolOff } from "./access/redis-cool-off.ts";
 import { RedisReplySlots, type ReplySlots } from "./access/reply-slots.ts";
 import { RequestRateLimiter } from "./access/request-rate.ts";
 import type { Config } from "./config.ts";
@@ -33,20 +34,32 @@ export interface Deps {
 }
 
 export async function buildDeps(config: Config, log: Logger): Promise<Deps> {
-  const database = connectDatabase(config.DATABASE_URL);
+  const database = connectDatabase(config.DATABASE_URL, {
+    timeouts: {
+      statementMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+      idleInTransactionMs: config.DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+      connectMs: config.DATABASE_CONNECT_TIMEOUT_MS,
+    },
+  });
   const connections: Redis[] = [];
   const connectRedis = (opts: RedisOptions = {}): Redis => {
-    const redis = new Redis(config.REDIS_URL, { lazyConnect: false, ...opts });
-    redis.on("error", (err) => log.warn({ err: err.message }, "redis connection error"));
+    const redis = new Redis(config.REDIS_URL, { lazyConnect: false, connectTimeout: config.REDIS_CONNECT_TIMEOUT_MS, ...opts });
+    redis.on("error", (err) => log.warn({ err }, "redis connection error"));
     connections.push(redis);
     return redis;
   };
-  // Commands from request handlers fail after a short retry instead of hanging while Redis is away.
-  const redis = connectRedis({ maxRetriesPerRequest: 2 });
+  // Commands from request handlers fail after a short retry instead of hanging while Redis is away, and
+  // after REDIS_COMMAND_TIMEOUT_MS while it is unreachable but the connection still looks open (a
+  // partition). Only these non-blocking connections get a command timeout: the blocking ones (the
+  // worker's, the subscribers') wait for long on purpose.
+  const requestPath: RedisOptions = { maxRetriesPerRequest: 2, commandTimeout: config.REDIS_COMMAND_TIMEOUT_MS };
+  const redis = connectRedis(requestPath);
   // The checks every request makes (key, rate, reply slot) on a connection of their own that sends the
   // commands of concurrent requests in one write: more requests per second in `npm run bench`. Reply
   // events stay off it: batching their writes raised relay lag.
-  const accessRedis = connectRedis({ maxRetriesPerRequest: 2, enableAutoPipelining: true });
+  const accessRedis = connectRedis({ ...requestPath, enableAutoPipelining: true });
+  // After a failed key check, the checks with a fallback skip Redis for a second (src/access/redis-cool-off.ts).
+  const accessCoolOff = new RedisCoolOff(1000);
   const policy = {
     maxRetries: config.UPSTREAM_MAX_RETRIES,
     baseDelayMs: config.UPSTREAM_RETRY_BASE_MS,
@@ -71,7 +84,7 @@ export async function buildDeps(config: Config, log: Logger): Promise<Deps> {
     throw new Error(`DEFAULT_MODEL '${defaultModel}' is not served (served: ${models.describeServed().join(", ")})`);
   }
   const jobQueue = createModelJobQueue({
-    connection: connectRedis({ maxRetriesPerRequest: 2 }),
+    connection: connectRedis(requestPath),
     prefix: config.REDIS_PREFIX,
     onError: (err) => log.warn({ err }, "job queue error"),
   });
@@ -90,12 +103,14 @@ export async function buildDeps(config: Config, log: Logger): Promise<Deps> {
       prefix: config.REDIS_PREFIX,
       ttlSeconds: config.API_KEY_CACHE_SECONDS,
       log,
+      coolOff: accessCoolOff,
     }),
     requestRate: new RequestRateLimiter({
       redis: accessRedis,
       prefix: config.REDIS_PREFIX,
       requests: config.RATE_LIMIT_REQUESTS,
       windowSeconds: config.RATE_LIMIT_WINDOW_SECONDS,
+      coolOff: accessCoolOff,
     }),
     replySlots: new RedisReplySlots({
       redis: accessRedis,

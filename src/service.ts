@@ -1,3 +1,4 @@
+import type { ServerOptions } from "node:http";
 import type { AddressInfo } from "node:net";
 import { serve, type ServerType } from "@hono/node-server";
 import type { Logger } from "pino";
@@ -24,6 +25,24 @@ export interface RunningService {
    * `timeoutMs`, then closes every connection.
    */
   stop(timeoutMs?: number): Promise<void>;
+}
+
+/**
+ * Bounds on a client that sends slowly: its headers, and its whole request, must arrive in time, else
+ * Node answers 408 and closes the connection. These clocks stop once the request is received: a long
+ * response (an SSE stream) is not cut. Node checks them every `connectionsCheckingInterval`, so that
+ * is kept well under the shorter one.
+ */
+function httpServerOptions(config: Config): ServerOptions {
+  const requestTimeout = config.HTTP_REQUEST_TIMEOUT_MS;
+  // Node requires headersTimeout <= requestTimeout.
+  const headersTimeout = Math.min(config.HTTP_HEADERS_TIMEOUT_MS, requestTimeout);
+  return {
+    headersTimeout,
+    requestTimeout,
+    keepAliveTimeout: config.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+    connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(headersTimeout / 4))),
+  };
 }
 
 const withinBound = (work: Promise<unknown>, ms: number): Promise<unknown> =>
@@ -63,6 +82,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
       log,
     });
     await cancellations.ready();
+    const replyWriteBounds = { eventsOutageMs: config.REPLY_EVENTS_OUTAGE_MS, finalWriteRetryMs: config.FINAL_WRITE_RETRY_MS };
     worker = startModelJobWorker({
       connection: deps.connectRedis({ maxRetriesPerRequest: null }),
       prefix: config.REDIS_PREFIX,
@@ -74,18 +94,21 @@ export async function startService(config: Config, log: Logger): Promise<Running
         // Every line the job logs names it, its tenant and the request that asked for it.
         const jobLog = log.child({ jobId, tenantId: job.tenantId, requestId: job.requestId });
         const started = performance.now();
+        let threw = false;
         jobLog.info({ kind: job.kind }, "model job started");
         try {
-          if (job.kind === "reply") await generateReply({ ...deps, log: jobLog, cancellations }, job, run);
-          else if (job.kind === "completion") await runStatelessCompletion({ ...deps, log: jobLog }, job, run);
+          if (job.kind === "reply") await generateReply({ ...deps, log: jobLog, cancellations, replyWriteBounds }, job, run);
+          else if (job.kind === "completion") await runStatelessCompletion({ ...deps, log: jobLog, replyWriteBounds }, job, run);
           else await runSummaryJob({ ...deps, log: jobLog }, job, run);
           jobLog.info({ ms: Math.round(performance.now() - started) }, "model job finished");
         } catch (err) {
+          threw = true;
           jobLog.warn({ err, ms: Math.round(performance.now() - started) }, "model job ended with an error");
           throw err;
         } finally {
-          // Summaries run in the background and hold no reply slot.
-          if (job.kind !== "summary") {
+          // Summaries run in the background and hold no reply slot; replies and completions give theirs back
+          // before their end is announced, so only one whose run threw is given back here.
+          if (threw && job.kind !== "summary") {
             await deps.replySlots.release(job.tenantId, jobId).catch((err: unknown) => jobLog.warn({ err }, "could not give back the reply slot"));
           }
         }
@@ -108,6 +131,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
       subscriber: deps.connectRedis({ maxRetriesPerRequest: null }),
       commands: deps.redis,
       log,
+      stallMs: config.REPLY_STALL_CHECK_MS,
     });
     const app = createApp({
       ...deps,
@@ -116,13 +140,20 @@ export async function startService(config: Config, log: Logger): Promise<Running
       startedAt: Math.floor(Date.now() / 1000),
       signalCancel: (replyId) => publishCancel(deps.redis, config.REDIS_PREFIX, replyId),
       idempotencyTtlMs: config.IDEMPOTENCY_KEY_TTL_HOURS * 3_600_000,
+      idempotencyClaimLeaseMs: config.IDEMPOTENCY_CLAIM_LEASE_MS,
       adminSecret: config.ADMIN_SECRET,
       limits: inputLimitsFrom(config),
       maxBodyBytes: config.MAX_BODY_BYTES,
+      requestTimeoutMs: config.REQUEST_TIMEOUT_MS,
     });
     server = await new Promise<ServerType>((resolve) => {
-      const s = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, () => resolve(s));
+      const s = serve(
+        { fetch: app.fetch, port: config.PORT, hostname: config.HOST, serverOptions: httpServerOptions(config) },
+        () => resolve(s),
+      );
     });
+    // Connections beyond this are closed as they arrive (net.Server has no constructor option for it).
+    server.maxConnections = config.HTTP_MAX_CONNECTIONS;
     const address = server.address() as AddressInfo;
     const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
     url = `http://${host === "0.0.0.0" || host === "[::]" ? "127.0.0.1" : host}:${address.port}`;

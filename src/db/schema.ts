@@ -129,6 +129,9 @@ export const messages = pgTable(
     // On a reply: how many earlier messages and tokens (system prompt included) were sent for it.
     contextMessages: integer("context_messages"),
     contextTokens: integer("context_tokens"),
+    // On a reply: which run generates it; each run that takes the reply bumps it, and only that run's writes
+    // (its events, its final row) are taken, so a run that lost its job cannot overwrite a newer one.
+    attempt: integer("attempt").notNull().default(0),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
     completedAt: timestamp("completed_at", { withTimezone: true }),
   },

@@ -1,8 +1,8 @@
 import type { ReplySlots } from "../access/reply-slots.ts";
 import type { MessageRow } from "../db/schema.ts";
-import { isStreamId, type ReplyEvent, type ReplyEventLog } from "../streams/reply-events.ts";
+import { compareStreamIds, isStreamId, type ReplyEvent, type ReplyEventLog } from "../streams/reply-events.ts";
 import { InvalidRequestError } from "./errors.ts";
-import { getMessage, type MessageDeps } from "./messages.ts";
+import { contentSoFar, getMessage, type MessageDeps } from "./messages.ts";
 import { finishReply, inFlightStatuses } from "./replies.ts";
 import { toMessageResource } from "./resources.ts";
 
@@ -28,7 +28,7 @@ async function getReply(deps: MessageDeps, tenantId: string, conversationId: str
 const terminalEvent = { completed: "message.completed", failed: "message.failed", cancelled: "message.cancelled" } as const;
 
 export type ReplyEventSource =
-  | { kind: "live"; key: string; afterId: string | null }
+  | { kind: "live"; key: string; afterId: string | null; reply: MessageRow }
   | { kind: "stored"; events: ReplyEvent[] };
 
 /**
@@ -49,7 +49,7 @@ export async function replyEventSource(
   }
   const reply = await getReply(deps, tenantId, conversationId, messageId);
   if (isInFlight(reply.status) || (await deps.replyEvents.exists(reply.id))) {
-    return { kind: "live", key: deps.replyEvents.key(reply.id), afterId: lastEventId };
+    return { kind: "live", key: deps.replyEvents.key(reply.id), afterId: lastEventId, reply };
   }
   const ms = (reply.completedAt ?? reply.createdAt).getTime();
   const events: ReplyEvent[] = [];
@@ -60,7 +60,8 @@ export async function replyEventSource(
     { id: `${ms}-1`, event: terminalEvent[reply.status as keyof typeof terminalEvent], data: JSON.stringify(toMessageResource(reply)) },
     { id: `${ms}-2`, event: "done", data: "[DONE]" },
   );
-  return { kind: "stored", events };
+  // A resume from one of these ids (a follower ended from the stored row gets them too) gets what follows it only.
+  return { kind: "stored", events: lastEventId === null ? events : events.filter((e) => compareStreamIds(e.id, lastEventId) > 0) };
 }
 
 /**
@@ -76,14 +77,19 @@ export async function cancelReply(
 ): Promise<MessageRow> {
   const reply = await getReply(deps, tenantId, conversationId, messageId);
   if (!isInFlight(reply.status)) return reply;
-  // Stored first, so the worker's own end (an interrupted call) finds the reply ended and stands down.
-  const cancelled = await finishReply(deps.db, reply.id, { status: "cancelled", content: reply.content });
+  // Sealed first: the worker's deltas are refused from here on, so the content read next is all the stream
+  // will ever carry, and the stored reply agrees with what followers were sent.
+  await deps.replyEvents.seal(reply.id);
+  const content = await contentSoFar(deps.replyEvents, reply.id);
+  // Stored before the end is written, so the worker's own end (an interrupted call) finds the reply ended and stands down.
+  const cancelled = await finishReply(deps.db, reply.id, { status: "cancelled", content });
   // Null: it ended by itself in between; that end stands.
   if (!cancelled) return getReply(deps, tenantId, conversationId, messageId);
   // A cancelled reply no longer counts against its tenant, though its worker may take a moment to stop.
   await deps.replySlots.release(tenantId, reply.id);
   await deps.signalCancel(reply.id);
-  await deps.replyEvents.append(reply.id, [
+  // Ends the stream once: a delta the worker writes after this (it may not have stopped yet) is refused.
+  await deps.replyEvents.end(reply.id, [
     { event: "message.cancelled", data: toMessageResource(cancelled) },
     { event: "done", data: "[DONE]" },
   ]);

@@ -5,7 +5,7 @@ import { IdempotencyConflictError, InvalidRequestError } from "../../domain/erro
 import { getMessage } from "../../domain/messages.ts";
 import type { ReplyControlDeps } from "../../domain/reply-control.ts";
 import { idempotently, type IdempotencyDeps } from "../idempotency.ts";
-import { openReplyEvents } from "../reply-follow.ts";
+import { lostCompletionEnd, openReplyEvents } from "../reply-follow.ts";
 import { startStatelessCompletion } from "../../domain/stateless-completions.ts";
 import { appendTurn, type TurnDeps } from "../../domain/turns.ts";
 import type { ReplyEventFollower } from "../../streams/reply-event-follower.ts";
@@ -74,7 +74,8 @@ export function chatCompletionRoutes(deps: ChatCompletionRouteDeps) {
         id,
         model: body.model,
         created,
-        follow: (signal: AbortSignal) => deps.follower.follow(deps.replyEvents.key(id), null, signal),
+        follow: (signal: AbortSignal) =>
+          deps.follower.follow(deps.replyEvents.key(id), null, { signal, recordedEnd: lostCompletionEnd(deps.jobQueue, id) }),
       });
       return (await idempotently(c, deps, body, {
         perform: async () => {
@@ -122,6 +123,7 @@ export function chatCompletionRoutes(deps: ChatCompletionRouteDeps) {
             params: toSamplingParams(body),
             upstreamStream: stream,
             requestId: c.var.requestId,
+            signal: c.var.deadline,
             param: "messages",
           });
           if (!turn.reply) throw new Error("a bound chat completion stored no reply");

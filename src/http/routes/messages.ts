@@ -5,7 +5,7 @@ import { getMessage, listMessages } from "../../domain/messages.ts";
 import { cancelReply, type ReplyControlDeps } from "../../domain/reply-control.ts";
 import type { MessageRow } from "../../db/schema.ts";
 import { idempotently, type IdempotencyDeps } from "../idempotency.ts";
-import { openReplyEvents } from "../reply-follow.ts";
+import { openReplyEvents, recordedReplyEnd } from "../reply-follow.ts";
 import { pageQuerySchema } from "../../domain/pagination.ts";
 import { listOf, messageSchema, toMessageResource, type MessageResource } from "../../domain/resources.ts";
 import { regenerateReply, regenerateReplySchema } from "../../domain/regenerate.ts";
@@ -144,7 +144,8 @@ export function messageRoutes(deps: MessageRouteDeps) {
   ): Promise<{ status: 201 | 202; reply: MessageResource }> => {
     if (!wait) return { status: 202, reply: toMessageResource(reply) };
     if (reply.status !== "queued" && reply.status !== "in_progress") return { status: 201, reply: toMessageResource(reply) };
-    return { status: 201, reply: (await awaitReplyEnd(deps.follower, deps.replyEvents.key(reply.id), signal)) as MessageResource };
+    const end = await awaitReplyEnd(deps.follower, deps.replyEvents.key(reply.id), signal, recordedReplyEnd(deps.db, reply));
+    return { status: 201, reply: end as MessageResource };
   };
 
   return new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
@@ -161,7 +162,7 @@ export function messageRoutes(deps: MessageRouteDeps) {
       };
       return (await idempotently(c, deps, body, {
         perform: async () => {
-          const turn = await appendMessage(deps, tenantId, conversationId, body, c.var.requestId);
+          const turn = await appendMessage(deps, tenantId, conversationId, body, c.var.requestId, c.var.deadline);
           return {
             result: { kind: "turn", conversationId, messageIds: [turn.message.id], replyId: turn.reply?.id ?? null },
             value: turn,

@@ -387,7 +387,7 @@ export function countBy(values: unknown[]): string {
 export function streamFaults(events: string[]): string[] {
   const faults: string[] = [];
   const done = events.indexOf("done");
-  if (done >= 0 && done < events.length - 1) faults.push(`${events.slice(done + 1).join(", ")} after done`);
+  if (done >= 0 && done < events.length - 1) faults.push(`${countBy(events.slice(done + 1))} after done`);
   const ends = events.filter((e) => END_EVENTS.includes(e));
   if (ends.length !== 1) faults.push(`end events: ${ends.join(", ") || "none"}`);
   return faults;

@@ -29,6 +29,8 @@ export function recordedReplyEnd(db: Database, reply: MessageRow): RecordedEndCh
       event: endEvent[ended.status as keyof typeof endEvent],
       data: JSON.stringify(toMessageResource(ended)),
       endedAt: (ended.completedAt ?? ended.createdAt).getTime(),
+      // Followers end with the stored content (a deleted reply's is not known: they keep what they had).
+      ...(row ? { reply: { id: row.id, content: row.content } } : {}),
     };
   };
 }

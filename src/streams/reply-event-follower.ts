@@ -17,6 +17,12 @@ export interface RecordedEnd {
   data: string;
   /** When the reply ended (ms since the epoch): the end events made from the record take their ids from it. */
   endedAt: number;
+  /**
+   * The reply as stored, when the record has it: a follower whose deltas do
+   * not add up to its content (it missed some while Redis was away) is sent
+   * what it lacks before the end, or a `message.reset` and the whole content.
+   */
+  reply?: { id: string; content: string };
 }
 
 /** Looks the reply up in its record: its end, or null while it is still in flight. */
@@ -45,6 +51,13 @@ interface Follower {
   recordedEnd: RecordedEndCheck | undefined;
   /** Failed reads of the stream in a row (the retry backs off). */
   failedReads: number;
+  /** Counts catch-ups: one that a later catch-up has replaced leaves the follower to it. */
+  catchUps: number;
+  /**
+   * The data of the deltas given since the follower started from the beginning, or since the last
+   * `message.reset`; null while it is not known (resumed mid-reply, no reset since).
+   */
+  deltas: string[] | null;
 }
 
 /** The followers of one stream in this process, and when its events were last seen. */
@@ -97,12 +110,16 @@ export class ReplyEventFollower {
     this.#log = opts.log;
     this.#stallMs = opts.stallMs ?? 5_000;
     this.#subscriber.on("message", (channel: string, message: string) => this.#onPublished(channel, message));
-    // ioredis subscribes again after a reconnect; what was published meanwhile is read from the streams.
-    // Redis may have come back without the streams (restarted empty): their records are checked at the next tick.
+    // After a reconnect, what was published meanwhile is read from the streams, once the subscriptions are
+    // confirmed again: ioredis sends its own SUBSCRIBE only after emitting "ready", so a read that went first
+    // could miss what was published between the two. Every follower catches up again (one already catching
+    // up may have read before this). Redis may have come back without the streams (restarted empty): their
+    // records are checked at the next tick.
     this.#subscriber.on("ready", () => {
+      this.#subscriptions.clear();
       for (const stream of this.#streams.values()) {
         stream.lastSeenAt = 0;
-        for (const f of stream.followers) if (!f.held) void this.#catchUp(f);
+        for (const f of stream.followers) void this.#catchUp(f);
       }
     });
     this.#stallTimer = setInterval(() => this.#checkStalledStreams(), Math.max(25, Math.floor(this.#stallMs / 4)));
@@ -124,6 +141,8 @@ export class ReplyEventFollower {
       sawEnd: false,
       recordedEnd: opts.recordedEnd,
       failedReads: 0,
+      catchUps: 0,
+      deltas: afterId === null ? [] : null,
     };
     follower.out.once("close", () => this.#remove(follower));
     const { signal } = opts;
@@ -154,6 +173,9 @@ export class ReplyEventFollower {
 
   /** Subscribes (once per channel), then reads what the stream already holds past the follower's position. */
   async #catchUp(f: Follower): Promise<void> {
+    const run = ++f.catchUps;
+    const replaced = () => run !== f.catchUps;
+    // What arrived for an earlier catch-up is in the stream, and read below.
     f.held = [];
     try {
       let subscribed = this.#subscriptions.get(f.key);
@@ -162,8 +184,11 @@ export class ReplyEventFollower {
         this.#subscriptions.set(f.key, subscribed);
       }
       await subscribed;
+      if (replaced()) return;
       const from = f.lastId;
-      for (const e of await readStreamAfter(this.#commands, f.key, from === "0-0" ? null : from)) this.#deliver(f, e);
+      const read = await readStreamAfter(this.#commands, f.key, from === "0-0" ? null : from);
+      if (replaced()) return;
+      for (const e of read) this.#deliver(f, e);
       const held = f.held ?? [];
       f.held = null;
       for (const e of held) this.#deliver(f, e);
@@ -175,11 +200,11 @@ export class ReplyEventFollower {
       }
       f.failedReads = 0;
     } catch (err) {
-      if (!this.#isFollowing(f)) return;
+      if (!this.#isFollowing(f) || replaced()) return;
       // Once per outage at warn: a Redis that is away fails every follower's read at once.
       if (f.failedReads++ === 0) this.#log.warn({ err }, "reading reply events failed; retrying");
       const delay = Math.min(250 * 2 ** Math.min(f.failedReads - 1, 5), this.#stallMs);
-      setTimeout(() => this.#isFollowing(f) && void this.#catchUp(f), delay).unref();
+      setTimeout(() => this.#isFollowing(f) && !replaced() && void this.#catchUp(f), delay).unref();
     }
   }
 
@@ -204,6 +229,8 @@ export class ReplyEventFollower {
     }
     f.lastId = e.id;
     if (terminalEventNames.has(e.event)) f.sawEnd = true;
+    if (e.event === "message.reset") f.deltas = [];
+    else if (e.event === "message.delta") f.deltas?.push(e.data);
     f.out.push(e);
     if (e.event === "done") this.#end(f);
   }
@@ -242,8 +269,16 @@ export class ReplyEventFollower {
     await Promise.all(followers.map((f) => this.#readBriefly(f)));
     for (const f of followers) {
       if (!this.#isFollowing(f)) continue;
-      if (!f.sawEnd) this.#deliver(f, { id: laterStreamId(`${end.endedAt}-1`, nextStreamId(f.lastId)), event: end.event, data: end.data });
-      this.#deliver(f, { id: laterStreamId(`${end.endedAt}-2`, nextStreamId(f.lastId)), event: "done", data: "[DONE]" });
+      let id = laterStreamId(`${end.endedAt}-1`, nextStreamId(f.lastId));
+      const deliverNext = (event: ReplyEvent["event"], data: string) => {
+        this.#deliver(f, { id, event, data });
+        id = nextStreamId(id);
+      };
+      if (!f.sawEnd) {
+        for (const e of missingContent(f, end)) deliverNext(e.event, e.data);
+        deliverNext(end.event, end.data);
+      }
+      deliverNext("done", "[DONE]");
     }
   }
 
@@ -273,6 +308,31 @@ export class ReplyEventFollower {
     this.#streams.delete(f.key);
     this.#subscriptions.delete(f.key);
     this.#subscriber.unsubscribe(f.key).catch((err: unknown) => this.#log.warn({ err }, "unsubscribe failed"));
+  }
+}
+
+/**
+ * What a follower ending from the record lacks for its content to be the
+ * stored one: nothing, the rest of it (what it was given is where the stored
+ * content starts), or a start-over with the whole of it (it was given
+ * something else, or it resumed mid-reply and what it had is not known here).
+ */
+function missingContent(f: Follower, end: RecordedEnd): Pick<ReplyEvent, "event" | "data">[] {
+  if (!end.reply) return [];
+  const { id, content } = end.reply;
+  const given = f.deltas?.map(deltaContent).join("");
+  const delta = (text: string) => ({ event: "message.delta" as const, data: JSON.stringify({ id, delta: { content: text } }) });
+  if (given === content) return [];
+  if (given !== undefined && content.startsWith(given)) return [delta(content.slice(given.length))];
+  return [{ event: "message.reset", data: JSON.stringify({ id, reason: "events_lost" }) }, ...(content ? [delta(content)] : [])];
+}
+
+function deltaContent(data: string): string {
+  try {
+    const content = (JSON.parse(data) as { delta?: { content?: unknown } }).delta?.content;
+    return typeof content === "string" ? content : "";
+  } catch {
+    return "";
   }
 }
 

@@ -5,6 +5,7 @@ import { messages, type MessageRow } from "../db/schema.ts";
 import type { ModelJobQueue } from "../queue/completions.ts";
 import type { ReplySlots } from "../access/reply-slots.ts";
 import type { ReplyEventLog } from "../streams/reply-events.ts";
+import { aliveMarkTtlMs } from "../streams/reply-liveness.ts";
 import { contentSoFar } from "./messages.ts";
 import { finishReply, inFlightStatuses } from "./replies.ts";
 import { toMessageResource } from "./resources.ts";
@@ -19,35 +20,85 @@ export interface LostReplyDeps {
 }
 
 /**
- * Fails replies that are in flight in Postgres but have no job that can still
- * run them (Redis flushed or restarted without its data, the job removed, or
- * failed after too many lost workers), so no conversation stays busy forever.
+ * Ends replies that are in flight in Postgres but that nothing will finish:
+ * no job that can still run them (Redis flushed or restarted without its data,
+ * the job removed, or failed after too many lost workers) and no live run
+ * (a run whose job Redis lost goes on, renewing its reply's liveness mark).
+ * A reply must be found so on two sweeps at least a mark's lifetime apart:
+ * right after Redis restarts empty, a live run's mark is back within a period.
+ * Then a reply whose job vanished before any worker took it (still queued,
+ * attempt 0) is queued again; any other is failed `reply_lost`.
  * Replies younger than `graceMs` are left alone: their job may not be queued yet.
- * Safe to run from every worker at once: a reply ends once.
+ * Safe to run from every worker at once: a job id is its reply's id (queued
+ * again once), and a reply ends once.
  */
-export async function failLostReplies(deps: LostReplyDeps, opts: { graceMs: number; batch?: number }): Promise<number> {
-  const candidates = await deps.db
-    .select({ id: messages.id, tenantId: messages.tenantId })
-    .from(messages)
-    .where(and(inArray(messages.status, inFlightStatuses), lt(messages.createdAt, new Date(Date.now() - opts.graceMs))))
-    .orderBy(asc(messages.createdAt))
-    .limit(opts.batch ?? 500);
-  let failed = 0;
-  for (const { id, tenantId } of candidates) {
-    if (await deps.jobQueue.isPending(id)) continue;
-    const row = await failLostReply(deps, id);
-    if (!row) continue;
-    failed++;
-    const logFailure = (step: string) => (err: unknown) => deps.log.warn({ replyId: id, code: errorCode(err) }, `${step} failed`);
-    // The row has ended: what follows must not hold up the rest of the batch (followers end from the row).
-    await deps.replySlots.release(tenantId, id).catch(logFailure("giving back a lost reply's slot"));
-    deps.log.warn({ replyId: id }, "failed a reply whose job was lost");
-    await deps.replyEvents.end(id, [
-      { event: "message.failed", data: toMessageResource(row) },
-      { event: "done", data: "[DONE]" },
-    ]).catch(logFailure("ending a lost reply's events"));
+export class LostReplySweep {
+  readonly #deps: LostReplyDeps;
+  readonly #graceMs: number;
+  readonly #confirmMs: number;
+  readonly #batch: number;
+  /** Replies last seen with no job and no live run, and since when (ms). */
+  #suspects = new Map<string, number>();
+
+  /** `livenessMs`: how often runs renew their replies' liveness marks (REPLY_LIVENESS_MS). */
+  constructor(deps: LostReplyDeps, opts: { graceMs: number; livenessMs: number; batch?: number }) {
+    this.#deps = deps;
+    this.#graceMs = opts.graceMs;
+    this.#confirmMs = aliveMarkTtlMs(opts.livenessMs);
+    this.#batch = opts.batch ?? 500;
   }
-  return failed;
+
+  /** One sweep: how many lost replies it failed and how many it queued again. */
+  async run(): Promise<{ failed: number; requeued: number }> {
+    const deps = this.#deps;
+    const candidates = await deps.db
+      .select({ id: messages.id, tenantId: messages.tenantId, status: messages.status, attempt: messages.attempt })
+      .from(messages)
+      .where(and(inArray(messages.status, inFlightStatuses), lt(messages.createdAt, new Date(Date.now() - this.#graceMs))))
+      .orderBy(asc(messages.createdAt))
+      .limit(this.#batch);
+    const now = Date.now();
+    // Only replies seen lost on this sweep stay suspects (should it stop early, the rest start over: later, never sooner).
+    const suspects = new Map<string, number>();
+    const counts = { failed: 0, requeued: 0 };
+    try {
+      for (const reply of candidates) {
+        const job = await deps.jobQueue.jobState(reply.id);
+        if (job === "pending" || (await deps.replyEvents.isAlive(reply.id))) continue;
+        const since = this.#suspects.get(reply.id) ?? now;
+        if (now - since < this.#confirmMs) {
+          suspects.set(reply.id, since);
+          continue;
+        }
+        if (job === "gone" && reply.status === "queued" && reply.attempt === 0) {
+          // No worker ever took it, so nothing of it was generated: it can simply run.
+          await deps.jobQueue.enqueue({ kind: "reply", replyId: reply.id, tenantId: reply.tenantId });
+          deps.log.warn({ replyId: reply.id }, "queued again a reply whose job was lost before it started");
+          counts.requeued++;
+          continue;
+        }
+        if (await failLostReply(deps, reply)) counts.failed++;
+      }
+    } finally {
+      this.#suspects = suspects;
+    }
+    return counts;
+  }
+}
+
+/** Fails a lost reply, gives back its slot and ends its events. False when it had ended meanwhile. */
+async function failLostReply(deps: LostReplyDeps, { id, tenantId }: { id: string; tenantId: string }): Promise<boolean> {
+  const row = await storeLostReply(deps, id);
+  if (!row) return false;
+  const logFailure = (step: string) => (err: unknown) => deps.log.warn({ replyId: id, code: errorCode(err) }, `${step} failed`);
+  // The row has ended: what follows must not hold up the rest of the batch (followers end from the row).
+  await deps.replySlots.release(tenantId, id).catch(logFailure("giving back a lost reply's slot"));
+  deps.log.warn({ replyId: id }, "failed a reply whose job was lost");
+  await deps.replyEvents.end(id, [
+    { event: "message.failed", data: toMessageResource(row) },
+    { event: "done", data: "[DONE]" },
+  ]).catch(logFailure("ending a lost reply's events"));
+  return true;
 }
 
 const lostError = {
@@ -61,7 +112,7 @@ const lostError = {
  * storable. Should that write still fail, the reply ends with no content and
  * an error that says so: no row can fail the sweep on every cycle.
  */
-async function failLostReply(deps: LostReplyDeps, id: string): Promise<MessageRow | null> {
+async function storeLostReply(deps: LostReplyDeps, id: string): Promise<MessageRow | null> {
   // Sealed first, as cancel does: a run still writing it somewhere (its job gone with Redis's data) adds no delta now.
   await deps.replyEvents.seal(id).catch(() => {});
   const content = storableText(await contentSoFar(deps.replyEvents, id).catch(() => ""));

@@ -9,6 +9,7 @@ import type { JobRun, ModelJobQueue, ReplyJob } from "../queue/completions.ts";
 import type { CancellationListener } from "../queue/reply-cancellation.ts";
 import { ReplyEventWriter, ReplyStreamClosedError } from "../streams/reply-event-writer.ts";
 import type { ReplyEventLog } from "../streams/reply-events.ts";
+import { keepReplyAlive } from "../streams/reply-liveness.ts";
 import type { ReplySlots } from "../access/reply-slots.ts";
 import type { ContextWindows } from "../context/context-windows.ts";
 import { ContextLengthExceededError } from "../context/turn-budget.ts";
@@ -26,6 +27,8 @@ export interface ReplyGenerationDeps {
   models: ModelRegistry;
   replyEvents: ReplyEventLog;
   replyWriteBounds: ReplyWriteBounds;
+  /** How often a run renews its reply's liveness mark (see keepReplyAlive). */
+  replyLivenessMs: number;
   log: Logger;
 }
 
@@ -58,6 +61,17 @@ export async function generateReply(deps: ReplyGenerationDeps, job: ReplyJob, ru
   const log = deps.log.child({ replyId: job.replyId });
   const reply = await markReplyInProgress(deps.db, job.tenantId, job.replyId);
   if (!reply) return void log.info("reply is gone or already ended; nothing to generate");
+  // While this run goes on, the lost-reply sweep leaves the reply alone, even once Redis has lost its job.
+  const alive = keepReplyAlive(deps.replyEvents, reply.id, deps.replyLivenessMs);
+  try {
+    await runAttempt(deps, job, run, reply, log);
+  } finally {
+    alive.stop();
+  }
+}
+
+/** One attempt at the reply, from claiming its events to storing and announcing its end. */
+async function runAttempt(deps: ReplyGenerationDeps, job: ReplyJob, run: JobRun, reply: MessageRow, log: Logger): Promise<void> {
   const attempt = reply.attempt;
   const events = new ReplyEventWriter({
     events: deps.replyEvents,

@@ -54,10 +54,17 @@ export type SummaryJob = z.infer<typeof summaryJobSchema>;
 export const jobSchema = z.discriminatedUnion("kind", [replyJobSchema, completionJobSchema, summaryJobSchema]);
 export type ModelJob = z.output<typeof jobSchema>;
 
+export type JobState = "pending" | "ended" | "gone";
+
 export interface ModelJobQueue {
   enqueue(job: ReplyJob | CompletionJob | SummaryJob): Promise<void>;
   /** Whether the job can still run: waiting, delayed or active (not finished, failed or gone). */
   isPending(jobId: string): Promise<boolean>;
+  /**
+   * Where the job is: it can still run (`pending`), it has run (`ended`: completed or failed, still
+   * recorded), or Redis holds no such job (`gone`: never added, removed, or lost with Redis's data).
+   */
+  jobState(jobId: string): Promise<JobState>;
   close(): Promise<void>;
 }
 
@@ -74,6 +81,11 @@ export function createModelJobQueue(opts: { connection: Redis; prefix: string; o
   });
   // Without a listener BullMQ prints connection errors itself; ours go to the log.
   queue.on("error", opts.onError);
+  const jobState = async (jobId: string): Promise<JobState> => {
+    const state = await queue.getJobState(jobId);
+    if (state === "unknown") return "gone";
+    return state === "completed" || state === "failed" ? "ended" : "pending";
+  };
   return {
     async enqueue(job) {
       const data = jobSchema.parse(job);
@@ -85,10 +97,8 @@ export function createModelJobQueue(opts: { connection: Redis; prefix: string; o
       }
       await queue.add(data.kind, data, { jobId: data.kind === "reply" ? data.replyId : data.completionId });
     },
-    async isPending(jobId) {
-      const state = await queue.getJobState(jobId);
-      return !["completed", "failed", "unknown"].includes(state);
-    },
+    jobState,
+    isPending: async (jobId) => (await jobState(jobId)) === "pending",
     close: () => queue.close(),
   };
 }

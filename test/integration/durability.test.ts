@@ -115,10 +115,12 @@ describe("a reply whose job is gone", () => {
   it("is found and failed with a clear error, and the conversation takes new turns", async () => {
     const api = apiClient(`${service.url}/v1`);
     const { body: conv } = await api.post("/conversations", {});
-    // A reply in flight in Postgres with no job in Redis: what a flushed Redis leaves behind.
+    // A reply in flight in Postgres with no job in Redis and no live run: what a flushed Redis leaves behind
+    // once the worker that had taken it died too. (One no worker had taken is queued again instead:
+    // lost-reply-liveness.test.ts.)
     const replyId = "msg_01jf3t8vvaf8s9k0d7k6x1s2y3";
-    await service.sql`insert into messages (id, tenant_id, conversation_id, seq, role, content, status, model)
-      values (${replyId}, ${TEST_TENANT}, ${conv.id}, 1, 'assistant', '', 'queued', 'parley-sim-1')`;
+    await service.sql`insert into messages (id, tenant_id, conversation_id, seq, role, content, status, model, attempt)
+      values (${replyId}, ${TEST_TENANT}, ${conv.id}, 1, 'assistant', '', 'in_progress', 'parley-sim-1', 1)`;
     await service.sql`update conversations set last_seq = 1, message_count = 1 where id = ${conv.id}`;
     expect((await api.post(`/conversations/${conv.id}/messages`, { content: "hello?" })).status).toBe(409);
 

@@ -1,0 +1,125 @@
+import { pino } from "pino";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { connectDatabase, type DatabaseHandle } from "../../src/db/client.ts";
+import { migrateDatabase } from "../../src/db/migrate.ts";
+import { newConversationId, newMessageId } from "../../src/domain/ids.ts";
+import { LostReplySweep, type LostReplyDeps } from "../../src/domain/lost-replies.ts";
+import type { JobState, ReplyJob } from "../../src/queue/completions.ts";
+import { createTestDatabase, type TestDatabase } from "../support/service.ts";
+
+/**
+ * The sweep's rules, one sweep at a time with the clock in hand: a reply with
+ * a job or a live run is never touched; one found with neither is acted on
+ * only when a later sweep, a mark's lifetime on, still finds it so (a run
+ * whose job Redis lost re-marks its reply within a period); then a reply no
+ * worker ever took is queued again, any other failed `reply_lost`.
+ */
+
+const LIVENESS_MS = 1_000;
+const CONFIRM_MS = 3 * LIVENESS_MS;
+
+let database: TestDatabase;
+let handle: DatabaseHandle;
+beforeAll(async () => {
+  database = await createTestDatabase();
+  await migrateDatabase(database.url);
+  handle = connectDatabase(database.url, { max: 2 });
+  await database.sql`insert into tenants (id) values ('test')`;
+});
+afterAll(async () => {
+  await handle?.close();
+  await database?.drop();
+});
+afterEach(() => vi.useRealTimers());
+
+/** A conversation with one reply in flight, created a minute ago (past any grace). */
+async function replyInFlight(status: "queued" | "in_progress", attempt: number): Promise<string> {
+  const conversationId = newConversationId();
+  const replyId = newMessageId();
+  const { sql } = database;
+  await sql`insert into conversations (id, tenant_id, model, last_seq, message_count) values (${conversationId}, 'test', 'm', 1, 1)`;
+  await sql`
+    insert into messages (id, tenant_id, conversation_id, seq, role, content, status, model, attempt, created_at)
+    values (${replyId}, 'test', ${conversationId}, 1, 'assistant', '', ${status}, 'm', ${attempt}, now() - interval '1 minute')`;
+  return replyId;
+}
+
+const statusOf = async (replyId: string) => (await database.sql`select status, error from messages where id = ${replyId}`)[0];
+
+/** A sweep over fakes: each reply's job state and liveness as the test sets them (other tests' replies have jobs). */
+function sweepWith(jobs: Map<string, JobState>, alive: Set<string>) {
+  const enqueued: ReplyJob[] = [];
+  const deps = {
+    db: handle.db,
+    jobQueue: {
+      jobState: async (id: string) => jobs.get(id) ?? "pending",
+      isPending: async (id: string) => (jobs.get(id) ?? "pending") === "pending",
+      enqueue: async (job: ReplyJob) => void enqueued.push(job),
+      close: async () => {},
+    },
+    replyEvents: {
+      isAlive: async (id: string) => alive.has(id),
+      seal: async () => {},
+      readAfter: async () => [],
+      end: async () => ({ status: "ok", ids: [] }),
+    },
+    replySlots: { release: async () => {} },
+    log: pino({ level: "silent" }),
+  } as unknown as LostReplyDeps;
+  return { sweep: new LostReplySweep(deps, { graceMs: 1_000, livenessMs: LIVENESS_MS }), enqueued };
+}
+
+describe("the lost-reply sweep", () => {
+  it("leaves a reply whose run re-marks it after Redis restarted empty, and fails it once it stays unmarked a mark's lifetime", async () => {
+    const replyId = await replyInFlight("in_progress", 1);
+    const alive = new Set<string>();
+    const { sweep } = sweepWith(new Map([[replyId, "gone"]]), alive);
+    vi.useFakeTimers({ toFake: ["Date"] });
+    const t0 = Date.now();
+
+    // Right after the restart: no job, no mark yet. Not failed on one look.
+    expect(await sweep.run()).toEqual({ failed: 0, requeued: 0 });
+    // The run renews its mark within a period: the next sweep, however much later, leaves it alone.
+    alive.add(replyId);
+    vi.setSystemTime(t0 + CONFIRM_MS + 500);
+    expect(await sweep.run()).toEqual({ failed: 0, requeued: 0 });
+    expect((await statusOf(replyId)).status).toBe("in_progress");
+
+    // The run is gone: its mark lapses. First seen unmarked again, then failed a mark's lifetime later.
+    alive.delete(replyId);
+    vi.setSystemTime(t0 + CONFIRM_MS + 1_000);
+    expect(await sweep.run()).toEqual({ failed: 0, requeued: 0 });
+    vi.setSystemTime(t0 + CONFIRM_MS + 1_000 + CONFIRM_MS - 1);
+    expect(await sweep.run()).toEqual({ failed: 0, requeued: 0 });
+    vi.setSystemTime(t0 + CONFIRM_MS + 1_000 + CONFIRM_MS);
+    expect(await sweep.run()).toEqual({ failed: 1, requeued: 0 });
+    expect(await statusOf(replyId)).toMatchObject({ status: "failed", error: { code: "reply_lost" } });
+  });
+
+  it("never touches a reply whose job can still run", async () => {
+    const replyId = await replyInFlight("in_progress", 1);
+    const { sweep } = sweepWith(new Map([[replyId, "pending"]]), new Set());
+    vi.useFakeTimers({ toFake: ["Date"] });
+    const t0 = Date.now();
+    for (let i = 0; i < 3; i++) {
+      vi.setSystemTime(t0 + i * CONFIRM_MS * 2);
+      await sweep.run();
+    }
+    expect((await statusOf(replyId)).status).toBe("in_progress");
+  });
+
+  it("queues again a reply whose job vanished before any worker took it; fails one whose job ran and failed", async () => {
+    const vanished = await replyInFlight("queued", 0);
+    const jobFailed = await replyInFlight("queued", 0);
+    const { sweep, enqueued } = sweepWith(new Map([[vanished, "gone"], [jobFailed, "ended"]]), new Set());
+    vi.useFakeTimers({ toFake: ["Date"] });
+    const t0 = Date.now();
+    await sweep.run();
+    expect(enqueued).toEqual([]);
+    vi.setSystemTime(t0 + CONFIRM_MS);
+    expect(await sweep.run()).toEqual({ failed: 1, requeued: 1 });
+    expect(enqueued).toEqual([{ kind: "reply", replyId: vanished, tenantId: "test" }]);
+    expect((await statusOf(vanished)).status).toBe("queued");
+    expect(await statusOf(jobFailed)).toMatchObject({ status: "failed", error: { code: "reply_lost" } });
+  });
+});

@@ -1,4 +1,5 @@
 import { countTokens } from "gpt-tokenizer/encoding/o200k_base";
+import { O200K_TOKEN_SPLIT_REGEX } from "gpt-tokenizer/encodingParams/constants";
 
 /**
  * Tokens a message takes in a model's prompt: its text in o200k_base (the
@@ -9,6 +10,63 @@ import { countTokens } from "gpt-tokenizer/encoding/o200k_base";
  */
 export const MESSAGE_OVERHEAD_TOKENS = 4;
 
+/**
+ * The longest text handed to the encoder at once. gpt-tokenizer's BPE merge
+ * (BytePairEncodingCore.bytePairMerge) rescans and splices the whole piece
+ * for every merge, so one pre-tokenized piece of n bytes costs O(n²): 100,000
+ * of one character took 6.6 s. Bounding what it is given makes counting
+ * linear in the text's length. Words, numbers, punctuation and indentation
+ * in prose and code are far shorter than this, so they are never cut.
+ */
+export const MAX_ENCODER_PIECE_CHARS = 128;
+
+/**
+ * Special-token text ("<|endoftext|>") in content is counted as the plain
+ * text it is, as upstreams encode user content; gpt-tokenizer's default
+ * would throw on it.
+ */
+const AS_PLAIN_TEXT = { disallowedSpecial: new Set<string>() };
+
 export function messageTokens(content: string): number {
-  return countTokens(content) + MESSAGE_OVERHEAD_TOKENS;
+  let tokens = MESSAGE_OVERHEAD_TOKENS;
+  for (const piece of encoderPieces(content)) tokens += countTokens(piece, AS_PLAIN_TEXT);
+  return tokens;
 }
+
+/**
+ * The text cut into pieces of at most MAX_ENCODER_PIECE_CHARS, in order, that
+ * together are the text. Cuts fall between o200k's own pre-tokens (its split
+ * regex), where the encoder cuts anyway: the encoder pre-tokenizes each piece
+ * into the same pre-tokens it would have found in the whole text (the regex
+ * looks ahead only in `\s+(?!\S)`, which, at a piece's end, takes the same
+ * trailing whitespace), so the count is exact. Only a single pre-token longer
+ * than the bound (a run of one letter, symbol or whitespace; an unbroken
+ * string of letters) is cut inside, never within a surrogate pair. A token
+ * cannot span such a cut, so the count there may be over by about one token
+ * per cut and is not under by more than that: a context budget that
+ * overcounts a pathological run is safe, one that undercounts is not.
+ */
+export function* encoderPieces(text: string, maxChars = MAX_ENCODER_PIECE_CHARS): Generator<string> {
+  let pieceStart = 0;
+  let pieceEnd = 0;
+  for (const match of text.matchAll(O200K_TOKEN_SPLIT_REGEX)) {
+    const preTokenEnd = match.index + match[0].length;
+    if (preTokenEnd - pieceStart <= maxChars) {
+      pieceEnd = preTokenEnd;
+      continue;
+    }
+    if (pieceEnd > pieceStart) yield text.slice(pieceStart, pieceEnd);
+    pieceStart = pieceEnd;
+    while (preTokenEnd - pieceStart > maxChars) {
+      let cut = pieceStart + maxChars;
+      if (cut - 1 > pieceStart && isHighSurrogate(text.charCodeAt(cut - 1))) cut -= 1;
+      yield text.slice(pieceStart, cut);
+      pieceStart = cut;
+    }
+    pieceEnd = preTokenEnd;
+  }
+  // The split regex matches every character, so the pre-tokens cover the text.
+  if (text.length > pieceStart) yield text.slice(pieceStart);
+}
+
+const isHighSurrogate = (code: number): boolean => code >= 0xd800 && code <= 0xdbff;

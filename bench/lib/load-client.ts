@@ -23,6 +23,8 @@ export interface LoadResult {
   lagMs?: Summary;
   /** Streams only: replies whose content arrived whole and in order. */
   correct?: number;
+  /** Streams that got `message.reset` (their reply was taken over by another run and started again). */
+  resets?: number;
 }
 
 const now = () => performance.timeOrigin + performance.now();
@@ -56,6 +58,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const errors: string[] = [];
   let failed = 0;
   let correct = 0;
+  let resets = 0;
   const started = now();
   const deadline = started + spec.deadlineMs;
   const urlFor = (lane: number) => spec.urls[lane % spec.urls.length]!;
@@ -103,6 +106,10 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
               const at = content.lastIndexOf("@");
               lags.push(now() - Number(content.slice(at + 1)));
               seen.push(content);
+            } else if (e.event === "message.reset") {
+              // The reply starts over (another run took it): what came before is dropped, as a client must.
+              seen.length = 0;
+              resets++;
             } else if (e.event === "message.completed") {
               final = (JSON.parse(e.data) as { content: string }).content;
             } else if (e.event === "message.failed") {
@@ -152,7 +159,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     seconds,
     perSecond: latencies.length / seconds,
     latencyMs: summarize(latencies),
-    ...(spec.kind === "streams" ? { lagMs: summarize(lags), correct } : {}),
+    ...(spec.kind === "streams" ? { lagMs: summarize(lags), correct, resets } : {}),
   };
 }
 

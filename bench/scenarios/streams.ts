@@ -23,6 +23,7 @@ export async function manyStreams(ctx: BenchContext): Promise<ScenarioResult> {
           streams,
           "complete and correct": load.correct ?? 0,
           failed: load.failed,
+          "restarted (message.reset)": load.resets ?? 0,
           "relay lag p50 ms": round(load.lagMs?.p50 ?? NaN),
           "relay lag p99 ms": round(load.lagMs?.p99 ?? NaN),
           "API peak RSS MB": round(apiRss, 1),

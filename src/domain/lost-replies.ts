@@ -6,7 +6,6 @@ import type { ModelJobQueue } from "../queue/completions.ts";
 import type { ReplySlots } from "../access/reply-slots.ts";
 import type { ReplyEventLog } from "../streams/reply-events.ts";
 import { aliveMarkTtlMs } from "../streams/reply-liveness.ts";
-import { contentSoFar } from "./messages.ts";
 import { finishReply, inFlightStatuses } from "./replies.ts";
 import { toMessageResource } from "./resources.ts";
 import { storableText } from "./storable-text.ts";
@@ -88,13 +87,25 @@ export class LostReplySweep {
 
 /** Fails a lost reply, gives back its slot and ends its events. False when it had ended meanwhile. */
 async function failLostReply(deps: LostReplyDeps, { id, tenantId }: { id: string; tenantId: string }): Promise<boolean> {
-  const row = await storeLostReply(deps, id);
+  // Sealed first, as cancel does: a run still writing it somewhere (its job gone with Redis's data) adds no delta now.
+  await deps.replyEvents.seal(id).catch(() => {});
+  const streamed = await lostReplyEvents(deps.replyEvents, id);
+  const row = await storeLostReply(deps, id, storableText(streamed.content));
   if (!row) return false;
   const logFailure = (step: string) => (err: unknown) => deps.log.warn({ replyId: id, code: errorCode(err) }, `${step} failed`);
   // The row has ended: what follows must not hold up the rest of the batch (followers end from the row).
   await deps.replySlots.release(tenantId, id).catch(logFailure("giving back a lost reply's slot"));
   deps.log.warn({ replyId: id }, "failed a reply whose job was lost");
+  // Followers end with what is stored: they start over when the events lost their start with Redis's data (what
+  // they had may be more than the events hold now), or when other text was stored than they were sent.
+  const startOver = !streamed.whole || streamed.content !== row.content;
   await deps.replyEvents.end(id, [
+    ...(startOver
+      ? [
+          { event: "message.reset" as const, data: { id, reason: "events_lost" } },
+          ...(row.content ? [{ event: "message.delta" as const, data: { id, delta: { content: row.content } } }] : []),
+        ]
+      : []),
     { event: "message.failed", data: toMessageResource(row) },
     { event: "done", data: "[DONE]" },
   ]).catch(logFailure("ending a lost reply's events"));
@@ -112,10 +123,7 @@ const lostError = {
  * storable. Should that write still fail, the reply ends with no content and
  * an error that says so: no row can fail the sweep on every cycle.
  */
-async function storeLostReply(deps: LostReplyDeps, id: string): Promise<MessageRow | null> {
-  // Sealed first, as cancel does: a run still writing it somewhere (its job gone with Redis's data) adds no delta now.
-  await deps.replyEvents.seal(id).catch(() => {});
-  const content = storableText(await contentSoFar(deps.replyEvents, id).catch(() => ""));
+async function storeLostReply(deps: LostReplyDeps, id: string, content: string): Promise<MessageRow | null> {
   try {
     return await finishReply(deps.db, id, { status: "failed", content, error: lostError });
   } catch (err) {
@@ -128,6 +136,33 @@ async function storeLostReply(deps: LostReplyDeps, id: string): Promise<MessageR
     content: "",
     error: { ...lostError, message: `${lostError.message} Its content could not be stored.` },
   });
+}
+
+/**
+ * A lost reply's content as its events hold it (the deltas since it last
+ * started), and whether they still hold its start: a stream that does not
+ * begin with the reply's creation or a start-over lost its beginning with
+ * Redis's data (or could not be read), and followers may have had more.
+ */
+async function lostReplyEvents(replyEvents: ReplyEventLog, id: string): Promise<{ content: string; whole: boolean }> {
+  const events = await replyEvents.readAfter(id, null).catch(() => null);
+  if (!events) return { content: "", whole: false };
+  let content = "";
+  for (const e of events) {
+    if (e.event === "message.reset") content = "";
+    else if (e.event === "message.delta") content += deltaText(e.data);
+  }
+  const first = events[0]?.event;
+  return { content, whole: first === "message.created" || first === "message.reset" };
+}
+
+function deltaText(data: string): string {
+  try {
+    const text = (JSON.parse(data) as { delta?: { content?: unknown } }).delta?.content;
+    return typeof text === "string" ? text : "";
+  } catch {
+    return "";
+  }
 }
 
 /**

@@ -5,6 +5,7 @@ import { migrateDatabase } from "../../src/db/migrate.ts";
 import { newConversationId, newMessageId } from "../../src/domain/ids.ts";
 import { LostReplySweep, type LostReplyDeps } from "../../src/domain/lost-replies.ts";
 import type { JobState, ReplyJob } from "../../src/queue/completions.ts";
+import type { NewReplyEvent, ReplyEvent } from "../../src/streams/reply-events.ts";
 import { createTestDatabase, type TestDatabase } from "../support/service.ts";
 
 /**
@@ -44,11 +45,12 @@ async function replyInFlight(status: "queued" | "in_progress", attempt: number):
   return replyId;
 }
 
-const statusOf = async (replyId: string) => (await database.sql`select status, error from messages where id = ${replyId}`)[0];
+const statusOf = async (replyId: string) => (await database.sql`select status, error, content from messages where id = ${replyId}`)[0];
 
 /** A sweep over fakes: each reply's job state and liveness as the test sets them (other tests' replies have jobs). */
-function sweepWith(jobs: Map<string, JobState>, alive: Set<string>) {
+function sweepWith(jobs: Map<string, JobState>, alive: Set<string>, streams = new Map<string, ReplyEvent[]>()) {
   const enqueued: ReplyJob[] = [];
+  const ended = new Map<string, NewReplyEvent[]>();
   const deps = {
     db: handle.db,
     jobQueue: {
@@ -60,13 +62,16 @@ function sweepWith(jobs: Map<string, JobState>, alive: Set<string>) {
     replyEvents: {
       isAlive: async (id: string) => alive.has(id),
       seal: async () => {},
-      readAfter: async () => [],
-      end: async () => ({ status: "ok", ids: [] }),
+      readAfter: async (id: string) => streams.get(id) ?? [],
+      end: async (id: string, events: NewReplyEvent[]) => {
+        ended.set(id, events);
+        return { status: "ok", ids: [] };
+      },
     },
     replySlots: { release: async () => {} },
     log: pino({ level: "silent" }),
   } as unknown as LostReplyDeps;
-  return { sweep: new LostReplySweep(deps, { graceMs: 1_000, livenessMs: LIVENESS_MS }), enqueued };
+  return { sweep: new LostReplySweep(deps, { graceMs: 1_000, livenessMs: LIVENESS_MS }), enqueued, ended };
 }
 
 describe("the lost-reply sweep", () => {
@@ -83,7 +88,7 @@ describe("the lost-reply sweep", () => {
     alive.add(replyId);
     vi.setSystemTime(t0 + CONFIRM_MS + 500);
     expect(await sweep.run()).toEqual({ failed: 0, requeued: 0 });
-    expect((await statusOf(replyId)).status).toBe("in_progress");
+    expect((await statusOf(replyId))?.status).toBe("in_progress");
 
     // The run is gone: its mark lapses. First seen unmarked again, then failed a mark's lifetime later.
     alive.delete(replyId);
@@ -105,7 +110,7 @@ describe("the lost-reply sweep", () => {
       vi.setSystemTime(t0 + i * CONFIRM_MS * 2);
       await sweep.run();
     }
-    expect((await statusOf(replyId)).status).toBe("in_progress");
+    expect((await statusOf(replyId))?.status).toBe("in_progress");
   });
 
   it("queues again a reply whose job vanished before any worker took it; fails one whose job ran and failed", async () => {
@@ -119,7 +124,34 @@ describe("the lost-reply sweep", () => {
     vi.setSystemTime(t0 + CONFIRM_MS);
     expect(await sweep.run()).toEqual({ failed: 1, requeued: 1 });
     expect(enqueued).toEqual([{ kind: "reply", replyId: vanished, tenantId: "test" }]);
-    expect((await statusOf(vanished)).status).toBe("queued");
+    expect((await statusOf(vanished))?.status).toBe("queued");
     expect(await statusOf(jobFailed)).toMatchObject({ status: "failed", error: { code: "reply_lost" } });
+  });
+
+  it("ends a failed reply's followers with what is stored: a start-over when its events lost their start, none when they are whole", async () => {
+    const lostStart = await replyInFlight("in_progress", 1);
+    const whole = await replyInFlight("in_progress", 1);
+    const delta = (id: string, content: string): ReplyEvent => ({ id: "2-0", event: "message.delta", data: JSON.stringify({ id, delta: { content } }) });
+    const streams = new Map<string, ReplyEvent[]>([
+      // After Redis restarted empty, only what the run wrote since: followers had the deltas before it.
+      [lostStart, [delta(lostStart, " and the end")]],
+      [whole, [{ id: "1-0", event: "message.created", data: "{}" }, delta(whole, "all of it")]],
+    ]);
+    const { sweep, ended } = sweepWith(new Map([[lostStart, "gone"], [whole, "gone"]]), new Set(), streams);
+    vi.useFakeTimers({ toFake: ["Date"] });
+    const t0 = Date.now();
+    await sweep.run();
+    vi.setSystemTime(t0 + CONFIRM_MS);
+    expect(await sweep.run()).toEqual({ failed: 2, requeued: 0 });
+
+    expect((await statusOf(lostStart))?.content).toBe(" and the end");
+    expect(ended.get(lostStart)).toEqual([
+      { event: "message.reset", data: { id: lostStart, reason: "events_lost" } },
+      { event: "message.delta", data: { id: lostStart, delta: { content: " and the end" } } },
+      expect.objectContaining({ event: "message.failed" }),
+      { event: "done", data: "[DONE]" },
+    ]);
+    expect((await statusOf(whole))?.content).toBe("all of it");
+    expect(ended.get(whole)?.map((e) => e.event)).toEqual(["message.failed", "done"]);
   });
 });

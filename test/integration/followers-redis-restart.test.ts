@@ -165,8 +165,9 @@ describe("followers across a Redis restart", () => {
     await sleep(2_000);
     await ctx.redis.start();
 
-    // The runs whose jobs Redis forgot go on (the lost-reply sweep leaves a reply with a live run alone), so
-    // what followers were sent is what is stored.
+    // What followers were sent is what is stored: a run whose job Redis forgot goes on (the lost-reply sweep
+    // leaves a reply with a live run alone), and one that stopped as its lock lapsed (shorter than the outage)
+    // is failed by the sweep, whose end starts its followers over with the content it stored.
     await inFlight.expectEndedAsStored({ deltasMatchStored: true });
 
     // The conversation takes new turns. (Right after the restart a new turn's job is now and then lost

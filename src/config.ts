@@ -62,11 +62,19 @@ export const configSchema = z.object({
   WORKER_STALLED_CHECK_MS: int(500).default(5_000),
   /**
    * Every LOST_REPLY_SWEEP_MS each worker looks for replies in flight with no
-   * job left to run them, older than LOST_REPLY_GRACE_MS, and fails them: a
-   * lost reply ends within about the sum.
+   * job left to run them and no live run, older than LOST_REPLY_GRACE_MS, and
+   * fails them (or queues again one no worker took): a lost reply ends within
+   * about the grace and two sweeps.
    */
   LOST_REPLY_SWEEP_MS: int(100).default(15_000),
   LOST_REPLY_GRACE_MS: int(0).default(15_000),
+  /**
+   * A worker renews a liveness mark in Redis for each reply it generates every REPLY_LIVENESS_MS
+   * (the mark lasts 3 periods). The sweep leaves a marked reply alone, even when its job is gone
+   * (Redis restarted empty), and acts on a reply only once it has found it with no job and no mark
+   * on two sweeps at least 3 periods apart.
+   */
+  REPLY_LIVENESS_MS: int(100).default(2_000),
   /** How long SIGTERM waits for in-flight turns and requests before closing anyway. */
   SHUTDOWN_TIMEOUT_MS: int(0).default(30_000),
   /** How long a reply's events stay in Redis after it ends (for followers and reconnects). */

@@ -7,7 +7,7 @@ import { migrateDatabase } from "./db/migrate.ts";
 import { buildDeps, type Deps } from "./deps.ts";
 import { countActiveApiKeys } from "./domain/api-keys.ts";
 import { forgetExpiredIdempotencyKeys } from "./domain/idempotency.ts";
-import { failLostReplies } from "./domain/lost-replies.ts";
+import { LostReplySweep } from "./domain/lost-replies.ts";
 import { runSummaryJob } from "./domain/summaries.ts";
 import { generateReply } from "./domain/reply-generation.ts";
 import { runStatelessCompletion } from "./domain/stateless-completions.ts";
@@ -83,6 +83,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
     });
     await cancellations.ready();
     const replyWriteBounds = { eventsOutageMs: config.REPLY_EVENTS_OUTAGE_MS, finalWriteRetryMs: config.FINAL_WRITE_RETRY_MS };
+    const replyLivenessMs = config.REPLY_LIVENESS_MS;
     worker = startModelJobWorker({
       connection: deps.connectRedis({ maxRetriesPerRequest: null }),
       prefix: config.REDIS_PREFIX,
@@ -97,7 +98,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
         let threw = false;
         jobLog.info({ kind: job.kind }, "model job started");
         try {
-          if (job.kind === "reply") await generateReply({ ...deps, log: jobLog, cancellations, replyWriteBounds }, job, run);
+          if (job.kind === "reply") await generateReply({ ...deps, log: jobLog, cancellations, replyWriteBounds, replyLivenessMs }, job, run);
           else if (job.kind === "completion") await runStatelessCompletion({ ...deps, log: jobLog, replyWriteBounds }, job, run);
           else await runSummaryJob({ ...deps, log: jobLog }, job, run);
           jobLog.info({ ms: Math.round(performance.now() - started) }, "model job finished");
@@ -115,8 +116,10 @@ export async function startService(config: Config, log: Logger): Promise<Running
       },
       onError: (err) => log.warn({ err }, "worker error"),
     });
+    const lostReplies = new LostReplySweep(deps, { graceMs: config.LOST_REPLY_GRACE_MS, livenessMs: replyLivenessMs });
     sweep = setInterval(() => {
-      failLostReplies(deps, { graceMs: config.LOST_REPLY_GRACE_MS })
+      lostReplies
+        .run()
         .then(() => forgetExpiredIdempotencyKeys(deps.db, config.IDEMPOTENCY_KEY_TTL_HOURS * 3_600_000))
         .catch((err: unknown) => log.warn({ err }, "sweeping lost replies failed"));
     }, config.LOST_REPLY_SWEEP_MS);

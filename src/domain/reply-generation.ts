@@ -83,16 +83,19 @@ async function runAttempt(deps: ReplyGenerationDeps, job: ReplyJob, run: JobRun,
   // Claims the reply's events for this attempt: an earlier run's writes are refused from here on.
   const restarted = attempt > 1;
   if (restarted) log.warn({ attempt }, "reply restarts: the run that was generating it was lost");
-  const started = await events
-    .start(restarted ? [{ event: "message.reset", data: { id: reply.id, reason: "worker_lost" } }] : [])
-    .then(() => null, (err: unknown) => err);
+  // The claim (Redis) and the conversation's read (Postgres) go out together: one round trip less before the first token.
+  const [started, [conversation]] = await Promise.all([
+    events
+      .start(restarted ? [{ event: "message.reset", data: { id: reply.id, reason: "worker_lost" } }] : [])
+      .then(() => null, (err: unknown) => err),
+    deps.db.select().from(conversations).where(eq(conversations.id, reply.conversationId)),
+  ]);
   if (started instanceof ReplyStreamClosedError) return void log.info({ reason: started.reason }, "reply's events closed to this run; it stops");
 
   let outcome: ReplyCallOutcome;
   if (started) {
     outcome = { status: "failed", content: "", error: describeFailure(started), cause: started };
   } else {
-    const [conversation] = await deps.db.select().from(conversations).where(eq(conversations.id, reply.conversationId));
     if (!conversation) return void log.info("conversation was deleted; nothing to generate");
     outcome = await callModelForReply(deps, job, run, conversation, reply, events);
   }

@@ -205,8 +205,7 @@ export function createOpenAICompatibleProvider(upstream: UpstreamConfig): ChatPr
         );
         const choice = completion.choices?.[0];
         return {
-          content: choice?.message?.content ?? "",
-          finishReason: toFinishReason(choice?.finish_reason),
+          choices: [{ content: choice?.message?.content ?? "", finishReason: toFinishReason(choice?.finish_reason) }],
           usage: toUsage(completion.usage),
         };
       } catch (err) {

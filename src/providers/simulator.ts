@@ -110,8 +110,8 @@ export function createSimulatorProvider(opts: SimulatorOptions): ChatProvider {
     async completeChat(request: ChatRequest, signal: AbortSignal): Promise<ChatResult> {
       let content = "";
       for await (const chunk of streamChat(request, signal)) {
-        if (chunk.type === "delta") content += chunk.content;
-        else return { content, finishReason: chunk.finishReason, usage: chunk.usage };
+        if (chunk.type === "delta") content += chunk.content ?? "";
+        else return { choices: [{ content, finishReason: chunk.finishReason }], usage: chunk.usage };
       }
       throw new Error("simulator stream ended without a finish chunk");
     },
@@ -243,8 +243,15 @@ const WORDISH = /[\p{L}\p{N}_]+|[^\s\p{L}\p{N}_]/gu;
  */
 function usageOf(messages: ChatMessage[], completionTokens: number): TokenUsage {
   let promptTokens = 0;
-  for (const message of messages) promptTokens += (message.content.match(WORDISH)?.length ?? 0) + 4;
+  for (const message of messages) promptTokens += (textOf(message).match(WORDISH)?.length ?? 0) + 4;
   return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+}
+
+/** A message's text: its string, or its text parts joined (images and null content say nothing). */
+function textOf(message: ChatMessage): string {
+  if (typeof message.content === "string") return message.content;
+  if (message.content === null) return "";
+  return message.content.map((p) => (p.type === "text" ? p.text : "")).join("");
 }
 
 function throwIfAborted(signal: AbortSignal): void {

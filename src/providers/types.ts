@@ -3,11 +3,46 @@
  * chat request, yield the reply as it is produced.
  */
 
-export type ChatRole = "system" | "user" | "assistant";
+/*
+ * The chat-completions message as users know it. Declared here, structurally,
+ * so providers know nothing of the domain: the domain's message schema
+ * (src/domain/chat-message.ts) produces values of this shape.
+ */
+
+export type ChatRole = "system" | "developer" | "user" | "assistant" | "tool";
+
+/** A text part; extra fields a client put on a part are kept and passed on as given. */
+export interface TextPart {
+  type: "text";
+  text: string;
+  [extra: string]: unknown;
+}
+
+export interface ImagePart {
+  type: "image_url";
+  image_url: { url: string; detail?: "auto" | "low" | "high"; [extra: string]: unknown };
+  [extra: string]: unknown;
+}
+
+export type ContentPart = TextPart | ImagePart;
+
+export interface ToolCall {
+  id: string;
+  type: "function";
+  function: { name: string; arguments: string };
+}
 
 export interface ChatMessage {
   role: ChatRole;
-  content: string;
+  /** Null only on an assistant message that carries tool_calls. */
+  content: string | ContentPart[] | null;
+  name?: string;
+  /** Assistant messages only. */
+  tool_calls?: ToolCall[];
+  /** Tool messages only: the call this answers. */
+  tool_call_id?: string;
+  /** Assistant messages only, and only when the caller chose to send reasoning back. */
+  reasoning_content?: string;
 }
 
 export interface TokenUsage {
@@ -30,14 +65,43 @@ export interface ChatRequest {
   params: Record<string, unknown>;
 }
 
-export type ChatChunk =
-  | { type: "delta"; content: string }
-  | { type: "finish"; finishReason: FinishReason; usage: TokenUsage | null };
+/** One fragment of a tool call as the upstream streams it: `index` says which call; `id`, `type` and the name come once. */
+export interface ToolCallDelta {
+  index: number;
+  id?: string;
+  type?: "function";
+  function?: { name?: string; arguments?: string };
+}
 
-/** A whole reply, for callers that asked not to stream. */
-export interface ChatResult {
-  content: string;
+/**
+ * `choice` is the upstream's choice index (absent: 0); only a stateless call
+ * asks for more than one choice. A delta may carry only a role, or only
+ * reasoning: every chunk is a sign of life.
+ */
+export type ChatChunk =
+  | {
+      type: "delta";
+      choice?: number;
+      role?: "assistant";
+      content?: string;
+      reasoning?: string;
+      toolCalls?: ToolCallDelta[];
+      logprobs?: unknown;
+    }
+  | { type: "finish"; choice?: number; finishReason: FinishReason; usage: TokenUsage | null };
+
+/** One choice of a whole reply. `content` is null when the model only called tools. */
+export interface ChatChoice {
+  content: string | null;
+  reasoning?: string;
+  toolCalls?: ToolCall[];
+  logprobs?: unknown;
   finishReason: FinishReason;
+}
+
+/** A whole reply, for callers that asked not to stream: every choice, in index order. */
+export interface ChatResult {
+  choices: ChatChoice[];
   usage: TokenUsage | null;
 }
 

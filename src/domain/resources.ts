@@ -1,48 +1,14 @@
 import { z } from "@hono/zod-openapi";
 import type { ConversationRow, MessageRow } from "../db/schema.ts";
 import { contextStrategies, messageRoles, messageStatuses } from "../db/schema.ts";
+import { isStorableJson, storableText } from "./storable-json.ts";
 
 /**
  * The resources as clients see them: one zod schema each, which types the
  * code, documents /openapi.json, and is what the presenters below produce.
  */
 
-/**
- * Text as Postgres can store it and give back unchanged: no NUL characters,
- * and well-formed Unicode (a lone surrogate would be stored as U+FFFD).
- */
-export const storableText = () =>
-  z
-    .string()
-    .refine((s) => !s.includes("\u0000"), { message: "must not contain NUL (\\u0000) characters" })
-    .refine((s) => s.isWellFormed(), { message: "must be well-formed Unicode (no lone surrogates)" });
-
-/**
- * Whether a JSON value is stored as given: every string (keys too) storable
- * text, and every number finite (JSON's 1e309 parses as Infinity, which jsonb
- * would get as null). Walks with its own stack, not recursion: a body may nest
- * deeper than the call stack.
- */
-export function isStorableJson(value: unknown): boolean {
-  const storable = (s: string) => !s.includes("\u0000") && s.isWellFormed();
-  const stack: unknown[] = [value];
-  while (stack.length > 0) {
-    const v = stack.pop();
-    if (typeof v === "number") {
-      if (!Number.isFinite(v)) return false;
-    } else if (typeof v === "string") {
-      if (!storable(v)) return false;
-    } else if (Array.isArray(v)) {
-      stack.push(...v);
-    } else if (typeof v === "object" && v !== null) {
-      for (const [k, item] of Object.entries(v)) {
-        if (!storable(k)) return false;
-        stack.push(item);
-      }
-    }
-  }
-  return true;
-}
+export { isStorableJson, storableText };
 
 // Entry count and sizes are the deployment's limits (MAX_METADATA_*), checked after parsing.
 export const metadataSchema = z
@@ -103,7 +69,13 @@ export const messageSchema = z
     finish_reason: z.string().nullable(),
     usage: usageSchema.nullable(),
     error: z
-      .object({ message: z.string(), type: z.string(), code: z.string() })
+      .object({
+        message: z.string(),
+        type: z.string(),
+        code: z.string(),
+        status: z.int().optional().openapi({ description: "When the upstream refused the request (a 4xx other than 408/429): the status it answered." }),
+        param: z.string().nullable().optional().openapi({ description: "With `status`: the request field the upstream named, if any." }),
+      })
       .nullable()
       .openapi({ description: "Why a reply failed." }),
     created_at: z.int(),

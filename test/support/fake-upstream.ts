@@ -29,7 +29,31 @@ export type FakeBehaviour =
       stampTokens?: boolean;
       /** Wait this long after the last delta before the finish chunk (a reply that ends later, with nothing to stream). */
       finishDelayMs?: number;
+      /**
+       * The reply calls these tools (finish_reason `tool_calls`; non-streamed: `message.tool_calls`, and
+       * `content: null` unless `text` is given). Streamed as `toolCallStyle` says, arguments in fragments.
+       */
+      toolCalls?: FakeToolCall[];
+      /** How tool calls are streamed (default "openai"); see `FakeToolCallStyle`. */
+      toolCallStyle?: FakeToolCallStyle;
+      /** Argument fragments are at most this many characters (default 6). */
+      argumentFragmentChars?: number;
+      /** Reasoning deltas sent before any content (non-streamed: the message's reasoning field, joined). */
+      reasoning?: string[];
+      /** The delta field reasoning travels in: `reasoning_content` (DeepSeek, vLLM; default) or `reasoning` (Together, newer vLLM). */
+      reasoningField?: "reasoning_content" | "reasoning";
+      /** Wait this long before each reasoning delta (a model thinking for a while, sending life). */
+      reasoningDelayMs?: number;
+      /** Attach OpenAI-shaped logprobs to each content delta (non-streamed: to the choice), `top_logprobs` as asked. */
+      logprobs?: boolean;
+      /** Answer with `n` choices as the request asks (choice i > 0 says `<text> (choice i)`); streamed choice by choice, interleaved. */
+      honourN?: boolean;
     }
+  /**
+   * Decide per request: `pick` sees the request (body and raw text) and returns the behaviour to use, so a
+   * multi-step exchange (a tool loop) can be driven; see `toolLoop`.
+   */
+  | { kind: "script"; pick: (request: { body: any; raw: string }) => FakeBehaviour }
   /** Answer with this status and JSON body (default: an OpenAI-shaped error), e.g. 429 with `Retry-After`. */
   | { kind: "status"; status: number; body?: unknown; headers?: Record<string, string> }
   /**
@@ -48,6 +72,8 @@ export type FakeBehaviour =
 export interface RecordedRequest {
   /** The JSON body as parsed. */
   body: any;
+  /** The body exactly as received (to check key order, which parsing and comparing with toEqual would hide). */
+  raw: string;
   headers: IncomingMessage["headers"];
   /** Set when the client closed the connection before the answer was complete (an aborted call). */
   closedEarly: boolean;
@@ -74,6 +100,89 @@ export interface FakeUpstream {
 }
 
 export const fakeReplyText = (lastUser: string) => `Reply to: ${lastUser}`;
+
+/** A tool call the fake makes; `id` defaults to `call_<n>_<i>` (n counts requests, i the call). */
+export interface FakeToolCall {
+  id?: string;
+  name: string;
+  /** The arguments as the JSON text the model writes. */
+  arguments: string;
+}
+
+/**
+ * How servers stream a tool call:
+ * - "openai": first fragment `{index, id, type, function: {name, arguments: ""}}`, then `{index, function: {arguments}}`;
+ *   the role chunk says `content: null`.
+ * - "vllm": first fragment `{id, type, index, function: {name}}` (no arguments), then `{index, function: {arguments}}`;
+ *   the role chunk says `content: ""`.
+ * - "together": `id` and `type` repeated on every fragment.
+ * - "whole": each call in one fragment, name and all its arguments.
+ */
+export type FakeToolCallStyle = "openai" | "vllm" | "together" | "whole";
+
+/** An upstream error answer as OpenAI sends one: `{error: {message, type, param, code}}`. */
+export function upstreamError(
+  status: number,
+  error: { message?: string; type?: string; param?: string | null; code?: string | null },
+): FakeBehaviour {
+  return {
+    kind: "status",
+    status,
+    body: { error: { message: error.message ?? `fake ${status}`, type: error.type ?? "invalid_request_error", param: error.param ?? null, code: error.code ?? null } },
+  };
+}
+
+/**
+ * A tool loop's upstream: a request whose last message is a `tool` result is answered with text
+ * (`answer(toolResults)`, default `Tool said: <contents joined by " | ">`); any other request with `calls`.
+ */
+export function toolLoop(opts: {
+  calls: FakeToolCall[];
+  style?: FakeToolCallStyle;
+  answer?: (toolResults: string[]) => string;
+  /** Extra fields for both answers (reasoning, logprobs, delays). */
+  extra?: Omit<Extract<FakeBehaviour, { kind: "ok" }>, "kind" | "toolCalls" | "text">;
+}): FakeBehaviour {
+  return {
+    kind: "script",
+    pick({ body }) {
+      const messages: any[] = Array.isArray(body.messages) ? body.messages : [];
+      if (messages.at(-1)?.role !== "tool") return { kind: "ok", ...opts.extra, toolCalls: opts.calls, toolCallStyle: opts.style };
+      const results: string[] = [];
+      for (let i = messages.length - 1; i >= 0 && messages[i].role === "tool"; i--) {
+        const c = messages[i].content;
+        results.unshift(typeof c === "string" ? c : JSON.stringify(c));
+      }
+      return { kind: "ok", ...opts.extra, text: opts.answer ? opts.answer(results) : `Tool said: ${results.join(" | ")}` };
+    },
+  };
+}
+
+/** The fragments a server streams for `calls` in `style` (each one a `delta.tool_calls` entry). */
+export function toolCallFragments(calls: Required<FakeToolCall>[], style: FakeToolCallStyle, fragmentChars: number): object[] {
+  const out: object[] = [];
+  for (const [index, call] of calls.entries()) {
+    if (style === "whole") {
+      out.push({ index, id: call.id, type: "function", function: { name: call.name, arguments: call.arguments } });
+      continue;
+    }
+    if (style === "vllm") out.push({ id: call.id, type: "function", index, function: { name: call.name } });
+    else out.push({ index, id: call.id, type: "function", function: { name: call.name, arguments: "" } });
+    for (let at = 0; at < call.arguments.length; at += fragmentChars) {
+      const args = call.arguments.slice(at, at + fragmentChars);
+      out.push(style === "together" ? { index, id: call.id, type: "function", function: { arguments: args } } : { index, function: { arguments: args } });
+    }
+  }
+  return out;
+}
+
+/** OpenAI-shaped logprobs for one token. */
+const tokenLogprobs = (token: string, top: number) => ({
+  token,
+  logprob: -0.25,
+  bytes: [...Buffer.from(token, "utf8")],
+  top_logprobs: Array.from({ length: top }, (_, k) => ({ token: k === 0 ? token : `${token}~${k}`, logprob: -0.25 * (k + 1), bytes: null })),
+});
 /** The deltas the fake sends: words, each after the first with its leading space. */
 export const fakeTokens = (text: string) => text.split(/(?= )/);
 
@@ -110,22 +219,24 @@ export async function startFakeUpstream(
     }
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
+    const raw = Buffer.concat(chunks).toString("utf8");
     let body: any;
     try {
-      body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+      body = JSON.parse(raw);
       if (typeof body !== "object" || body === null || Array.isArray(body)) throw new TypeError("not an object");
     } catch {
       return json(res, 400, { error: { message: "body is not a JSON object", type: "invalid_request_error", param: null, code: null } });
     }
     if (opts.record !== false) {
-      const recorded: RecordedRequest = { body, headers: req.headers, closedEarly: false, startedAt: Date.now() };
+      const recorded: RecordedRequest = { body, raw, headers: req.headers, closedEarly: false, startedAt: Date.now() };
       res.on("close", () => {
         recorded.closedEarly = !res.writableFinished;
         recorded.endedAt = Date.now();
       });
       requests.push(recorded);
     }
-    const b = (opts.behaviourFromModel ? behaviourFromModel(String(body.model)) : null) ?? queued.shift() ?? behaviour;
+    let b = (opts.behaviourFromModel ? behaviourFromModel(String(body.model)) : null) ?? queued.shift() ?? behaviour;
+    while (b.kind === "script") b = b.pick({ body, raw });
     const id = `chatcmpl-fake-${++counter}`;
     const messages: { role: string; content: unknown }[] = Array.isArray(body.messages) ? body.messages : [];
     const contentText = (c: unknown) => (typeof c === "string" ? c : JSON.stringify(c ?? ""));
@@ -135,6 +246,9 @@ export async function startFakeUpstream(
     if (b.kind === "status") {
       res.writeHead(b.status, { "content-type": "application/json", ...b.headers });
       return res.end(JSON.stringify(b.body ?? { error: { message: `fake ${b.status}`, type: "server_error", param: null, code: null } }));
+    }
+    if (b.kind === "ok" && (b.toolCalls || b.reasoning || b.logprobs || b.honourN)) {
+      return answerRich(res, body, b, id, counter, fakeReplyText(lastUser), messages.reduce((n, m) => n + fakeTokens(contentText(m.content)).length, 0));
     }
     const text =
       b.kind === "ok" && b.text !== undefined
@@ -226,6 +340,86 @@ export async function startFakeUpstream(
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/**
+ * An "ok" answer with tool calls, reasoning, logprobs or several choices, shaped as OpenAI (or the
+ * server `toolCallStyle` names) sends it.
+ */
+async function answerRich(
+  res: ServerResponse,
+  body: any,
+  b: Extract<FakeBehaviour, { kind: "ok" }>,
+  id: string,
+  requestNumber: number,
+  defaultText: string,
+  promptTokens: number,
+) {
+  const baseText = b.text ?? (b.replyTokens !== undefined ? numberedTokens(b.replyTokens).join("") : b.tokens ? b.tokens.join("") : b.toolCalls ? null : defaultText);
+  const style = b.toolCallStyle ?? "openai";
+  const reasoning = b.reasoning ?? [];
+  const reasoningField = b.reasoningField ?? "reasoning_content";
+  const top = Number(body.top_logprobs ?? 0);
+  const choiceCount = b.honourN && Number.isInteger(body.n) && body.n > 1 ? (body.n as number) : 1;
+  const choices = Array.from({ length: choiceCount }, (_, i) => {
+    const text = baseText === null ? null : i === 0 ? baseText : `${baseText} (choice ${i})`;
+    const tokens = text === null ? [] : i === 0 && b.tokens ? b.tokens : fakeTokens(text);
+    const calls = (b.toolCalls ?? []).map((c, k) => ({ id: c.id ?? `call_${requestNumber}_${k}${i ? `_${i}` : ""}`, name: c.name, arguments: c.arguments }));
+    return { index: i, text, tokens, calls, fragments: toolCallFragments(calls, style, b.argumentFragmentChars ?? 6) };
+  });
+  const finishReason = b.toolCalls?.length ? "tool_calls" : "stop";
+  const completionTokens = choices.reduce((n, c) => n + c.tokens.length + c.fragments.length + reasoning.length, 0);
+  const usage = { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+  const created = Math.floor(Date.now() / 1000);
+
+  if (b.ttftMs) await sleep(b.ttftMs);
+  if (!body.stream) {
+    if (b.reasoningDelayMs) await sleep(b.reasoningDelayMs * reasoning.length);
+    return json(res, 200, {
+      id,
+      object: "chat.completion",
+      created,
+      model: body.model,
+      choices: choices.map((c) => ({
+        index: c.index,
+        message: {
+          role: "assistant",
+          content: c.text,
+          ...(reasoning.length ? { [reasoningField]: reasoning.join("") } : {}),
+          ...(c.calls.length ? { tool_calls: c.calls.map((t) => ({ id: t.id, type: "function", function: { name: t.name, arguments: t.arguments } })) } : {}),
+        },
+        ...(b.logprobs ? { logprobs: { content: c.tokens.map((t) => tokenLogprobs(t, top)) } } : {}),
+        finish_reason: finishReason,
+      })),
+      usage,
+    });
+  }
+
+  res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+  const send = (index: number, delta: object, finish: string | null, logprobs?: unknown) =>
+    res.destroyed ||
+    res.write(
+      `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model: body.model, choices: [{ index, delta, ...(logprobs ? { logprobs } : {}), finish_reason: finish }] })}\n\n`,
+    );
+  for (const c of choices) send(c.index, { role: "assistant", content: c.text === null && style === "openai" ? null : "" }, null);
+  for (const r of reasoning) {
+    if (b.reasoningDelayMs) await sleep(b.reasoningDelayMs);
+    for (const c of choices) send(c.index, { [reasoningField]: r }, null);
+  }
+  const longest = Math.max(...choices.map((c) => c.tokens.length));
+  for (let t = 0; t < longest; t++) {
+    if (t > 0 && b.tokenDelayMs) await sleep(b.tokenDelayMs);
+    for (const c of choices) {
+      const token = c.tokens[t];
+      if (token !== undefined) send(c.index, { content: token }, null, b.logprobs ? { content: [tokenLogprobs(token, top)] } : undefined);
+    }
+  }
+  for (const c of choices) for (const f of c.fragments) send(c.index, { tool_calls: [f] }, null);
+  if (b.finishDelayMs) await sleep(b.finishDelayMs);
+  if (res.destroyed) return; // the client left
+  for (const c of choices) send(c.index, {}, finishReason);
+  if (body.stream_options?.include_usage) res.write(`data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model: body.model, choices: [], usage })}\n\n`);
+  res.end("data: [DONE]\n\n");
 }
 
 function json(res: ServerResponse, status: number, body: unknown) {

@@ -5,6 +5,7 @@ import {
   primaryKey,
   index,
   integer,
+  json,
   jsonb,
   pgTable,
   text,
@@ -63,7 +64,8 @@ export const conversations = pgTable(
     title: text("title"),
     model: text("model").notNull(),
     system: text("system"),
-    params: jsonb("params").$type<Record<string, unknown>>().notNull().default({}),
+    // json, not jsonb: params (tools, json schemas) reach the upstream with their keys in the order given.
+    params: json("params").$type<Record<string, unknown>>().notNull().default({}),
     metadata: jsonb("metadata").$type<Record<string, string>>().notNull().default({}),
     messageCount: integer("message_count").notNull().default(0),
     // The seq of the newest message; appends bump it under the row lock, so seqs never gap or repeat.
@@ -84,7 +86,7 @@ export const conversations = pgTable(
   ],
 );
 
-export const messageRoles = ["system", "user", "assistant"] as const;
+export const messageRoles = ["system", "developer", "user", "assistant", "tool"] as const;
 export type MessageRole = (typeof messageRoles)[number];
 
 export const messageStatuses = ["queued", "in_progress", "completed", "failed", "cancelled"] as const;
@@ -100,6 +102,18 @@ export interface StoredError {
   message: string;
   type: string;
   code: string;
+  /** Set when the upstream refused the request (a 4xx other than 408/429): its status, and the field it named. */
+  status?: number;
+  param?: string | null;
+}
+
+/** Stored as given; the shapes are src/domain/chat-message.ts's (declared structurally so the schema imports nothing). */
+export type StoredContentPart = { type: string; [field: string]: unknown };
+export interface StoredToolCall {
+  id: string;
+  type: "function";
+  function: { name: string; arguments: string; [field: string]: unknown };
+  [field: string]: unknown;
 }
 
 export const messages = pgTable(
@@ -112,7 +126,19 @@ export const messages = pgTable(
       .references(() => conversations.id, { onDelete: "cascade" }),
     seq: integer("seq").notNull(),
     role: text("role", { enum: messageRoles }).notNull(),
+    // The text: a string content as given, or the texts of `parts` joined (token counts, old clients).
     content: text("content").notNull().default(""),
+    // The content as given when it was an array of parts (text, image_url); null for a string.
+    parts: json("parts").$type<StoredContentPart[]>(),
+    name: text("name"),
+    // An assistant message's tool calls (a reply's, accumulated from the stream); json keeps them as given.
+    toolCalls: json("tool_calls").$type<StoredToolCall[]>(),
+    // A tool message: the id of the call it answers.
+    toolCallId: text("tool_call_id"),
+    // A reply's reasoning (reasoning_content), apart from its content; not sent back unless a turn asks.
+    reasoning: text("reasoning"),
+    // A reply's logprobs, as the upstream streamed them (the choice's `logprobs.content` entries, concatenated).
+    logprobs: json("logprobs").$type<unknown>(),
     status: text("status", { enum: messageStatuses }).notNull(),
     model: text("model"),
     finishReason: text("finish_reason"),
@@ -120,7 +146,8 @@ export const messages = pgTable(
     error: jsonb("error").$type<StoredError>(),
     metadata: jsonb("metadata").$type<Record<string, string>>().notNull().default({}),
     // Per-turn sampling overrides, merged over the conversation's params by the worker.
-    params: jsonb("params").$type<Record<string, unknown>>(),
+    // json, not jsonb, as on conversations: key order is kept.
+    params: json("params").$type<Record<string, unknown>>(),
     // The message's size in the model's prompt, counted once when its content is final.
     tokens: integer("tokens").notNull().default(0),
     // The tokens of every message up to this one that goes into history (failed replies count 0):

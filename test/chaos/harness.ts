@@ -5,12 +5,13 @@ import { EventSourceParserStream } from "eventsource-parser/stream";
 import { Redis } from "ioredis";
 import { it } from "vitest";
 import { startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.ts";
-import { apiClient } from "../support/http.ts";
+import { apiClient, followedContent } from "../support/http.ts";
 import { seedTestApiKey, TEST_API_KEY } from "../support/keys.ts";
 import { freePort, spawnParley, waitForOutput, type ParleyProcess } from "../support/processes.ts";
 import { startOwnRedis, type OwnRedis } from "../support/redis-server.ts";
 import { createTestDatabase, type TestDatabase } from "../support/service.ts";
 import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.ts";
+import { eventually as waitFor, sleep } from "../support/waiting.ts";
 import { CHAOS_SECRET, chaosLogDir } from "./secret.ts";
 
 /**
@@ -194,18 +195,11 @@ async function runCleanups(cleanups: (() => Promise<unknown>)[]) {
   for (const c of cleanups.reverse()) await c().catch(() => {});
 }
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export { sleep };
 
-/** Polls `probe` until it returns a value other than null/undefined; throws `what` after `timeoutMs`. */
-export async function eventually<T>(what: string, timeoutMs: number, probe: () => Promise<T | null | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => null);
-    if (value !== null && value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-    await sleep(100);
-  }
-}
+/** test/support/waiting.ts's `eventually`, kept in the (what, bound, probe) order the scenarios call it with. */
+export const eventually = <T>(what: string, timeoutMs: number, probe: () => Promise<T | null | undefined | false>): Promise<T> =>
+  waitFor(probe, { what, timeoutMs });
 
 export interface Event {
   id: string | undefined;
@@ -275,12 +269,7 @@ export function replyIdOf(f: Followed): string | undefined {
 
 /** The content a follower was sent: the deltas after the last `message.reset` (if any). */
 export function receivedContent(f: Followed): string {
-  const lastReset = f.events.findLastIndex((e) => e.event === "message.reset");
-  return f.events
-    .slice(lastReset + 1)
-    .filter((e) => e.event === "message.delta")
-    .map((e) => JSON.parse(e.data).delta?.content ?? "")
-    .join("");
+  return followedContent(f.events);
 }
 
 /** The follower's end event (completed/failed/cancelled), parsed, if it got one. */

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { authedFetch, postForEvents, readEvents, type SseEvent } from "../support/http.ts";
 import { useServiceWithFakeUpstream } from "../support/service.ts";
+import { eventually } from "../support/waiting.ts";
 
 /**
  * Deleting a conversation whose reply is in flight stops the reply as cancel
@@ -15,18 +16,6 @@ const ctx = useServiceWithFakeUpstream({
 });
 
 const QUESTION = "a question whose answer takes far longer than this test may run";
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function eventually<T>(probe: () => Promise<T | null | undefined>, what: string, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== null && value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not in ${timeoutMs} ms`);
-    await sleep(50);
-  }
-}
-
 const endOf = (events: SseEvent[]) => events.slice(-2).map((e) => e.event);
 const deltaText = (events: SseEvent[]) =>
   events.filter((e) => e.event === "message.delta").map((e) => JSON.parse(e.data).delta.content as string).join("");
@@ -47,7 +36,7 @@ describe("deleting a conversation mid-reply", () => {
       eventually(async () => {
         const { body } = await api.get(`/conversations/${conversationId}/messages`);
         return body.data?.find((m: { role: string }) => m.role === "assistant")?.id as string | undefined;
-      }, "the reply was stored");
+      }, { what: "the reply was stored", timeoutMs: 20_000 });
     const waitedReply = await replyOf(waited.id);
     const streamedReply = await replyOf(streamed.id);
     const following = authedFetch(`${service.url}/v1/conversations/${waited.id}/messages/${waitedReply}/events`).then(readEvents);
@@ -56,7 +45,7 @@ describe("deleting a conversation mid-reply", () => {
       await eventually(async () => {
         const { body } = await api.get(`/conversations/${conversationId}/messages/${replyId}`);
         return body.content ? true : null;
-      }, "the reply streamed");
+      }, { what: "the reply streamed", timeoutMs: 20_000 });
     }
 
     expect((await api.delete(`/conversations/${waited.id}`)).status).toBe(200);
@@ -82,7 +71,7 @@ describe("deleting a conversation mid-reply", () => {
     expect(deltaText(stream.events)).toBe(cancelled.content);
 
     // The upstream calls were aborted, not left to run to their end.
-    await eventually(async () => (upstream.requests.length === 2 && upstream.requests.every((r) => r.closedEarly) ? true : null), "the upstream calls were aborted");
+    await eventually(async () => (upstream.requests.length === 2 && upstream.requests.every((r) => r.closedEarly) ? true : null), { what: "the upstream calls were aborted", timeoutMs: 20_000 });
 
     // Both slots are free: the tenant starts MAX_CONCURRENT_REPLIES new turns at once.
     upstream.setBehaviour({ kind: "ok" });

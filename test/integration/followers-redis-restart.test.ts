@@ -1,14 +1,9 @@
-import { spawn, type ChildProcess } from "node:child_process";
-import { once } from "node:events";
-import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createLogger } from "../../src/logger.ts";
-import { startService, type RunningService } from "../../src/service.ts";
 import { startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.ts";
-import { apiClient, authedFetch, postForEvents, readEvents, type SseEvent } from "../support/http.ts";
-import { seedTestApiKey } from "../support/keys.ts";
-import { freePort } from "../support/processes.ts";
-import { createTestDatabase, testConfig, type TestDatabase } from "../support/service.ts";
+import { apiClient, authedFetch, followedContent, postForEvents, readEvents } from "../support/http.ts";
+import { startOwnRedis, type OwnRedis } from "../support/redis-server.ts";
+import { startTestService, type TestService } from "../support/service.ts";
+import { eventually, sleep } from "../support/waiting.ts";
 
 /**
  * A Redis of the test's own is killed (-9) mid-reply and started again, empty,
@@ -16,65 +11,19 @@ import { createTestDatabase, testConfig, type TestDatabase } from "../support/se
  * every follower ends, with the reply's final state as Postgres stores it.
  */
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function eventually<T>(probe: () => Promise<T | null | undefined>, what: string, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => null);
-    if (value !== null && value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not in ${timeoutMs} ms`);
-    await sleep(100);
-  }
-}
-
 let upstream: FakeUpstream;
 beforeAll(async () => {
   upstream = await startFakeUpstream();
 });
 afterAll(() => upstream?.close());
 
-/** A redis-server of the test's own, on a port that stays the same across restarts. */
-class OwnRedis {
-  child: ChildProcess | null = null;
-  readonly port: number;
-  constructor(port: number) {
-    this.port = port;
-  }
-
-  get running(): boolean {
-    return this.child !== null && this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  async start(): Promise<void> {
-    const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
-    this.child = spawn("redis-server", args, { stdio: "ignore" });
-    const probe = new Redis({ port: this.port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    probe.on("error", () => {});
-    await eventually(async () => {
-      await probe.connect().catch(() => {});
-      return (await probe.ping()) === "PONG" ? true : null;
-    }, "redis-server answers", 10_000);
-    probe.disconnect();
-  }
-
-  async kill(): Promise<void> {
-    const child = this.child;
-    if (!child || !this.running) return;
-    child.kill("SIGKILL");
-    await once(child, "exit");
-  }
-}
-
 /** Parley (API and worker) on a Redis of its own and a database of its own, for one describe block. */
-function useServiceOnOwnRedis(overrides: Parameters<typeof testConfig>[1] = {}) {
-  const ctx = {} as { redis: OwnRedis; database: TestDatabase; service: RunningService; api: ReturnType<typeof apiClient> };
+function useServiceOnOwnRedis(overrides: Parameters<typeof startTestService>[0] = {}) {
+  const ctx = {} as { redis: OwnRedis; service: TestService; api: ReturnType<typeof apiClient> };
   beforeAll(async () => {
-    ctx.redis = new OwnRedis(await freePort());
-    await ctx.redis.start();
-    ctx.database = await createTestDatabase();
-    const config = testConfig(ctx.database.url, {
-      REDIS_URL: `redis://127.0.0.1:${ctx.redis.port}`,
+    ctx.redis = await startOwnRedis();
+    ctx.service = await startTestService({
+      REDIS_URL: ctx.redis.url,
       UPSTREAMS: [{ name: "fake", base_url: upstream.baseURL, models: ["fake-model"] }],
       REPLY_STALL_CHECK_MS: 500,
       LOST_REPLY_SWEEP_MS: 300,
@@ -83,23 +32,20 @@ function useServiceOnOwnRedis(overrides: Parameters<typeof testConfig>[1] = {}) 
       WORKER_STALLED_CHECK_MS: 500,
       ...overrides,
     });
-    ctx.service = await startService(config, createLogger(process.env.TEST_LOG_LEVEL ?? "silent"));
     ctx.api = apiClient(`${ctx.service.url}/v1`);
-    await seedTestApiKey(ctx.database.sql);
   });
   afterAll(async () => {
     // Stopped with its Redis there, as closing its connections waits for Redis to answer.
     if (ctx.redis && !ctx.redis.running) await ctx.redis.start();
     await ctx.service?.stop(1_000);
     await ctx.redis?.kill();
-    await ctx.database?.drop();
   });
   return ctx;
 }
 
 /** A streamed append, an SSE follower of its reply and a waiting append, each in flight with content streamed. */
 async function followersInFlight(ctx: ReturnType<typeof useServiceOnOwnRedis>) {
-  const { api, service, database } = ctx;
+  const { api, service } = ctx;
   const base = `${service.url}/v1/conversations`;
   const { body: streamedConv } = await api.post("/conversations", { model: "fake-model" });
   const { body: waitedConv } = await api.post("/conversations", { model: "fake-model" });
@@ -109,9 +55,9 @@ async function followersInFlight(ctx: ReturnType<typeof useServiceOnOwnRedis>) {
     const id = await eventually(async () => {
       const { body } = await api.get(`/conversations/${conversationId}/messages`);
       return body.data?.find((m: { role: string }) => m.role === "assistant")?.id as string | undefined;
-    }, "the reply is stored");
+    }, { what: "the reply is stored", timeoutMs: 30_000 });
     // Generating: one message shows the content so far.
-    await eventually(async () => ((await api.get(`/conversations/${conversationId}/messages/${id}`)).body.content ? true : null), "the reply streams");
+    await eventually(async () => ((await api.get(`/conversations/${conversationId}/messages/${id}`)).body.content ? true : null), { what: "the reply streams", timeoutMs: 30_000 });
     return id;
   };
   const streamedReply = await replyOf(streamedConv.id);
@@ -120,9 +66,9 @@ async function followersInFlight(ctx: ReturnType<typeof useServiceOnOwnRedis>) {
   await sleep(200);
   const stored = async (id: string) =>
     eventually(async () => {
-      const [row] = await database.sql`select status, content from messages where id = ${id}`;
+      const [row] = await service.sql`select status, content from messages where id = ${id}`;
       return row && row.status !== "in_progress" && row.status !== "queued" ? row : null;
-    }, "the reply ended in Postgres");
+    }, { what: "the reply ended in Postgres", timeoutMs: 30_000 });
 
   /** Every follower has ended with its reply's end as Postgres stores it, nothing delivered twice. */
   async function expectEndedAsStored(opts: { deltasMatchStored: boolean }): Promise<void> {
@@ -134,7 +80,7 @@ async function followersInFlight(ctx: ReturnType<typeof useServiceOnOwnRedis>) {
       const end = events.at(-2)!;
       expect(end.event).toBe(`message.${streamedRow.status}`);
       expect(JSON.parse(end.data)).toMatchObject({ id: streamedReply, status: streamedRow.status, content: streamedRow.content });
-      if (opts.deltasMatchStored) expect(streamedRow.content.startsWith(shown(events))).toBe(true);
+      if (opts.deltasMatchStored) expect(streamedRow.content.startsWith(followedContent(events))).toBe(true);
       const ids = events.map((e) => e.id!);
       expect(new Set(ids).size).toBe(ids.length);
     }
@@ -142,16 +88,6 @@ async function followersInFlight(ctx: ReturnType<typeof useServiceOnOwnRedis>) {
     expect(waited.body.reply).toMatchObject({ id: waitedReply, status: waitedRow.status, content: waitedRow.content });
   }
   return { streamedConv: streamedConv.id as string, expectEndedAsStored };
-}
-
-/** The deltas since the last reset: what a client shows. */
-function shown(events: SseEvent[]): string {
-  let text = "";
-  for (const e of events) {
-    if (e.event === "message.reset") text = "";
-    if (e.event === "message.delta") text += JSON.parse(e.data).delta.content;
-  }
-  return text;
 }
 
 describe("followers across a Redis restart", () => {
@@ -176,7 +112,7 @@ describe("followers across a Redis restart", () => {
     await eventually(async () => {
       const res = await ctx.api.post(`/conversations/${inFlight.streamedConv}/messages`, { content: "again?" });
       return res.status === 201 && res.body.reply.status === "completed" ? res : null;
-    }, "a new turn completes");
+    }, { what: "a new turn completes", timeoutMs: 30_000 });
   }, 90_000);
 });
 
@@ -189,7 +125,7 @@ describe("followers while Redis stays away", () => {
     await ctx.redis.kill();
     // Stored as a worker stores a reply that it cannot announce: the end never reaches Redis.
     const full = Array.from({ length: 400 }, (_, i) => ` w${i}`).join("");
-    await ctx.database.sql`
+    await ctx.service.sql`
       update messages set status = 'completed', content = ${full}, finish_reason = 'stop', completed_at = now()
       where role = 'assistant' and status in ('queued', 'in_progress')`;
     await inFlight.expectEndedAsStored({ deltasMatchStored: true });

@@ -1,12 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newMessageId } from "../../src/domain/ids.ts";
-import { createLogger } from "../../src/logger.ts";
-import { startService, type RunningService } from "../../src/service.ts";
 import { numberedTokens, startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.ts";
-import { apiClient, authedFetch, readEvents, type SseEvent } from "../support/http.ts";
-import { seedTestApiKey } from "../support/keys.ts";
+import { apiClient, authedFetch, followedContent, readEvents } from "../support/http.ts";
 import { startOwnRedis, type OwnRedis } from "../support/redis-server.ts";
-import { createTestDatabase, testConfig, type TestDatabase } from "../support/service.ts";
+import { startTestService, type TestService } from "../support/service.ts";
+import { eventually, sleep } from "../support/waiting.ts";
 
 /**
  * The lost-reply sweep never ends a reply that a run is still generating:
@@ -16,41 +14,17 @@ import { createTestDatabase, testConfig, type TestDatabase } from "../support/se
  * reply whose job vanished before any worker took it is queued again.
  */
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function eventually<T>(probe: () => Promise<T | null | undefined | false>, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => null);
-    if (value !== null && value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(100);
-  }
-}
-
-/** The content a follower was sent: the deltas after the last start-over. */
-function followedContent(events: SseEvent[]): string {
-  let content = "";
-  for (const e of events) {
-    if (e.event === "message.reset") content = "";
-    if (e.event === "message.delta") content += JSON.parse(e.data).delta.content;
-  }
-  return content;
-}
-
 const REPLY = numberedTokens(60).join("");
 
 let upstream: FakeUpstream;
 let redis: OwnRedis;
-let database: TestDatabase;
-let service: RunningService;
+let service: TestService;
 beforeAll(async () => {
   upstream = await startFakeUpstream();
   // 60 tokens, 100 ms apart: each reply streams for about 6 s, far past the sweep's grace.
   upstream.setBehaviour({ kind: "ok", tokenDelayMs: 100, replyTokens: 60 });
   redis = await startOwnRedis();
-  database = await createTestDatabase();
-  const config = testConfig(database.url, {
+  service = await startTestService({
     REDIS_URL: redis.url,
     UPSTREAMS: [{ name: "fake", base_url: upstream.baseURL, models: ["fake-model"] }],
     REPLY_EVENTS_OUTAGE_MS: 10_000,
@@ -59,25 +33,22 @@ beforeAll(async () => {
     LOST_REPLY_GRACE_MS: 500,
     REPLY_LIVENESS_MS: 300,
   });
-  service = await startService(config, createLogger(config.LOG_LEVEL));
-  await seedTestApiKey(database.sql);
 });
 afterAll(async () => {
   await service?.stop();
   await redis?.kill();
-  await database?.drop();
   await upstream?.close();
 });
 
 const replyOf = async (conversationId: string) => {
-  const [row] = await database.sql`select id, status, content, error, attempt from messages where conversation_id = ${conversationId} and role = 'assistant'`;
+  const [row] = await service.sql`select id, status, content, error, attempt from messages where conversation_id = ${conversationId} and role = 'assistant'`;
   return row;
 };
 const ended = (conversationId: string) =>
   eventually(async () => {
     const row = await replyOf(conversationId);
     return row && !["queued", "in_progress"].includes(row.status) ? row : null;
-  }, 60_000, "the reply ends");
+  }, { what: "the reply ends", timeoutMs: 60_000 });
 
 describe("the lost-reply sweep after Redis restarts empty", () => {
   it("leaves a reply whose run goes on alone: it completes with its whole content, as its follower received it", async () => {
@@ -91,7 +62,7 @@ describe("the lost-reply sweep after Redis restarts empty", () => {
     expect(res.status).toBe(200);
     const events = readEvents(res).then((r) => r.events);
     // Mid-reply and past the grace: Redis loses the job (and the reply's events).
-    await eventually(async () => (await replyOf(conv.id))?.status === "in_progress", 20_000, "the reply starts");
+    await eventually(async () => (await replyOf(conv.id))?.status === "in_progress", { what: "the reply starts", timeoutMs: 20_000 });
     await sleep(1_500);
     await redis.kill();
     await sleep(1_000);
@@ -110,7 +81,7 @@ describe("the lost-reply sweep after Redis restarts empty", () => {
     // As Redis left it after restarting empty: the turn is stored, its job is not.
     const userId = newMessageId();
     const replyId = newMessageId();
-    const { sql } = database;
+    const { sql } = service;
     await sql`
       insert into messages (id, tenant_id, conversation_id, seq, role, content, status, created_at)
       values (${userId}, 'test', ${conv.id}, 1, 'user', 'hello after the restart', 'completed', now() - interval '5 seconds')`;

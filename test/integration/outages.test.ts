@@ -8,19 +8,8 @@ import { apiClient } from "../support/http.ts";
 import { seedTestApiKey } from "../support/keys.ts";
 import { freePort } from "../support/processes.ts";
 import { createTestDatabase, testConfig } from "../support/service.ts";
-import { startTcpProxy } from "../support/tcp-proxy.ts";
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function eventually<T>(probe: () => Promise<T | null>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => null);
-    if (value !== null) return value;
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await sleep(100);
-  }
-}
+import { startTcpProxyFor, type TcpProxy } from "../support/tcp-proxy.ts";
+import { eventually, sleep } from "../support/waiting.ts";
 
 let upstream: FakeUpstream;
 beforeAll(async () => {
@@ -31,13 +20,12 @@ afterAll(() => upstream?.close());
 describe("Postgres down", () => {
   let database: Awaited<ReturnType<typeof createTestDatabase>>;
   let service: RunningService;
-  let proxy: Awaited<ReturnType<typeof startTcpProxy>>;
+  let proxy: TcpProxy;
   beforeAll(async () => {
     database = await createTestDatabase();
-    const direct = new URL(database.url);
-    proxy = await startTcpProxy({ host: direct.hostname, port: Number(direct.port || 5432) });
-    const viaProxy = Object.assign(new URL(database.url), { hostname: "127.0.0.1", port: String(proxy.port) }).toString();
-    service = await startService(testConfig(viaProxy), createLogger("silent"));
+    const front = await startTcpProxyFor(database.url);
+    proxy = front.proxy;
+    service = await startService(testConfig(front.url), createLogger("silent"));
     await seedTestApiKey(database.sql);
   });
   afterAll(async () => {
@@ -59,7 +47,7 @@ describe("Postgres down", () => {
     const back = await eventually(async () => {
       const res = await api.get(`/conversations/${conv.id}`);
       return res.status === 200 ? res : null;
-    }, 15_000);
+    }, { what: "the conversation is read again", timeoutMs: 15_000 });
     expect(back.body.title).toBe("survives");
     expect((await api.post(`/conversations/${conv.id}/messages`, { content: "still here?" })).body.reply.status).toBe("completed");
   });
@@ -119,7 +107,7 @@ describe("Redis restarted mid-load", () => {
     await eventually(async () => {
       const [row] = await database.sql`select count(*)::int as n from messages where status in ('queued', 'in_progress')`;
       return row?.n === 0 ? true : null;
-    }, 20_000);
+    }, { what: "every reply ended", timeoutMs: 20_000 });
     const rows = await database.sql`select conversation_id, seq, role, status from messages order by conversation_id, seq`;
     for (const id of conversations) {
       const mine = rows.filter((r) => r.conversation_id === id);
@@ -135,7 +123,7 @@ describe("Redis restarted mid-load", () => {
     const next = await eventually(async () => {
       const res = await api.post(`/conversations/${conversations[0]}/messages`, { content: "are you back?" });
       return res.status === 201 && res.body.reply.status === "completed" ? res : null;
-    }, 20_000);
+    }, { what: "a turn is taken again", timeoutMs: 20_000 });
     expect(next.body.reply.content).toBe(upstream.replyTextFor("are you back?"));
   }, 60_000);
 });

@@ -4,7 +4,8 @@ import { startService, type RunningService } from "../../src/service.ts";
 import { postForEvents } from "../support/http.ts";
 import { TEST_API_KEY, seedTestApiKey } from "../support/keys.ts";
 import { createTestDatabase, testConfig, type TestDatabase } from "../support/service.ts";
-import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.ts";
+import { startTcpProxyFor, type TcpProxy } from "../support/tcp-proxy.ts";
+import { eventually } from "../support/waiting.ts";
 
 /**
  * A partition (connections open, nothing answered) between the API and
@@ -13,8 +14,6 @@ import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.ts";
  */
 const REQUEST_TIMEOUT_MS = 1500;
 const ANSWER_BOUND_MS = 20_000;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function call(url: string, init: { method?: string; body?: unknown } = {}) {
   const res = await fetch(url, {
@@ -26,27 +25,15 @@ async function call(url: string, init: { method?: string; body?: unknown } = {})
   return { status: res.status, headers: res.headers, body: (await res.json()) as any };
 }
 
-async function eventually(probe: () => Promise<boolean>, timeoutMs = ANSWER_BOUND_MS): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await probe().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await sleep(100);
-  }
-}
-
-function via(proxy: TcpProxy, url: string): string {
-  return Object.assign(new URL(url), { hostname: "127.0.0.1", port: String(proxy.port) }).toString();
-}
-
 describe("Postgres partitioned away", () => {
   let database: TestDatabase;
   let proxy: TcpProxy;
   let service: RunningService;
   beforeAll(async () => {
     database = await createTestDatabase();
-    const direct = new URL(database.url);
-    proxy = await startTcpProxy({ host: direct.hostname, port: Number(direct.port || 5432) });
-    service = await startService(testConfig(via(proxy, database.url), { REQUEST_TIMEOUT_MS }), createLogger("silent"));
+    const front = await startTcpProxyFor(database.url);
+    proxy = front.proxy;
+    service = await startService(testConfig(front.url, { REQUEST_TIMEOUT_MS }), createLogger("silent"));
     await seedTestApiKey(database.sql);
   });
   afterAll(async () => {
@@ -67,7 +54,7 @@ describe("Postgres partitioned away", () => {
       expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
     }
     proxy.heal();
-    await eventually(async () => (await call(`${v1}/conversations`)).status === 200);
+    await eventually(async () => (await call(`${v1}/conversations`)).status === 200, { what: "the API answers again", timeoutMs: ANSWER_BOUND_MS });
     expect((await call(`${v1}/conversations`, { method: "POST", body: { title: "after" } })).status).toBe(201);
   });
 });
@@ -78,12 +65,12 @@ describe("Redis partitioned away", () => {
   let service: RunningService;
   beforeAll(async () => {
     database = await createTestDatabase();
-    const redisUrl = new URL(inject("redisUrl"));
-    proxy = await startTcpProxy({ host: redisUrl.hostname, port: Number(redisUrl.port || 6379) });
+    const front = await startTcpProxyFor(inject("redisUrl"));
+    proxy = front.proxy;
     // A deadline shorter than two Redis timeouts: a read is answered only if the key check and the rate
     // limit do not both wait Redis out.
     const config = testConfig(database.url, { REQUEST_TIMEOUT_MS: 2000, REDIS_COMMAND_TIMEOUT_MS: 1200 });
-    config.REDIS_URL = via(proxy, inject("redisUrl"));
+    config.REDIS_URL = front.url;
     service = await startService(config, createLogger("silent"));
     await seedTestApiKey(database.sql);
   });
@@ -112,14 +99,14 @@ describe("Redis partitioned away", () => {
     expect(turn.body.error).toMatchObject({ code: "service_unavailable" });
     expect(Number(turn.headers.get("retry-after"))).toBeGreaterThan(0);
     proxy.heal();
-    await eventually(async () => (await fetch(`${service.url}/readyz`)).status === 200);
+    await eventually(async () => (await fetch(`${service.url}/readyz`)).status === 200, { what: "ready again", timeoutMs: ANSWER_BOUND_MS });
     // The refused turn was rolled back, though its transaction outlived its answer.
     await eventually(async () => {
       const [open] = await database.sql`
         select count(*)::int as n from pg_stat_activity
         where datname = current_database() and application_name = 'parley' and state like '%transaction%'`;
       return open?.n === 0;
-    });
+    }, { what: "no transaction left open", timeoutMs: ANSWER_BOUND_MS });
     expect(await database.sql`select 1 from messages where conversation_id = ${conv.id}`).toHaveLength(0);
     const after = await call(`${v1}/conversations/${conv.id}/messages`, { method: "POST", body: { content: "hi again" } });
     expect(after.status).toBe(201);

@@ -11,24 +11,13 @@ import { apiClient, authedFetch, readEvents } from "../support/http.ts";
 import { seedTestApiKey } from "../support/keys.ts";
 import { createTestDatabase, startTestService, testConfig, type TestDatabase, type TestService } from "../support/service.ts";
 import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.ts";
+import { eventually, sleep } from "../support/waiting.ts";
 
 /**
  * A reply's run is an attempt: writes from a run that no longer owns the reply
  * (its job lock lost, or its reply ended by a cancel) are refused, and a
  * reply's stream ends once, with nothing after its end.
  */
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function eventually<T>(probe: () => Promise<T | null | undefined | false>, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => null);
-    if (value !== null && value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(25);
-  }
-}
 
 let upstream: FakeUpstream;
 let service: TestService;
@@ -75,14 +64,14 @@ const deltaText = (events: { event?: string | undefined; data: string }[]) =>
 
 /** Once the job has left BullMQ's active list, its run has returned: whatever it was going to write is written. */
 const jobSettled = (replyId: string) =>
-  eventually(async () => ["completed", "failed"].includes(await queue.getJobState(replyId)), 30_000, `job ${replyId} settles`);
+  eventually(async () => ["completed", "failed"].includes(await queue.getJobState(replyId)), { what: `job ${replyId} settles`, timeoutMs: 30_000, everyMs: 25 });
 
 describe("a cancel racing the end of a reply", () => {
   it("leaves nothing after the reply's end in 25 rounds, and a follower resuming at the end closes at once", async () => {
     upstream.setBehaviour({ kind: "ok", tokenDelayMs: 1, replyTokens: 60 });
     for (let round = 0; round < 25; round++) {
       const { conversationId, replyId } = await startReply(`round ${round}`);
-      await eventually(async () => (await streamOf(replyId)).some((e) => e.event === "message.delta"), 10_000, "first delta");
+      await eventually(async () => (await streamOf(replyId)).some((e) => e.event === "message.delta"), { what: "first delta", timeoutMs: 10_000, everyMs: 25 });
       // Spread the cancels over the reply: some land mid-stream, some as it finishes.
       await sleep(round % 5 === 0 ? 0 : (round * 7) % 60);
       const cancel = await authedFetch(`${otherApi.url}/v1/conversations/${conversationId}/messages/${replyId}/cancel`, { method: "POST" });
@@ -114,7 +103,7 @@ describe("a run whose job lock lapses while its event loop is starved", () => {
     // 30 tokens, 100 ms apart: the run is mid-stream when its process stops answering for 3.5 s (lock: 1 s).
     upstream.setBehaviour({ kind: "ok", tokenDelayMs: 100, replyTokens: 30 });
     const { replyId } = await startReply("starve me");
-    await eventually(async () => (await streamOf(replyId)).filter((e) => e.event === "message.delta").length >= 3, 10_000, "deltas");
+    await eventually(async () => (await streamOf(replyId)).filter((e) => e.event === "message.delta").length >= 3, { what: "deltas", timeoutMs: 10_000, everyMs: 25 });
     const blockedUntil = Date.now() + 3_500;
     while (Date.now() < blockedUntil) {
       // Busy: no timer runs, no lock is renewed, as under heavy CPU load.
@@ -123,7 +112,7 @@ describe("a run whose job lock lapses while its event loop is starved", () => {
     const row = await eventually(async () => {
       const [r] = await service.sql`select status, content, attempt from messages where id = ${replyId}`;
       return r && !["queued", "in_progress"].includes(r.status) ? r : null;
-    }, 60_000, "reply ends");
+    }, { what: "reply ends", timeoutMs: 60_000, everyMs: 25 });
     await jobSettled(replyId);
     expect(row.status).toBe("completed");
     expect(row.content).toBe(Array.from({ length: 30 }, (_, i) => ` w${i}`).join(""));
@@ -140,7 +129,7 @@ describe("a run whose job lock lapses while its event loop is starved", () => {
 
     // The lost run's upstream call was aborted rather than run (and billed) to its end.
     expect(upstream.requests.length).toBeGreaterThan(1);
-    await eventually(async () => upstream.requests[0]?.closedEarly, 10_000, "first upstream call closes");
+    await eventually(async () => upstream.requests[0]?.closedEarly, { what: "first upstream call closes", timeoutMs: 10_000, everyMs: 25 });
     expect(upstream.requests[0]?.closedEarly).toBe(true);
   }, 90_000);
 });
@@ -185,7 +174,7 @@ describe("a worker cut off from Redis while another worker can reach it", () => 
       body: JSON.stringify({ content: "partition me", stream: true }),
     });
     const following = readEvents(res);
-    await eventually(async () => upstream.requests.length === 1, 10_000, "the cut-off worker calls the upstream");
+    await eventually(async () => upstream.requests.length === 1, { what: "the cut-off worker calls the upstream", timeoutMs: 10_000, everyMs: 25 });
     await sleep(500);
     // A worker of the reachable kind joins, then the first one's Redis goes silent.
     const second = await startService({ ...config, ROLE: "worker" }, createLogger("silent"));

@@ -2,39 +2,18 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../src/logger.ts";
 import { startService, type RunningService } from "../../src/service.ts";
 import { numberedTokens, startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.ts";
-import { apiClient, authedFetch, readEvents, type SseEvent } from "../support/http.ts";
+import { apiClient, authedFetch, followedContent, readEvents } from "../support/http.ts";
 import { seedTestApiKey } from "../support/keys.ts";
 import { startOwnRedis, type OwnRedis } from "../support/redis-server.ts";
-import { createTestDatabase, testConfig, type TestDatabase } from "../support/service.ts";
-import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.ts";
+import { createTestDatabase, startTestService, testConfig, type TestDatabase, type TestService } from "../support/service.ts";
+import { startTcpProxyFor, type TcpProxy } from "../support/tcp-proxy.ts";
+import { eventually, sleep } from "../support/waiting.ts";
 
 /**
  * In-flight replies ride out a short outage of Redis (their events are held
  * and retried) or Postgres (their final write is retried), and what is stored
  * is exactly what followers were sent.
  */
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function eventually<T>(probe: () => Promise<T | null | undefined | false>, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => null);
-    if (value !== null && value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(100);
-  }
-}
-
-/** The content a follower was sent: the deltas after the last start-over. */
-function followedContent(events: SseEvent[]): string {
-  let content = "";
-  for (const e of events) {
-    if (e.event === "message.reset") content = "";
-    if (e.event === "message.delta") content += JSON.parse(e.data).delta.content;
-  }
-  return content;
-}
 
 /** Streamed turns on `count` new conversations; resolves once every turn is stored, with each one's events to come. */
 async function startStreamedTurns(url: string, count: number) {
@@ -65,27 +44,22 @@ afterAll(() => upstream?.close());
 
 describe("Redis restarted (empty) while replies stream", () => {
   let redis: OwnRedis;
-  let database: TestDatabase;
-  let service: RunningService;
+  let service: TestService;
   beforeAll(async () => {
     redis = await startOwnRedis();
-    database = await createTestDatabase();
-    const config = testConfig(database.url, {
+    service = await startTestService({
       REDIS_URL: redis.url,
       UPSTREAMS: [{ name: "fake", base_url: upstream.baseURL, models: ["fake-model"] }],
       REPLY_EVENTS_OUTAGE_MS: 6_000,
     });
-    service = await startService(config, createLogger(config.LOG_LEVEL));
-    await seedTestApiKey(database.sql);
   });
   afterAll(async () => {
     await service?.stop();
     await redis?.kill();
-    await database?.drop();
   });
 
   it("completes every in-flight reply across a 2 s restart, stored exactly as followers received it", async () => {
-    const turns = await startStreamedTurns(service.url!, 8);
+    const turns = await startStreamedTurns(service.url, 8);
     await sleep(700);
     await redis.kill();
     await sleep(2_000);
@@ -93,7 +67,7 @@ describe("Redis restarted (empty) while replies stream", () => {
 
     for (const { conversationId, events } of turns) {
       const seen = await events;
-      const [row] = await database.sql`select status, content, error from messages where conversation_id = ${conversationId} and role = 'assistant'`;
+      const [row] = await service.sql`select status, content, error from messages where conversation_id = ${conversationId} and role = 'assistant'`;
       expect(row, conversationId).toMatchObject({ status: "completed", content: REPLY });
       expect(followedContent(seen)).toBe(row?.content);
       expect(seen.at(-1)?.event).toBe("done");
@@ -101,7 +75,7 @@ describe("Redis restarted (empty) while replies stream", () => {
   }, 90_000);
 
   it("fails replies with events_unavailable when Redis stays away past the bound, keeping what followers got", async () => {
-    const turns = await startStreamedTurns(service.url!, 4);
+    const turns = await startStreamedTurns(service.url, 4);
     await sleep(700);
     await redis.kill();
     await sleep(8_000); // past REPLY_EVENTS_OUTAGE_MS (6 s)
@@ -109,9 +83,9 @@ describe("Redis restarted (empty) while replies stream", () => {
 
     for (const { conversationId, events } of turns) {
       const row = await eventually(async () => {
-        const [r] = await database.sql`select status, content, error from messages where conversation_id = ${conversationId} and role = 'assistant'`;
+        const [r] = await service.sql`select status, content, error from messages where conversation_id = ${conversationId} and role = 'assistant'`;
         return r && !["queued", "in_progress"].includes(r.status) ? r : null;
-      }, 30_000, "reply ends");
+      }, { what: "reply ends", timeoutMs: 30_000 });
       expect(row.status).toBe("failed");
       expect(row.error).toMatchObject({ code: "events_unavailable", type: "server_error" });
       expect(row.content.length).toBeGreaterThan(0);
@@ -128,10 +102,9 @@ describe("Postgres cut while replies stream", () => {
   let service: RunningService;
   beforeAll(async () => {
     database = await createTestDatabase();
-    const direct = new URL(database.url);
-    proxy = await startTcpProxy({ host: direct.hostname, port: Number(direct.port || 5432) });
-    const viaProxy = Object.assign(new URL(database.url), { hostname: "127.0.0.1", port: String(proxy.port) }).toString();
-    const config = testConfig(viaProxy, {
+    const front = await startTcpProxyFor(database.url);
+    proxy = front.proxy;
+    const config = testConfig(front.url, {
       UPSTREAMS: [{ name: "fake", base_url: upstream.baseURL, models: ["fake-model"] }],
       // The sweep runs often: a reply whose final write failed would be failed as lost within a second.
       LOST_REPLY_SWEEP_MS: 500,
@@ -159,7 +132,7 @@ describe("Postgres cut while replies stream", () => {
       const row = await eventually(async () => {
         const [r] = await database.sql`select status, content, error from messages where conversation_id = ${conversationId} and role = 'assistant'`;
         return r && !["queued", "in_progress"].includes(r.status) ? r : null;
-      }, 60_000, "reply ends");
+      }, { what: "reply ends", timeoutMs: 60_000 });
       expect(row).toMatchObject({ status: "completed", content: REPLY, error: null });
       expect(followedContent(await events)).toBe(REPLY);
     }

@@ -5,6 +5,8 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ReplyEventFollower, type RecordedEnd } from "../../src/streams/reply-event-follower.ts";
 import { ReplyEventLog, type ReplyEvent } from "../../src/streams/reply-events.ts";
+import { followedContent } from "../support/http.ts";
+import { eventually, sleep } from "../support/waiting.ts";
 
 /**
  * What a follower is sent adds up to the stored reply (applying
@@ -29,7 +31,6 @@ afterAll(async () => {
 });
 
 const newReplyId = () => `msg_${randomBytes(6).toString("hex")}`;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Follows in the background, keeping what arrived so far. */
 function collect(iter: AsyncIterable<ReplyEvent>) {
@@ -41,23 +42,6 @@ function collect(iter: AsyncIterable<ReplyEvent>) {
   return { events, done };
 }
 
-async function until(what: string, probe: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!probe()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(20);
-  }
-}
-
-/** The content a follower was sent: its deltas, with a reset dropping what came before. */
-function followedContent(events: ReplyEvent[]): string {
-  let content = "";
-  for (const e of events) {
-    if (e.event === "message.reset") content = "";
-    if (e.event === "message.delta") content += (JSON.parse(e.data) as { delta: { content: string } }).delta.content;
-  }
-  return content;
-}
 
 const delta = (id: string, content: string) => log.appendDelta(id, { id, delta: { content } });
 const end = (id: string, content: string) =>
@@ -84,7 +68,7 @@ describe("a follower whose subscriber reconnects", () => {
     const subscriberId = await subscriber.client("ID");
     const following = collect(follower.follow(log.key(id), null));
     await delta(id, "A");
-    await until("the first delta arrives", () => following.events.some((e) => e.event === "message.delta"));
+    await eventually(async () => following.events.some((e) => e.event === "message.delta"), { what: "the first delta arrives", timeoutMs: 20_000, everyMs: 20 });
 
     // The SUBSCRIBEs sent after the reconnect reach Redis late (a slow link), as ioredis sends its own only
     // after announcing the connection ready.
@@ -124,7 +108,7 @@ describe("a follower ending from the stored row after its events were lost", () 
     let recorded: RecordedEnd | null = null;
     const following = collect(follower.follow(log.key(id), resumed ? createdId! : null, { recordedEnd: async () => recorded }));
     await delta(id, "Hello");
-    await until("the delta arrives", () => following.events.some((e) => e.event === "message.delta"));
+    await eventually(async () => following.events.some((e) => e.event === "message.delta"), { what: "the delta arrives", timeoutMs: 20_000, everyMs: 20 });
     await redis.del(log.key(id), `${prefix}:reply-fence:{${id}}`);
     recorded = {
       event: "message.completed",

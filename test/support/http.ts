@@ -67,3 +67,13 @@ export function authedFetch(url: string, init: RequestInit = {}, apiKey = TEST_A
   if (!headers.has("authorization")) headers.set("authorization", `Bearer ${apiKey}`);
   return fetch(url, { ...init, headers });
 }
+
+/** The content a follower was sent: its deltas after the last `message.reset` (which means "drop what you had"). */
+export function followedContent(events: readonly { event?: string | undefined; data: string }[]): string {
+  const lastReset = events.findLastIndex((e) => e.event === "message.reset");
+  return events
+    .slice(lastReset + 1)
+    .filter((e) => e.event === "message.delta")
+    .map((e) => (JSON.parse(e.data) as { delta: { content: string } }).delta.content)
+    .join("");
+}

@@ -13,6 +13,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export interface OwnRedis {
   port: number;
   url: string;
+  /** Whether the server process is up (started and not killed or exited). */
+  readonly running: boolean;
   /** Starts the server (again) on its port and waits until it answers PING. */
   start(): Promise<void>;
   /** SIGKILL, as a crash; resolves once the process has exited. */
@@ -35,6 +37,9 @@ export async function startOwnRedis(): Promise<OwnRedis> {
   const own: OwnRedis = {
     port,
     url: `redis://127.0.0.1:${port}`,
+    get running() {
+      return child !== null && child.exitCode === null && child.signalCode === null;
+    },
     async start() {
       await kill();
       child = spawn(

@@ -83,3 +83,14 @@ export async function startTcpProxy(target: { host: string; port: number }) {
 }
 
 export type TcpProxy = Awaited<ReturnType<typeof startTcpProxy>>;
+
+const DEFAULT_PORTS: Record<string, number> = { "postgres:": 5432, "postgresql:": 5432, "redis:": 6379 };
+
+/** A proxy in front of the server a postgres:// or redis:// URL names, and that URL pointed through the proxy. */
+export async function startTcpProxyFor(url: string): Promise<{ proxy: TcpProxy; url: string }> {
+  const direct = new URL(url);
+  const port = Number(direct.port || DEFAULT_PORTS[direct.protocol]);
+  if (!port) throw new Error(`no port in ${direct.protocol} URL and no default known for it`);
+  const proxy = await startTcpProxy({ host: direct.hostname, port });
+  return { proxy, url: Object.assign(new URL(url), { hostname: "127.0.0.1", port: String(proxy.port) }).toString() };
+}

@@ -44,6 +44,8 @@ export type FakeBehaviour =
       reasoningField?: "reasoning_content" | "reasoning";
       /** Wait this long before each reasoning delta (a model thinking for a while, sending life). */
       reasoningDelayMs?: number;
+      /** Send no role-only first chunk: the reasoning (or whatever comes first) is the first sign of life. */
+      noRoleChunk?: boolean;
       /** Attach OpenAI-shaped logprobs to each content delta (non-streamed: to the choice), `top_logprobs` as asked. */
       logprobs?: boolean;
       /** Answer with `n` choices as the request asks (choice i > 0 says `<text> (choice i)`); streamed choice by choice, interleaved. */
@@ -401,7 +403,7 @@ async function answerRich(
     res.write(
       `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model: body.model, choices: [{ index, delta, ...(logprobs ? { logprobs } : {}), finish_reason: finish }] })}\n\n`,
     );
-  for (const c of choices) send(c.index, { role: "assistant", content: c.text === null && style === "openai" ? null : "" }, null);
+  if (!b.noRoleChunk) for (const c of choices) send(c.index, { role: "assistant", content: c.text === null && style === "openai" ? null : "" }, null);
   for (const r of reasoning) {
     if (b.reasoningDelayMs) await sleep(b.reasoningDelayMs);
     for (const c of choices) send(c.index, { [reasoningField]: r }, null);

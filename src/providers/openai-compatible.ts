@@ -9,6 +9,9 @@ import {
   type ChatResult,
   type FinishReason,
   type TokenUsage,
+  type ToolCall,
+  type ToolCallDelta,
+  type UpstreamErrorDetail,
 } from "./types.ts";
 
 const FINISH_REASONS: ReadonlySet<string> = new Set(["stop", "length", "content_filter", "tool_calls"]);
@@ -26,10 +29,80 @@ function toUsage(u: OpenAI.CompletionUsage | null | undefined): TokenUsage | nul
 const isPlainObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === "object" && v !== null && !Array.isArray(v);
 
-/** Our own fields never reach the upstream from `params`; everything else passes through untouched. */
+/** Parley's own fields: they never reach the upstream from `params`. */
+const NOT_UPSTREAM = new Set(["stream", "model", "messages", "send_reasoning"]);
+
+/**
+ * The body as the client gave it: model and messages first, then its other
+ * fields in its own key order (schemas whose order matters stay as written),
+ * every unknown one passed through untouched.
+ */
 function upstreamBody(request: ChatRequest): Record<string, unknown> {
-  const { stream: _s, model: _m, messages: _msgs, ...sampling } = request.params;
-  return { ...sampling, model: request.model, messages: request.messages };
+  const sampling = Object.entries(request.params).filter(([k]) => !NOT_UPSTREAM.has(k));
+  return { model: request.model, messages: request.messages, ...Object.fromEntries(sampling) };
+}
+
+/** A finite integer at least 0, or `fallback`. */
+const indexOr = (v: unknown, fallback: number): number => (Number.isInteger(v) && (v as number) >= 0 ? (v as number) : fallback);
+
+const nonEmptyString = (v: unknown): string | undefined => (typeof v === "string" && v ? v : undefined);
+
+/**
+ * The reasoning in a delta or message: `reasoning_content` (DeepSeek, vLLM's
+ * older name, Together) or `reasoning` (vLLM, OpenRouter, Ollama).
+ */
+const reasoningOf = (m: Record<string, unknown>): string | undefined =>
+  nonEmptyString(m.reasoning_content) ?? nonEmptyString(m.reasoning);
+
+/** Arguments as a string: a few servers send them as a JSON object. */
+const argumentsText = (v: unknown): string | undefined =>
+  typeof v === "string" ? v : isPlainObject(v) ? JSON.stringify(v) : undefined;
+
+/** Tool-call fragments as sent, field by field; a fragment without `index` is its place in the list. */
+function toolCallDeltas(raw: unknown): ToolCallDelta[] | undefined {
+  if (!Array.isArray(raw) || raw.length === 0) return undefined;
+  return raw.filter(isPlainObject).map((t, position) => {
+    const delta: ToolCallDelta = { index: indexOr(t.index, position) };
+    if (typeof t.id === "string" && t.id) delta.id = t.id;
+    if (t.type === "function") delta.type = "function";
+    if (isPlainObject(t.function)) {
+      const fn: NonNullable<ToolCallDelta["function"]> = {};
+      if (typeof t.function.name === "string" && t.function.name) fn.name = t.function.name;
+      const args = argumentsText(t.function.arguments);
+      if (args !== undefined) fn.arguments = args;
+      delta.function = fn;
+    }
+    return delta;
+  });
+}
+
+/** Whole tool calls of a non-streamed message, as sent (arguments made a string where they were not). */
+function toolCallsOf(raw: unknown): ToolCall[] | undefined {
+  if (!Array.isArray(raw) || raw.length === 0) return undefined;
+  return raw.filter(isPlainObject).map((t) => {
+    const fn = isPlainObject(t.function) ? t.function : {};
+    return {
+      ...t,
+      id: typeof t.id === "string" ? t.id : "",
+      type: "function" as const,
+      function: { ...fn, name: typeof fn.name === "string" ? fn.name : "", arguments: argumentsText(fn.arguments) ?? "" },
+    };
+  });
+}
+
+/** One upstream choice's delta as a chunk; null when it carries nothing at all. */
+function deltaChunk(choice: Record<string, unknown>, position: number): Extract<ChatChunk, { type: "delta" }> | null {
+  const delta = isPlainObject(choice.delta) ? choice.delta : {};
+  const chunk: Extract<ChatChunk, { type: "delta" }> = { type: "delta", choice: indexOr(choice.index, position) };
+  if (delta.role === "assistant") chunk.role = "assistant";
+  const content = nonEmptyString(delta.content);
+  if (content !== undefined) chunk.content = content;
+  const reasoning = reasoningOf(delta);
+  if (reasoning !== undefined) chunk.reasoning = reasoning;
+  const toolCalls = toolCallDeltas(delta.tool_calls);
+  if (toolCalls) chunk.toolCalls = toolCalls;
+  if (choice.logprobs !== undefined && choice.logprobs !== null) chunk.logprobs = choice.logprobs;
+  return Object.keys(chunk).length > 2 ? chunk : null;
 }
 
 /** Retry-After as milliseconds: delay-seconds or an HTTP date (RFC 9110 §10.2.3). */
@@ -112,6 +185,12 @@ export function createOpenAICompatibleProvider(upstream: UpstreamConfig): ChatPr
     return upstreamSaid(err.error, fallback);
   }
 
+  /** An error body's type, code and param, for our client to see as the upstream sent them (strings only, keys masked). */
+  function detailOf(err: InstanceType<typeof OpenAI.APIError>): UpstreamErrorDetail {
+    const field = (v: unknown) => (typeof v === "string" && v ? maskKeys(v, upstream.api_key).slice(0, 200) : null);
+    return { type: field(err.type), code: field(err.code), param: field(err.param) };
+  }
+
   function timeoutError(cause: unknown): ProviderError {
     return new ProviderError(`upstream ${upstream.name} did not finish within ${upstream.timeout_ms} ms`, {
       code: "upstream_timeout",
@@ -139,6 +218,7 @@ export function createOpenAICompatibleProvider(upstream: UpstreamConfig): ChatPr
       return new ProviderError(`upstream ${upstream.name} ${what}${saidInStatus(err)}`, {
         code: "upstream_error",
         upstreamStatus: status,
+        upstreamDetail: detailOf(err),
         retryAfterMs: parseRetryAfter(err.headers?.get("retry-after")),
         cause: err,
       });
@@ -163,7 +243,8 @@ export function createOpenAICompatibleProvider(upstream: UpstreamConfig): ChatPr
       const streamOptions = { ...(isPlainObject(body.stream_options) ? body.stream_options : {}), include_usage: true };
       const { signal: deadline, clear: clearDeadline } = callDeadline(upstream.timeout_ms);
       let sawDelta = false;
-      let finishReason: string | null = null;
+      /** Each choice's finish reason, by index: every choice seen gets a finish. */
+      const finishes = new Map<number, string | null>();
       let usage: TokenUsage | null = null;
       try {
         const response = await client.chat.completions
@@ -173,16 +254,21 @@ export function createOpenAICompatibleProvider(upstream: UpstreamConfig): ChatPr
           .asResponse();
         if (!response.body) throw new UpstreamStreamFormatError("not_json");
         for await (const payload of chatCompletionPayloads(response.body)) {
-          const chunk = payload as Partial<OpenAI.ChatCompletionChunk>;
-          if (chunk.usage) usage = toUsage(chunk.usage);
-          const choice = Array.isArray(chunk.choices) ? chunk.choices[0] : undefined;
-          if (!choice) continue;
-          if (choice.finish_reason) finishReason = choice.finish_reason;
-          const content = choice.delta?.content;
-          if (typeof content === "string" && content) {
-            sawDelta = true;
-            yield { type: "delta", content };
+          const chunk = isPlainObject(payload) ? payload : {};
+          if (isPlainObject(chunk.usage)) usage = toUsage(chunk.usage as unknown as OpenAI.CompletionUsage);
+          const choices = Array.isArray(chunk.choices) ? chunk.choices.filter(isPlainObject) : [];
+          let said = false;
+          for (const [position, choice] of choices.entries()) {
+            const index = indexOr(choice.index, position);
+            if (!finishes.has(index) || choice.finish_reason) finishes.set(index, (choice.finish_reason as string | null) ?? finishes.get(index) ?? null);
+            const delta = deltaChunk(choice, position);
+            if (!delta) continue;
+            if (delta.content !== undefined || delta.reasoning !== undefined || delta.toolCalls) sawDelta = true;
+            said = true;
+            yield delta;
           }
+          // Usage, a keep-alive, a bare finish: still a sign of life for the first-token and idle limits.
+          if (!said) yield { type: "delta" };
         }
       } catch (err) {
         throw toProviderError(err, signal, deadline, sawDelta);
@@ -192,7 +278,12 @@ export function createOpenAICompatibleProvider(upstream: UpstreamConfig): ChatPr
       // A body that ends quietly after an abort is no finished reply.
       if (signal.aborted) throw abortError(signal.reason);
       if (deadline.aborted) throw timeoutError(deadline.reason);
-      yield { type: "finish", finishReason: toFinishReason(finishReason), usage };
+      if (finishes.size === 0) finishes.set(0, null);
+      const indexes = [...finishes.keys()].sort((a, b) => a - b);
+      for (const [i, index] of indexes.entries()) {
+        const last = i === indexes.length - 1;
+        yield { type: "finish", choice: index, finishReason: toFinishReason(finishes.get(index)), usage: last ? usage : null };
+      }
     },
 
     async completeChat(request: ChatRequest, signal: AbortSignal): Promise<ChatResult> {
@@ -203,11 +294,29 @@ export function createOpenAICompatibleProvider(upstream: UpstreamConfig): ChatPr
           { ...body, stream: false } as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming,
           { signal: AbortSignal.any([signal, deadline]) },
         );
-        const choice = completion.choices?.[0];
-        return {
-          choices: [{ content: choice?.message?.content ?? "", finishReason: toFinishReason(choice?.finish_reason) }],
+        const choices = (Array.isArray(completion.choices) ? completion.choices : []) as unknown[];
+        const result: ChatResult = {
+          choices: choices
+            .filter(isPlainObject)
+            .map((choice, position) => ({ choice, index: indexOr(choice.index, position) }))
+            .sort((a, b) => a.index - b.index)
+            .map(({ choice }) => {
+              const message = isPlainObject(choice.message) ? choice.message : {};
+              const toolCalls = toolCallsOf(message.tool_calls);
+              const reasoning = reasoningOf(message);
+              const content = typeof message.content === "string" ? message.content : toolCalls ? null : "";
+              return {
+                content,
+                finishReason: toFinishReason(choice.finish_reason as string | null | undefined),
+                ...(reasoning !== undefined ? { reasoning } : {}),
+                ...(toolCalls ? { toolCalls } : {}),
+                ...(choice.logprobs !== undefined && choice.logprobs !== null ? { logprobs: choice.logprobs } : {}),
+              };
+            }),
           usage: toUsage(completion.usage),
         };
+        if (result.choices.length === 0) result.choices.push({ content: "", finishReason: "stop" });
+        return result;
       } catch (err) {
         throw toProviderError(err, signal, deadline, false);
       } finally {

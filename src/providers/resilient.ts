@@ -23,6 +23,12 @@ function isRetryable(err: unknown): err is ProviderError {
   return err.code === "upstream_timeout" || err.code === "upstream_unreachable";
 }
 
+/** A chunk a consumer acts on: what it carried cannot be taken back by starting the call over. */
+function saysSomething(chunk: ChatChunk): boolean {
+  if (chunk.type === "finish") return true;
+  return chunk.content !== undefined || chunk.reasoning !== undefined || chunk.toolCalls !== undefined || chunk.logprobs !== undefined;
+}
+
 /**
  * Wraps a provider with what a model call needs to be dependable: a limit on
  * the time to the first token and between tokens, and retries with
@@ -77,18 +83,22 @@ export function withResilience(provider: ChatProvider, policy: ResiliencePolicy)
       for (let attempt = 0; ; attempt++) {
         const attemptAbort = new AbortController();
         const iterator = provider.streamChat(request, AbortSignal.any([signal, attemptAbort.signal]))[Symbol.asyncIterator]();
-        let started = false;
+        // Any chunk is life (a thinking model streams reasoning, a server sends a role-only chunk or usage
+        // first): from then on the idle limit applies. Only a chunk that said something makes a failure final.
+        let alive = false;
+        let said = false;
         try {
           for (;;) {
-            const next = started
-              ? await within(iterator.next(), policy.idleTimeoutMs, () => attemptAbort.abort(), "sent no token")
+            const next = alive
+              ? await within(iterator.next(), policy.idleTimeoutMs, () => attemptAbort.abort(), "sent nothing")
               : await within(iterator.next(), policy.firstTokenTimeoutMs, () => attemptAbort.abort(), "sent no first token");
             if (next.done) return;
-            started = true;
+            alive = true;
+            if (saysSomething(next.value)) said = true;
             yield next.value;
           }
         } catch (err) {
-          if (started) throw err;
+          if (said) throw err;
           await retryOrThrow(err, attempt, signal);
         } finally {
           // Also closes the upstream call when the consumer stops early.

@@ -118,15 +118,34 @@ export interface ChatProvider {
   completeChat(request: ChatRequest, signal: AbortSignal): Promise<ChatResult>;
 }
 
+/** What an upstream's error body said besides its message: OpenAI's `error.type`, `code` and `param`. */
+export interface UpstreamErrorDetail {
+  type: string | null;
+  code: string | null;
+  param: string | null;
+}
+
+/**
+ * The upstream refused the request as it was sent (a 4xx other than 408 and 429): sending it again
+ * will not help, so it is neither retried nor answered as our own failure.
+ */
+export const isRefusalStatus = (status: number | null): status is number =>
+  status !== null && status >= 400 && status < 500 && status !== 408 && status !== 429;
+
 /**
  * A model call that failed. `status` is the HTTP status the failure maps to
- * for our own clients (502 upstream error, 504 timeout); `upstreamStatus` is
+ * for our own clients: the upstream's own 4xx when it refused the request
+ * (`refused`), else 502 upstream error or 504 timeout; `upstreamStatus` is
  * what the upstream answered, when it answered at all.
  */
 export class ProviderError extends Error {
   readonly code: string;
-  readonly status: 502 | 504;
+  readonly status: number;
   readonly upstreamStatus: number | null;
+  /** The upstream refused the request as sent: see isRefusalStatus. */
+  readonly refused: boolean;
+  /** The type, code and param of the upstream's error body, when it sent one (keys masked). */
+  readonly upstreamDetail: UpstreamErrorDetail | null;
   /** How long the upstream asked us to wait before trying again (its Retry-After), when it said. */
   readonly retryAfterMs: number | null;
 
@@ -136,6 +155,7 @@ export class ProviderError extends Error {
       code: string;
       status?: 502 | 504;
       upstreamStatus?: number | null;
+      upstreamDetail?: UpstreamErrorDetail | null;
       retryAfterMs?: number | null;
       cause?: unknown;
     },
@@ -143,8 +163,10 @@ export class ProviderError extends Error {
     super(message, { cause: opts.cause });
     this.name = "ProviderError";
     this.code = opts.code;
-    this.status = opts.status ?? 502;
     this.upstreamStatus = opts.upstreamStatus ?? null;
+    this.refused = isRefusalStatus(this.upstreamStatus);
+    this.status = this.refused ? (this.upstreamStatus as number) : (opts.status ?? 502);
+    this.upstreamDetail = opts.upstreamDetail ?? null;
     this.retryAfterMs = opts.retryAfterMs ?? null;
   }
 }

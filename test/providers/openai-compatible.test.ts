@@ -43,8 +43,8 @@ async function drain(iter: AsyncIterable<ChatChunk>) {
   let error: unknown;
   try {
     for await (const c of iter) {
-      if (c.type === "delta") deltas.push(c.content);
-      else finishes.push(c);
+      if (c.type !== "delta") finishes.push(c);
+      else if (c.content !== undefined) deltas.push(c.content);
     }
   } catch (err) {
     error = err;
@@ -67,7 +67,7 @@ describe("OpenAI-compatible provider", () => {
     const { deltas, finishes, error } = await drain(provider.streamChat(request(), live()));
     expect(error).toBeUndefined();
     expect(deltas).toEqual(fakeTokens(REPLY));
-    expect(finishes).toEqual([{ type: "finish", finishReason: "stop", usage: USAGE }]);
+    expect(finishes).toEqual([{ type: "finish", choice: 0, finishReason: "stop", usage: USAGE }]);
   });
 
   it("sends the messages, our stream flag and every unknown sampling field untouched", async () => {
@@ -101,7 +101,7 @@ describe("OpenAI-compatible provider", () => {
       request({ seed: 7, top_k: 5, stream: true, stream_options: { include_usage: true } }),
       live(),
     );
-    expect(result).toEqual({ content: REPLY, finishReason: "stop", usage: USAGE });
+    expect(result).toEqual({ choices: [{ content: REPLY, finishReason: "stop" }], usage: USAGE });
     expect(upstream.requests[0]?.body).toEqual({ model: "fake-model", messages, seed: 7, top_k: 5, stream: false });
   });
 
@@ -263,7 +263,7 @@ describe("OpenAI-compatible provider", () => {
     const error = await (async () => {
       for await (const c of provider.streamChat(request(), ctl.signal)) {
         chunks.push(c);
-        if (c.type === "delta") deltas.push(c.content);
+        if (c.type === "delta" && c.content !== undefined) deltas.push(c.content);
         if (deltas.length === 2) ctl.abort();
       }
     })().then(
@@ -294,8 +294,8 @@ describe("fake upstream", () => {
     upstream.queueBehaviour({ kind: "status", status: 503 });
     upstream.queueBehaviour({ kind: "ok", text: "queued answer" });
     await expect(provider.completeChat(request(), live())).rejects.toMatchObject({ upstreamStatus: 503 });
-    expect((await provider.completeChat(request(), live())).content).toBe("queued answer");
-    expect((await provider.completeChat(request(), live())).content).toBe(REPLY);
+    expect((await provider.completeChat(request(), live())).choices[0]?.content).toBe("queued answer");
+    expect((await provider.completeChat(request(), live())).choices[0]?.content).toBe(REPLY);
   });
 
   it("lists a model", async () => {

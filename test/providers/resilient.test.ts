@@ -47,7 +47,7 @@ const request = { model: "m", messages: [{ role: "user" as const, content: "retr
 async function drain(iter: AsyncIterable<ChatChunk>) {
   const deltas: string[] = [];
   try {
-    for await (const c of iter) if (c.type === "delta") deltas.push(c.content);
+    for await (const c of iter) if (c.type === "delta" && c.content !== undefined) deltas.push(c.content);
     return { deltas, error: undefined };
   } catch (error) {
     return { deltas, error: error as ProviderError };
@@ -117,7 +117,7 @@ describe("retries before the first token", () => {
   it("retries non-streamed calls too", async () => {
     upstream.queueBehaviour({ kind: "status", status: 503 });
     const result = await provider().completeChat(request, new AbortController().signal);
-    expect(result.content).toBe("Reply to: retry me");
+    expect(result.choices[0]?.content).toBe("Reply to: retry me");
     expect(upstream.requests.map((r) => r.body.stream)).toEqual([false, false]);
   });
 });

@@ -20,7 +20,7 @@ interface Collected {
 async function collect(stream: AsyncIterable<ChatChunk>): Promise<Collected> {
   const deltas: string[] = [];
   for await (const chunk of stream) {
-    if (chunk.type === "delta") deltas.push(chunk.content);
+    if (chunk.type === "delta") deltas.push(chunk.content ?? "");
     else return { deltas, text: deltas.join(""), finishReason: chunk.finishReason, usage: chunk.usage };
   }
   throw new Error("stream ended without a finish chunk");
@@ -30,7 +30,7 @@ async function collect(stream: AsyncIterable<ChatChunk>): Promise<Collected> {
 async function collectUntilError(stream: AsyncIterable<ChatChunk>): Promise<{ deltas: string[]; error: unknown }> {
   const deltas: string[] = [];
   try {
-    for await (const chunk of stream) if (chunk.type === "delta") deltas.push(chunk.content);
+    for await (const chunk of stream) if (chunk.type === "delta" && chunk.content !== undefined) deltas.push(chunk.content);
   } catch (error) {
     return { deltas, error };
   }
@@ -105,7 +105,7 @@ describe("simulator provider", () => {
       const req = request("Explain queues.", params);
       const streamed = await stream(req);
       const completed = await instant.completeChat(req, noSignal);
-      expect(completed).toEqual({ content: streamed.text, finishReason: streamed.finishReason, usage: streamed.usage });
+      expect(completed).toEqual({ choices: [{ content: streamed.text, finishReason: streamed.finishReason }], usage: streamed.usage });
     }
   });
 

@@ -80,8 +80,8 @@ async function drain(iter: AsyncIterable<ChatChunk>) {
   let error: unknown;
   try {
     for await (const c of iter) {
-      if (c.type === "delta") deltas.push(c.content);
-      else finishes.push(c);
+      if (c.type !== "delta") finishes.push(c);
+      else if (c.content !== undefined) deltas.push(c.content);
     }
   } catch (err) {
     error = err;
@@ -116,7 +116,7 @@ describe("reading an upstream's event stream over HTTP", () => {
       const { deltas, finishes, error } = await replyFrom(piecesOf(bytes(text), 16));
       expect(error).toBeUndefined();
       expect(deltas).toEqual(DELTAS);
-      expect(finishes).toEqual([{ type: "finish", finishReason: "length", usage: USAGE }]);
+      expect(finishes).toEqual([{ type: "finish", choice: 0, finishReason: "length", usage: USAGE }]);
     });
   }
 
@@ -136,7 +136,7 @@ describe("reading an upstream's event stream over HTTP", () => {
     const { deltas, finishes, error } = await replyFrom(piecesOf(bytes(SHAPES["mixed line ends"]!), 1));
     expect(error).toBeUndefined();
     expect(deltas.join("")).toBe(DELTAS.join(""));
-    expect(finishes).toEqual([{ type: "finish", finishReason: "length", usage: USAGE }]);
+    expect(finishes).toEqual([{ type: "finish", choice: 0, finishReason: "length", usage: USAGE }]);
   });
 
   it("ends with the upstream's error, keeping the deltas before it, on `event: error` as OpenAI sends it", async () => {

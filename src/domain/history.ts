@@ -1,4 +1,4 @@
-import { and, asc, eq, gte, lt } from "drizzle-orm";
+import { and, asc, eq, gte, lt, sql } from "drizzle-orm";
 import type { ContextWindows } from "../context/context-windows.ts";
 import { ContextLengthExceededError, turnBudget } from "../context/turn-budget.ts";
 import type { Database } from "../db/client.ts";
@@ -9,12 +9,17 @@ import { summaryMessage } from "./summary-message.ts";
 /**
  * Whether an earlier message is part of what the model sees. A failed reply is
  * left out (the model did not really say it); a cancelled one keeps what it
- * had said, as the user saw it.
+ * had said, as the user saw it. Messages marked `failed` are the turn of a
+ * reply that failed before producing anything (failed-turns.ts): left out too.
  */
 export function belongsInHistory(m: Pick<MessageRow, "role" | "status" | "content">): boolean {
+  if (m.status === "failed") return false;
   if (m.role !== "assistant") return true;
   return m.status === "completed" || (m.status === "cancelled" && m.content.length > 0);
 }
+
+/** belongsInHistory as a condition on stored rows, for queries that read only the history (keep the two alike). */
+export const inHistorySql = sql`(${messages.status} <> 'failed' and (${messages.role} <> 'assistant' or ${messages.status} = 'completed' or (${messages.status} = 'cancelled' and ${messages.content} <> '')))`;
 
 export interface BuiltHistory {
   messages: ChatMessage[];

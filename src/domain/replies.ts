@@ -3,7 +3,10 @@ import { alias } from "drizzle-orm/pg-core";
 import { messageTokens } from "../context/tokens.ts";
 import type { Database } from "../db/client.ts";
 import { conversations, messages, type MessageRow, type StoredError, type StoredUsage } from "../db/schema.ts";
+import { endsTurnUnsent, leaveTurnOutOfHistory } from "./failed-turns.ts";
 import { belongsInHistory } from "./history.ts";
+
+type Transaction = Parameters<Parameters<Database["transaction"]>[0]>[0];
 
 /** A reply is in flight while it is in one of these. */
 export const inFlightStatuses = ["queued", "in_progress"] as const;
@@ -51,30 +54,38 @@ export async function finishReply(
   const tokens = messageTokens(outcome.content);
   const counted = belongsInHistory({ role: "assistant", status: outcome.status, content: outcome.content }) ? tokens : 0;
   const previous = alias(messages, "previous");
-  const [row] = await db
-    .update(messages)
-    .set({
-      status: outcome.status,
-      content: outcome.content,
-      finishReason: outcome.status === "completed" ? outcome.finishReason : null,
-      usage: outcome.status === "completed" ? outcome.usage : null,
-      error: outcome.status === "failed" ? outcome.error : null,
-      tokens,
-      historyTokens: sql`coalesce((${db
-        .select({ total: previous.historyTokens })
-        .from(previous)
-        .where(and(eq(previous.conversationId, messages.conversationId), eq(previous.seq, sql`${messages.seq} - 1`)))}), 0) + ${counted}`,
-      ...(outcome.context ? { contextMessages: outcome.context.messages, contextTokens: outcome.context.tokens } : {}),
-      completedAt: sql`now()`,
-    })
-    .where(
-      and(
-        eq(messages.id, replyId),
-        inArray(messages.status, inFlightStatuses),
-        opts.attempt === undefined ? undefined : eq(messages.attempt, opts.attempt),
-      ),
-    )
-    .returning();
+  const storeEnd = (on: Database | Transaction) =>
+    on
+      .update(messages)
+      .set({
+        status: outcome.status,
+        content: outcome.content,
+        finishReason: outcome.status === "completed" ? outcome.finishReason : null,
+        usage: outcome.status === "completed" ? outcome.usage : null,
+        error: outcome.status === "failed" ? outcome.error : null,
+        tokens,
+        historyTokens: sql`coalesce((${on
+          .select({ total: previous.historyTokens })
+          .from(previous)
+          .where(and(eq(previous.conversationId, messages.conversationId), eq(previous.seq, sql`${messages.seq} - 1`)))}), 0) + ${counted}`,
+        ...(outcome.context ? { contextMessages: outcome.context.messages, contextTokens: outcome.context.tokens } : {}),
+        completedAt: sql`now()`,
+      })
+      .where(
+        and(
+          eq(messages.id, replyId),
+          inArray(messages.status, inFlightStatuses),
+          opts.attempt === undefined ? undefined : eq(messages.attempt, opts.attempt),
+        ),
+      )
+      .returning();
+  // A reply that failed with nothing to show takes its turn out of history with it, in one transaction.
+  const [row] = endsTurnUnsent(outcome)
+    ? await db.transaction(async (tx) => {
+        const [ended] = await storeEnd(tx);
+        return ended ? [await leaveTurnOutOfHistory(tx, ended)] : [];
+      })
+    : await storeEnd(db);
   if (!row) return null;
   // Not in one transaction with the reply: `updated_at` is informational, and a turn is a hot path.
   await db.update(conversations).set({ updatedAt: sql`now()` }).where(eq(conversations.id, row.conversationId));

@@ -11,6 +11,7 @@ import { looksLikeId, newMessageId } from "./ids.ts";
 import type { ContextWindows } from "../context/context-windows.ts";
 import { assertTurnFits, turnBudget } from "../context/turn-budget.ts";
 import { completedMessageRows, type GivenMessage } from "./message-rows.ts";
+import { restoreTurnToHistory } from "./failed-turns.ts";
 import { finishReply, inFlightStatuses } from "./replies.ts";
 import { metadataSchema, paramsSchema, storableText, toMessageResource } from "./resources.ts";
 
@@ -116,7 +117,8 @@ export async function appendTurn(
   conversationId: string,
   turn: NewTurn,
 ): Promise<{ messages: MessageRow[]; reply: MessageRow | null }> {
-  if (turn.messages.length === 0 && !turn.replaces) throw new InvalidRequestError("At least one message is needed.", "messages");
+  // A turn of no messages is a reply to the stored history as it is (regenerate, a full-history client that sent nothing new).
+  if (turn.messages.length === 0 && !turn.reply) throw new InvalidRequestError("At least one message is needed.", "messages");
   if (turn.replaces !== undefined && (!turn.reply || turn.messages.length > 0)) throw new Error("a regenerated turn is one reply");
   if (turn.replaces !== undefined && !looksLikeId("msg", turn.replaces)) throw new NotFoundError("message", turn.replaces);
   if (!looksLikeId("conv", conversationId)) throw new NotFoundError("conversation", conversationId);
@@ -179,6 +181,7 @@ export async function appendTurn(
       if (turn.replaces) await removeReplacedReply(tx, conversationId, turn.replaces, bumped.lastSeq);
       // With a replaced reply, the turn builds on the message before it.
       const firstSeq = bumped.lastSeq - count + (turn.replaces ? 0 : 1);
+      // One timestamp for the whole turn: it is how failed-turns.ts finds a turn's messages.
       const now = new Date();
       const [previous] =
         firstSeq > 1
@@ -253,7 +256,7 @@ export async function appendTurn(
 /** Deletes the reply a regenerated one replaces, after checking it is the conversation's last message and has ended. */
 async function removeReplacedReply(tx: Transaction, conversationId: string, replyId: string, lastSeq: number): Promise<void> {
   const [old] = await tx
-    .select({ seq: messages.seq, role: messages.role })
+    .select({ seq: messages.seq, role: messages.role, status: messages.status, content: messages.content, createdAt: messages.createdAt })
     .from(messages)
     .where(and(eq(messages.id, replyId), eq(messages.conversationId, conversationId)));
   if (!old) throw new NotFoundError("message", replyId);
@@ -262,6 +265,7 @@ async function removeReplacedReply(tx: Transaction, conversationId: string, repl
     throw new InvalidRequestError("Only the conversation's last message can be regenerated.", null, "not_last_reply");
   }
   await tx.delete(messages).where(eq(messages.id, replyId));
+  await restoreTurnToHistory(tx, { ...old, conversationId });
 }
 
 function isUniqueViolation(err: unknown, constraint: string): boolean {

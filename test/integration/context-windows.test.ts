@@ -81,17 +81,19 @@ describe("a turn's history fits the model's window", () => {
     const stored = page.data as { role: string; status: string; content: string; tokens: number }[];
     const sent = sentUpstream();
     // What was sent is a suffix of the history without the failed reply, and the next older message would not fit.
-    const eligible = stored.slice(0, -1).filter((m) => !(m.role === "assistant" && m.status === "failed"));
+    const eligible = stored.slice(0, -1).filter((m) => m.status !== "failed");
     const suffix = eligible.slice(eligible.length - sent.length);
     expect(sent.map((m) => m.content)).toEqual(suffix.map((m) => m.content));
     const sentTokens = suffix.reduce((n, m) => n + m.tokens, 0);
     expect(sentTokens).toBeLessThanOrEqual(HISTORY_BUDGET);
     expect(sentTokens + eligible[eligible.length - sent.length - 1]!.tokens).toBeGreaterThan(HISTORY_BUDGET);
-    // Running totals in the database match the counts: failed replies add nothing.
+    // Running totals in the database match the counts: failed replies add nothing, nor does the user message of
+    // the turn whose reply failed before saying anything (it is marked failed too).
     const rows = await ctx.service.sql`select role, status, tokens, history_tokens from messages where conversation_id = ${id} order by seq`;
+    expect(rows[0]).toMatchObject({ role: "user", status: "failed" });
     let running = 0;
     for (const row of rows) {
-      if (!(row.role === "assistant" && row.status === "failed")) running += row.tokens;
+      if (row.status !== "failed") running += row.tokens;
       expect(Number(row.history_tokens)).toBe(running);
     }
   });

@@ -219,11 +219,11 @@ describe("upstream failures", () => {
     upstream.setBehaviour({ kind: "ok" });
     const next = await api.post(`/conversations/${conv.id}/messages`, { content: "again" });
     expect(next.body.reply.status).toBe("completed");
-    // The failed reply is not part of what the model sees next.
-    expect(upstream.requests.at(-1)?.body.messages).toEqual([
-      { role: "user", content: "fail please" },
-      { role: "user", content: "again" },
-    ]);
+    // A reply that failed before saying anything takes its turn out of history: the user's message is marked, and
+    // the model sees only the next turn (a retried request stacks no copies).
+    expect(upstream.requests.at(-1)?.body.messages).toEqual([{ role: "user", content: "again" }]);
+    const marked = await api.get(`/conversations/${conv.id}/messages/${res.body.message.id}`);
+    expect(marked.body).toMatchObject({ status: "failed", error: { code: "reply_failed" } });
   });
 
   it("retries an upstream that is rate limited before answering, and the reply completes", async () => {

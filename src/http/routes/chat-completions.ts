@@ -7,6 +7,7 @@ import type { ReplyControlDeps } from "../../domain/reply-control.ts";
 import { idempotently, type IdempotencyDeps } from "../idempotency.ts";
 import { lostCompletionEnd, openReplyEvents } from "../reply-follow.ts";
 import { startStatelessCompletion } from "../../domain/stateless-completions.ts";
+import { storedHistoryPrefixLength } from "../../domain/history-prefix.ts";
 import { appendTurn, type TurnDeps } from "../../domain/turns.ts";
 import type { ReplyEventFollower } from "../../streams/reply-event-follower.ts";
 import { chatCompletionResponse, chatCompletionStreamResponse, type RelayOptions } from "../chat-completions/relay.ts";
@@ -116,8 +117,10 @@ export function chatCompletionRoutes(deps: ChatCompletionRouteDeps) {
       };
       return (await idempotently(c, deps, body, {
         perform: async () => {
+          // A full-history client resends what is stored: only what follows it is the new turn.
+          const stored = await storedHistoryPrefixLength(deps.db, tenantId, conversationId, messages);
           const turn = await appendTurn(deps, tenantId, conversationId, {
-            messages,
+            messages: messages.slice(stored),
             reply: true,
             model: body.model,
             params: toSamplingParams(body),

@@ -1,0 +1,116 @@
+import { createHash } from "node:crypto";
+import { and, asc, eq, sql } from "drizzle-orm";
+import type { Database } from "../db/client.ts";
+import { conversations, messages, type StoredToolCall } from "../db/schema.ts";
+import type { ChatMessage } from "../providers/types.ts";
+import { contentText } from "./chat-message.ts";
+import { inHistorySql } from "./history.ts";
+
+/**
+ * Full-history clients (every chat framework) send the whole conversation on
+ * each turn. On the bound endpoint, the part of a request that is already
+ * stored is not stored again: when the request's messages begin with the
+ * conversation's system prompt (optionally) and then its whole stored history
+ * (the messages that go into history, in order), only what follows is a new
+ * turn. Anything else (a history that diverges anywhere) is appended as sent.
+ */
+
+/** A stored message as far as comparing it with a sent one needs: hashes of what may be long. */
+interface StoredForComparison {
+  role: string;
+  textHash: string;
+  partsHash: string | null;
+  hasImages: boolean;
+  name: string | null;
+  toolCallId: string | null;
+  toolCalls: StoredToolCall[] | null;
+}
+
+const sha256 = (text: string) => createHash("sha256").update(text, "utf8").digest("hex");
+const sqlSha256 = (text: ReturnType<typeof sql>) => sql<string>`encode(sha256(convert_to(${text}, 'UTF8')), 'hex')`;
+
+/**
+ * How many of a request's leading messages are stored already: the
+ * conversation's system prompt when the request starts with it (a `system` or
+ * `developer` message of exactly its text), then the whole stored history.
+ * 0 when the request does not begin with the whole stored history.
+ *
+ * Reads at most one more stored message than the request holds (hashes of
+ * their content, not the content), so a long conversation costs what the
+ * request does: a request shorter than the stored history is told apart by
+ * the count alone.
+ */
+export async function storedHistoryPrefixLength(
+  db: Database,
+  tenantId: string,
+  conversationId: string,
+  given: ChatMessage[],
+): Promise<number> {
+  const first = given[0];
+  const mayLeadWithSystem = first !== undefined && (first.role === "system" || first.role === "developer") && !hasImages(first);
+  const [stored, system] = await Promise.all([
+    storedHistoryHead(db, tenantId, conversationId, given.length + 1),
+    mayLeadWithSystem ? conversationSystem(db, tenantId, conversationId) : null,
+  ]);
+  const starts = mayLeadWithSystem && system !== null && contentText(first.content) === system ? [1, 0] : [0];
+  for (const start of starts) {
+    if (stored.length > given.length - start) continue;
+    if (stored.every((row, i) => sameMessage(row, given[start + i]!))) return start + stored.length;
+  }
+  return 0;
+}
+
+/** The conversation's first `limit` messages that go into history, in order. */
+async function storedHistoryHead(db: Database, tenantId: string, conversationId: string, limit: number): Promise<StoredForComparison[]> {
+  return db
+    .select({
+      role: messages.role,
+      textHash: sqlSha256(sql`${messages.content}`),
+      partsHash: sql<string | null>`case when ${messages.parts} is null then null else ${sqlSha256(sql`${messages.parts}::text`)} end`,
+      hasImages: sql<boolean>`coalesce(${messages.parts}::jsonb @> '[{"type":"image_url"}]'::jsonb, false)`,
+      name: messages.name,
+      toolCallId: messages.toolCallId,
+      toolCalls: messages.toolCalls,
+    })
+    .from(messages)
+    .where(and(eq(messages.conversationId, conversationId), eq(messages.tenantId, tenantId), inHistorySql))
+    .orderBy(asc(messages.seq))
+    .limit(limit);
+}
+
+async function conversationSystem(db: Database, tenantId: string, conversationId: string): Promise<string | null> {
+  const [row] = await db
+    .select({ system: conversations.system })
+    .from(conversations)
+    .where(and(eq(conversations.id, conversationId), eq(conversations.tenantId, tenantId)));
+  return row?.system ?? null;
+}
+
+const hasImages = (m: ChatMessage) => Array.isArray(m.content) && m.content.some((p) => p.type !== "text");
+
+/**
+ * A sent message is the stored one when role, text, images, name, the tool
+ * call it answers and its tool calls (id, name, arguments) are the same. Text
+ * sent as a string or as text parts is the same text; reasoning is not
+ * compared (it is stored apart and clients rarely send it back).
+ */
+function sameMessage(stored: StoredForComparison, sent: ChatMessage): boolean {
+  if (stored.role !== sent.role) return false;
+  if (stored.textHash !== sha256(contentText(sent.content))) return false;
+  if (stored.hasImages || hasImages(sent)) {
+    if (stored.partsHash === null || !Array.isArray(sent.content) || stored.partsHash !== sha256(JSON.stringify(sent.content))) return false;
+  }
+  if ((stored.name ?? null) !== (sent.name ?? null)) return false;
+  if ((stored.toolCallId ?? null) !== (sent.tool_call_id ?? null)) return false;
+  return sameToolCalls(stored.toolCalls ?? [], sent.tool_calls ?? []);
+}
+
+function sameToolCalls(stored: StoredToolCall[], sent: NonNullable<ChatMessage["tool_calls"]>): boolean {
+  return (
+    stored.length === sent.length &&
+    stored.every((call, i) => {
+      const other = sent[i]!;
+      return call.id === other.id && call.function.name === other.function.name && call.function.arguments === other.function.arguments;
+    })
+  );
+}

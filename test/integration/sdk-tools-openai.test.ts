@@ -48,17 +48,27 @@ const assistantCalling = (...calls: FakeToolCall[]) => ({
   tool_calls: calls.map((c) => ({ id: c.id, type: "function", function: { name: c.name, arguments: c.arguments } })),
 });
 
-async function createConversation(system?: string): Promise<{ id: string; client: OpenAI }> {
+/** The bound client, and the request bodies it sent Parley (raw text). */
+async function createConversation(system?: string): Promise<{ id: string; client: OpenAI; sent: string[] }> {
   const { status, body } = await api.post("/conversations", { model: "fake-model", ...(system ? { system } : {}) });
   expect(status).toBe(201);
-  return { id: body.id, client: new OpenAI({ baseURL: `${service.url}/v1/conversations/${body.id}`, apiKey: TEST_API_KEY, maxRetries: 0 }) };
+  const sent: string[] = [];
+  const fetchRecording: typeof fetch = (input, init) => {
+    if (typeof init?.body === "string") sent.push(init.body);
+    return fetch(input, init);
+  };
+  return {
+    id: body.id,
+    client: new OpenAI({ baseURL: `${service.url}/v1/conversations/${body.id}`, apiKey: TEST_API_KEY, maxRetries: 0, fetch: fetchRecording }),
+    sent,
+  };
 }
 
 const storedMessages = async (conversationId: string) => (await api.get(`/conversations/${conversationId}/messages`)).body.data as any[];
 
 describe("the openai tool runner against the conversation-bound endpoint", () => {
   it("runs a one-call loop to its answer, storing user, assistant(tool_calls), tool and assistant once each", async () => {
-    const { id, client } = await createConversation("You are a weather bot.");
+    const { id, client, sent } = await createConversation("You are a weather bot.");
     upstream.setBehaviour(toolLoop({ calls: [lisbon] }));
 
     const runner = client.chat.completions.runTools({
@@ -72,8 +82,9 @@ describe("the openai tool runner against the conversation-bound endpoint", () =>
     const user = { role: "user", content: "Weather in Lisbon?" };
     const tool = { role: "tool", tool_call_id: "call_lisbon", content: "sunny in Lisbon" };
     expect(upstream.requests.map((r) => r.body.messages)).toEqual([[system, user], [system, user, assistantCalling(lisbon), tool]]);
-    // tools reach the upstream as sent, key order included.
-    for (const r of upstream.requests) expect(r.raw).toContain(`"tools":${JSON.stringify([weatherTool])}`);
+    // tools reach the upstream as the runner sent them, key order included (JSON.parse keeps the order it reads).
+    expect(sent).toHaveLength(2);
+    for (const [i, r] of upstream.requests.entries()) expect(r.raw).toContain(`"tools":${JSON.stringify(JSON.parse(sent[i]!).tools)}`);
 
     const stored = await storedMessages(id);
     expect(stored.map((m) => [m.role, m.status])).toEqual([
@@ -82,7 +93,8 @@ describe("the openai tool runner against the conversation-bound endpoint", () =>
       ["tool", "completed"],
       ["assistant", "completed"],
     ]);
-    expect(stored[1]).toMatchObject({ content: null, finish_reason: "tool_calls", tool_calls: assistantCalling(lisbon).tool_calls });
+    // The resource's content is text: "" on a reply that only called tools (sent upstream as content null, above).
+    expect(stored[1]).toMatchObject({ content: "", content_parts: null, finish_reason: "tool_calls", tool_calls: assistantCalling(lisbon).tool_calls });
     expect(stored[2]).toMatchObject({ content: "sunny in Lisbon", tool_call_id: "call_lisbon" });
     expect(stored[3]).toMatchObject({ content: "Tool said: sunny in Lisbon", finish_reason: "stop" });
   });

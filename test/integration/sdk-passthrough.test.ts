@@ -1,0 +1,126 @@
+import OpenAI from "openai";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.ts";
+import { apiClient } from "../support/http.ts";
+import { TEST_API_KEY } from "../support/keys.ts";
+import { startTestService, type TestService } from "../support/service.ts";
+
+/*
+ * What the openai SDK sends reaches the upstream in meaning, and what the upstream answers reaches the
+ * SDK: several choices on the stateless endpoint (refused where a conversation must store one reply),
+ * logprobs (relayed, and stored on a bound reply), `developer` and `name` kept.
+ */
+
+let upstream: FakeUpstream;
+let service: TestService;
+let api: ReturnType<typeof apiClient>;
+
+beforeAll(async () => {
+  upstream = await startFakeUpstream();
+  service = await startTestService({
+    UPSTREAMS: [{ name: "fake", base_url: upstream.baseURL, api_key: "sk-upstream", models: ["fake-model"] }],
+  });
+  api = apiClient(`${service.url}/v1`);
+});
+afterAll(async () => {
+  await service?.stop();
+  await upstream?.close();
+});
+beforeEach(() => upstream.reset());
+
+const openai = (baseURL = `${service.url}/v1`) => new OpenAI({ baseURL, apiKey: TEST_API_KEY, maxRetries: 0 });
+
+async function bound(): Promise<{ id: string; client: OpenAI }> {
+  const { body } = await api.post("/conversations", { model: "fake-model" });
+  return { id: body.id, client: openai(`${service.url}/v1/conversations/${body.id}`) };
+}
+
+describe("n > 1", () => {
+  it("relays every choice on the stateless endpoint, non-streamed and streamed", async () => {
+    upstream.setBehaviour({ kind: "ok", honourN: true });
+    const completion = await openai().chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "Hi" }], n: 2 });
+    expect(completion.choices.map((c) => [c.index, c.message.content, c.finish_reason])).toEqual([
+      [0, "Reply to: Hi", "stop"],
+      [1, "Reply to: Hi (choice 1)", "stop"],
+    ]);
+
+    const stream = await openai().chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "Hi" }], n: 2, stream: true });
+    const texts = ["", ""];
+    const finishes: (string | null)[] = [null, null];
+    for await (const chunk of stream) {
+      for (const c of chunk.choices) {
+        texts[c.index] += c.delta.content ?? "";
+        finishes[c.index] = c.finish_reason ?? finishes[c.index]!;
+      }
+    }
+    expect(texts).toEqual(["Reply to: Hi", "Reply to: Hi (choice 1)"]);
+    expect(finishes).toEqual(["stop", "stop"]);
+    expect(upstream.requests.map((r) => r.body.n)).toEqual([2, 2]);
+  });
+
+  it("is refused with a 400 naming n on the bound endpoint, which must store one reply", async () => {
+    const { client } = await bound();
+    await expect(client.chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "Hi" }], n: 2 })).rejects.toMatchObject({
+      status: 400,
+      param: "n",
+    });
+    expect(upstream.requests).toHaveLength(0);
+  });
+});
+
+describe("logprobs", () => {
+  it("are passed on and relayed, streamed and not", async () => {
+    upstream.setBehaviour({ kind: "ok", logprobs: true });
+    const completion = await openai().chat.completions.create({
+      model: "fake-model",
+      messages: [{ role: "user", content: "Hi" }],
+      logprobs: true,
+      top_logprobs: 2,
+    });
+    expect(completion.choices[0]?.logprobs?.content?.map((t) => t.token)).toEqual(["Reply", " to:", " Hi"]);
+    expect(completion.choices[0]?.logprobs?.content?.[0]?.top_logprobs).toHaveLength(2);
+
+    const stream = await openai().chat.completions.create({
+      model: "fake-model",
+      messages: [{ role: "user", content: "Hi" }],
+      logprobs: true,
+      top_logprobs: 1,
+      stream: true,
+    });
+    const tokens: string[] = [];
+    for await (const chunk of stream) tokens.push(...(chunk.choices[0]?.logprobs?.content ?? []).map((t) => t.token));
+    expect(tokens).toEqual(["Reply", " to:", " Hi"]);
+    expect(upstream.requests.map((r) => [r.body.logprobs, r.body.top_logprobs])).toEqual([
+      [true, 2],
+      [true, 1],
+    ]);
+  });
+
+  it("are stored on the bound endpoint's reply", async () => {
+    const { id, client } = await bound();
+    upstream.setBehaviour({ kind: "ok", logprobs: true });
+    await client.chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "Hi" }], logprobs: true });
+    const stored = (await api.get(`/conversations/${id}/messages`)).body.data as any[];
+    expect(JSON.stringify(stored[1]?.logprobs)).toContain('"token":"Reply"');
+  });
+});
+
+describe("messages as sent", () => {
+  it("keep the developer role and name, on the stateless endpoint and in a bound conversation's later turns", async () => {
+    const messages: OpenAI.ChatCompletionMessageParam[] = [
+      { role: "developer", content: "Answer briefly." },
+      { role: "user", content: "Hi", name: "ana" },
+    ];
+    await openai().chat.completions.create({ model: "fake-model", messages });
+    expect(upstream.requests[0]?.body.messages).toEqual(messages);
+
+    const { client } = await bound();
+    await client.chat.completions.create({ model: "fake-model", messages });
+    await client.chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "Again", name: "rui" }] });
+    expect(upstream.requests[2]?.body.messages).toEqual([
+      ...messages,
+      { role: "assistant", content: "Reply to: Hi" },
+      { role: "user", content: "Again", name: "rui" },
+    ]);
+  });
+});

@@ -116,14 +116,14 @@ export type ChatMessageInput = z.infer<typeof chatMessageSchema>;
 /** A message as it is sent to a provider: the same model, declared structurally on the provider side. */
 export type { ChatMessage } from "../providers/types.ts";
 
-/** The text of a message's content: a string as it is, parts' texts joined with newlines, null as "". */
+/** The text of a message's content: a string as it is, parts' texts joined as they are (as the wire did before parts were kept), null as "". */
 export function contentText(content: string | ContentPart[] | null | undefined): string {
   if (typeof content === "string") return content;
   if (!content) return "";
   return content
     .filter((p): p is TextPart => p.type === "text")
     .map((p) => p.text)
-    .join("\n");
+    .join("");
 }
 
 /** The image parts of a message's content. */

@@ -6,9 +6,10 @@ import type { Database } from "../db/client.ts";
 import { contextStrategies, conversations, messages, type ConversationRow, type MessageRow } from "../db/schema.ts";
 import type { ModelRegistry } from "../providers/registry.ts";
 import type { ReplyEventLog } from "../streams/reply-events.ts";
-import { ModelNotFoundError, NotFoundError } from "./errors.ts";
+import { checkChatMessage, chatMessageShape } from "./chat-message.ts";
+import { InvalidRequestError, ModelNotFoundError, NotFoundError } from "./errors.ts";
 import { looksLikeId, newConversationId } from "./ids.ts";
-import { completedMessageRows } from "./message-rows.ts";
+import { completedMessageRows, givenMessage, toolResultsWithoutCall } from "./message-rows.ts";
 import { contentSoFar } from "./messages.ts";
 import { planPageScan, toPage, type Page, type PageQuery } from "./pagination.ts";
 import { inFlightStatuses } from "./replies.ts";
@@ -20,11 +21,10 @@ export interface ConversationDeps {
   defaultModel: string;
 }
 
-const importedMessageSchema = z.object({
-  role: z.enum(["system", "user", "assistant"]),
-  content: storableText(),
-  metadata: metadataSchema.optional(),
-});
+const importedMessageSchema = z
+  .object({ ...chatMessageShape, metadata: metadataSchema.optional() })
+  .superRefine(checkChatMessage)
+  .openapi("ImportedMessage");
 
 const contextStrategySchema = z.enum(contextStrategies).openapi({
   description: "`auto` (default): send the newest messages that fit the model's window. `strict`: refuse a turn whose history does not fit.",
@@ -71,7 +71,15 @@ export async function createConversation(
 ): Promise<{ conversation: ConversationRow; messages: MessageRow[] }> {
   const model = input.model ?? deps.defaultModel;
   assertServed(deps.models, model);
-  const imported = input.messages ?? [];
+  const imported = (input.messages ?? []).map((m) => givenMessage(m, m.metadata));
+  // A new conversation has no stored calls: each tool result answers a call imported before it.
+  const [unanswered] = toolResultsWithoutCall(imported);
+  if (unanswered) {
+    throw new InvalidRequestError(
+      `tool_call_id '${unanswered.id}' answers no tool call made earlier in the imported messages.`,
+      `messages.${unanswered.index}.tool_call_id`,
+    );
+  }
   const now = new Date();
   return deps.db.transaction(async (tx) => {
     const [conversation] = await tx

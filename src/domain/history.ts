@@ -21,6 +21,28 @@ export function belongsInHistory(m: Pick<MessageRow, "role" | "status" | "conten
 /** belongsInHistory as a condition on stored rows, for queries that read only the history (keep the two alike). */
 export const inHistorySql = sql`(${messages.status} <> 'failed' and (${messages.role} <> 'assistant' or ${messages.status} = 'completed' or (${messages.status} = 'cancelled' and ${messages.content} <> '')))`;
 
+type HistoryRow = Pick<MessageRow, "role" | "status" | "content" | "parts" | "name" | "toolCalls" | "toolCallId" | "reasoning">;
+
+/**
+ * A stored message as it is sent upstream: text-only content as the plain
+ * string it was, parts as given, a reply that only called tools with
+ * `content: null`. Reasoning goes back only when the turn asks
+ * (`send_reasoning: true`, Parley's own param); a cancelled reply's tool calls
+ * never do (they may be cut off, and nothing answers them).
+ */
+export function toChatMessage(m: HistoryRow, opts: { sendReasoning: boolean }): ChatMessage {
+  const toolCalls = m.role === "assistant" && m.status === "completed" && m.toolCalls?.length ? m.toolCalls : null;
+  const content = m.parts ?? (toolCalls && m.content === "" ? null : m.content);
+  return {
+    role: m.role,
+    content: content as ChatMessage["content"],
+    ...(m.name !== null ? { name: m.name } : {}),
+    ...(toolCalls ? { tool_calls: toolCalls } : {}),
+    ...(m.role === "tool" && m.toolCallId !== null ? { tool_call_id: m.toolCallId } : {}),
+    ...(opts.sendReasoning && m.role === "assistant" && m.reasoning ? { reasoning_content: m.reasoning } : {}),
+  };
+}
+
 export interface BuiltHistory {
   messages: ChatMessage[];
   /** Earlier messages sent, and the tokens sent with the system prompt (and summary). */
@@ -76,7 +98,17 @@ export async function buildHistory(
   const sent =
     fromSeq < reply.seq
       ? await db
-          .select({ role: messages.role, status: messages.status, content: messages.content, tokens: messages.tokens })
+          .select({
+            role: messages.role,
+            status: messages.status,
+            content: messages.content,
+            tokens: messages.tokens,
+            parts: messages.parts,
+            name: messages.name,
+            toolCalls: messages.toolCalls,
+            toolCallId: messages.toolCallId,
+            reasoning: messages.reasoning,
+          })
           .from(messages)
           .where(and(inConversation, gte(messages.seq, fromSeq), lt(messages.seq, reply.seq)))
           .orderBy(asc(messages.seq))
@@ -91,7 +123,8 @@ export async function buildHistory(
   const history: ChatMessage[] = [];
   if (conversation.system) history.push({ role: "system", content: conversation.system });
   if (summary !== null) history.push(summaryMessage(summary));
-  for (const m of included) history.push({ role: m.role, content: m.content });
+  const sendReasoning = { ...conversation.params, ...(reply.params ?? {}) }.send_reasoning === true;
+  for (const m of included) history.push(toChatMessage(m, { sendReasoning }));
   const tokens =
     budget.systemTokens + (summary !== null ? conversation.summaryTokens : 0) + included.reduce((n, m) => n + m.tokens, 0);
   const unsummarizedThroughSeq = summarizing && fromSeq - 1 > conversation.summaryThroughSeq ? fromSeq - 1 : null;

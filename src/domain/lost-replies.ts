@@ -8,6 +8,7 @@ import type { ReplyEventLog } from "../streams/reply-events.ts";
 import { aliveMarkTtlMs } from "../streams/reply-liveness.ts";
 import { finishReply, inFlightStatuses } from "./replies.ts";
 import { toMessageResource } from "./resources.ts";
+import { streamedReplyOf } from "./reply-delta.ts";
 import { storableText } from "./storable-text.ts";
 
 export interface LostReplyDeps {
@@ -147,22 +148,9 @@ async function storeLostReply(deps: LostReplyDeps, id: string, content: string):
 async function lostReplyEvents(replyEvents: ReplyEventLog, id: string): Promise<{ content: string; whole: boolean }> {
   const events = await replyEvents.readAfter(id, null).catch(() => null);
   if (!events) return { content: "", whole: false };
-  let content = "";
-  for (const e of events) {
-    if (e.event === "message.reset") content = "";
-    else if (e.event === "message.delta") content += deltaText(e.data);
-  }
+  const content = streamedReplyOf(events).content;
   const first = events[0]?.event;
   return { content, whole: first === "message.created" || first === "message.reset" };
-}
-
-function deltaText(data: string): string {
-  try {
-    const text = (JSON.parse(data) as { delta?: { content?: unknown } }).delta?.content;
-    return typeof text === "string" ? text : "";
-  } catch {
-    return "";
-  }
 }
 
 /**

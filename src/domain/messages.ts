@@ -7,6 +7,7 @@ import { getConversation } from "./conversations.ts";
 import { looksLikeId } from "./ids.ts";
 import { planPageScan, toPage, type Page, type PageQuery } from "./pagination.ts";
 import { inFlightStatuses } from "./replies.ts";
+import { streamedReplyOf, type StreamedReply } from "./reply-delta.ts";
 
 export interface MessageDeps {
   db: Database;
@@ -33,7 +34,8 @@ export async function getMessage(
   }
   if ((inFlightStatuses as readonly string[]).includes(row.status)) {
     // Postgres gets the content when the reply ends; until then it is the deltas so far.
-    return { ...row, content: await contentSoFar(deps.replyEvents, row.id) };
+    const streamed = await streamedSoFar(deps.replyEvents, row.id);
+    return { ...row, ...streamedColumns(streamed) };
   }
   return row;
 }
@@ -45,14 +47,12 @@ export async function findMessage(db: Database, messageId: string): Promise<Mess
 }
 
 /** The deltas since the reply (last) started: a `message.reset` drops what came before it. */
-export async function contentSoFar(replyEvents: ReplyEventLog, replyId: string): Promise<string> {
-  let content = "";
-  for (const e of await replyEvents.readAfter(replyId, null)) {
-    if (e.event === "message.reset") content = "";
-    else if (e.event === "message.delta") content += (JSON.parse(e.data) as { delta: { content: string } }).delta.content;
-  }
-  return content;
+export async function streamedSoFar(replyEvents: ReplyEventLog, replyId: string): Promise<StreamedReply> {
+  return streamedReplyOf(await replyEvents.readAfter(replyId, null));
 }
+
+export const contentSoFar = async (replyEvents: ReplyEventLog, replyId: string): Promise<string> =>
+  (await streamedSoFar(replyEvents, replyId)).content;
 
 /** The history, oldest first by default, paged by seq. */
 export async function listMessages(
@@ -86,4 +86,14 @@ export async function listMessages(
     .orderBy(scan.direction === "asc" ? asc(messages.seq) : desc(messages.seq))
     .limit(scan.take);
   return toPage(rows, scan);
+}
+
+/** The columns a reply's stream fills in: content, tool calls, reasoning, logprobs (null when it carried none). */
+export function streamedColumns(streamed: StreamedReply): Pick<MessageRow, "content" | "toolCalls" | "reasoning" | "logprobs"> {
+  return {
+    content: streamed.content,
+    toolCalls: streamed.toolCalls,
+    reasoning: streamed.reasoning || null,
+    logprobs: streamed.logprobs,
+  };
 }

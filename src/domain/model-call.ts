@@ -1,6 +1,7 @@
 import type { StoredError, StoredUsage } from "../db/schema.ts";
 import { ProviderError, type ChatProvider, type ChatRequest } from "../providers/types.ts";
 import { ReplyEventsUnavailableError } from "../streams/reply-event-writer.ts";
+import { isEmptyDelta, type ReplyDelta } from "./reply-delta.ts";
 import { StorableTextStream, storableText } from "./storable-text.ts";
 
 export type ModelCallOutcome =
@@ -9,6 +10,18 @@ export type ModelCallOutcome =
 
 /** What went wrong, in the words stored on a reply: no stack, no upstream secrets. */
 export function describeFailure(err: unknown): StoredError {
+  if (err instanceof ProviderError && err.refused) {
+    // The upstream refused the request as sent (context too long, a bad field): its own words, so a client
+    // sees the status, type, code and param it would have seen calling the upstream directly.
+    const said = err.upstreamDetail;
+    return {
+      message: err.message,
+      type: said?.type ?? "upstream_error",
+      code: said?.code ?? err.code,
+      param: said?.param ?? null,
+      status: err.status,
+    };
+  }
   if (err instanceof ProviderError) return { message: err.message, type: "upstream_error", code: err.code };
   if (err instanceof ReplyEventsUnavailableError) {
     return { message: "The reply's events could not be written: Redis was unreachable for too long.", type: "server_error", code: err.code };
@@ -22,40 +35,59 @@ export function describeFailure(err: unknown): StoredError {
 /**
  * Calls the provider, streaming (each delta handed to `onDelta` as it comes)
  * or not (the whole answer handed over as one delta), and says how it ended.
- * Every delta is made storable first (see storable-text.ts), and `content` is
- * what `onDelta` took: a failure keeps whatever content had been handed on.
+ * A delta carries text, reasoning, tool-call fragments and logprobs as the
+ * upstream sent them; text and reasoning are made storable first (see
+ * storable-text.ts), and `content` is the text `onDelta` took: a failure keeps
+ * whatever content had been handed on. The caller puts the rest together
+ * from what it handed on (the event writer's publishedReply).
  */
 export async function callModel(opts: {
   provider: ChatProvider;
   request: ChatRequest;
   upstreamStream: boolean;
   signal: AbortSignal;
-  onDelta: (content: string) => Promise<void>;
+  onDelta: (delta: ReplyDelta) => Promise<void>;
 }): Promise<ModelCallOutcome & { cause?: unknown }> {
   let content = "";
-  const handOn = async (delta: string) => {
-    if (!delta) return;
+  const handOn = async (delta: ReplyDelta) => {
+    if (isEmptyDelta(delta)) return;
     await opts.onDelta(delta);
-    content += delta;
+    content += delta.content ?? "";
   };
   try {
     if (!opts.upstreamStream) {
       const result = await opts.provider.completeChat(opts.request, opts.signal);
-      await handOn(storableText(result.content));
-      return { status: "completed", content, finishReason: result.finishReason, usage: result.usage };
+      const choice = result.choices[0];
+      await handOn({
+        content: storableText(choice?.content ?? ""),
+        reasoning: storableText(choice?.reasoning ?? ""),
+        ...(choice?.toolCalls?.length
+          ? { toolCalls: choice.toolCalls.map((c, index) => ({ index, id: c.id, type: c.type, function: { name: c.function.name, arguments: c.function.arguments } })) }
+          : {}),
+        ...(choice?.logprobs !== undefined && choice.logprobs !== null ? { logprobs: [choice.logprobs] } : {}),
+      });
+      return { status: "completed", content, finishReason: choice?.finishReason ?? "stop", usage: result.usage };
     }
     let finishReason = "stop";
     let usage: StoredUsage | null = null;
     const text = new StorableTextStream();
+    const reasoning = new StorableTextStream();
     for await (const chunk of opts.provider.streamChat(opts.request, opts.signal)) {
+      // Only the first choice is a conversation's reply (n > 1 is refused before the call).
+      if ((chunk.choice ?? 0) !== 0) continue;
       if (chunk.type === "finish") {
         finishReason = chunk.finishReason;
         usage = chunk.usage;
-      } else if (chunk.content) {
-        await handOn(text.push(chunk.content));
+        continue;
       }
+      await handOn({
+        ...(chunk.content ? { content: text.push(chunk.content) } : {}),
+        ...(chunk.reasoning ? { reasoning: reasoning.push(chunk.reasoning) } : {}),
+        ...(chunk.toolCalls?.length ? { toolCalls: chunk.toolCalls } : {}),
+        ...(chunk.logprobs !== undefined && chunk.logprobs !== null ? { logprobs: [chunk.logprobs] } : {}),
+      });
     }
-    await handOn(text.end());
+    await handOn({ content: text.end(), reasoning: reasoning.end() });
     return { status: "completed", content, finishReason, usage };
   } catch (cause) {
     return { status: "failed", content, error: describeFailure(cause), cause };

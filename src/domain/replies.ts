@@ -1,10 +1,10 @@
 import { and, eq, inArray, sql } from "drizzle-orm";
 import { alias } from "drizzle-orm/pg-core";
-import { messageTokens } from "../context/tokens.ts";
 import type { Database } from "../db/client.ts";
-import { conversations, messages, type MessageRow, type StoredError, type StoredUsage } from "../db/schema.ts";
+import { conversations, messages, type MessageRow, type StoredError, type StoredToolCall, type StoredUsage } from "../db/schema.ts";
 import { endsTurnUnsent, leaveTurnOutOfHistory } from "./failed-turns.ts";
 import { belongsInHistory } from "./history.ts";
+import { givenMessageTokens } from "./message-rows.ts";
 
 type Transaction = Parameters<Parameters<Database["transaction"]>[0]>[0];
 
@@ -30,10 +30,18 @@ export type ReplyOutcome = (
   | { status: "completed"; content: string; finishReason: string; usage: StoredUsage | null }
   | { status: "failed"; content: string; error: StoredError }
   | { status: "cancelled"; content: string }
-) & {
-  /** What was sent for the reply, when its history was built. */
-  context?: { messages: number; tokens: number } | undefined;
-};
+) &
+  StreamedExtras & {
+    /** What was sent for the reply, when its history was built. */
+    context?: { messages: number; tokens: number } | undefined;
+  };
+
+/** What a reply streamed besides its text (see StreamedReply): stored as given, null when none. */
+export interface StreamedExtras {
+  toolCalls?: StoredToolCall[] | null | undefined;
+  reasoning?: string | null | undefined;
+  logprobs?: unknown;
+}
 
 /**
  * Stores how a reply ended, once: only a reply still in flight changes, so a
@@ -51,7 +59,8 @@ export async function finishReply(
   outcome: ReplyOutcome,
   opts: { attempt?: number } = {},
 ): Promise<MessageRow | null> {
-  const tokens = messageTokens(outcome.content);
+  const toolCalls = outcome.toolCalls?.length ? outcome.toolCalls : null;
+  const tokens = givenMessageTokens({ content: outcome.content, tool_calls: toolCalls ?? undefined });
   const counted = belongsInHistory({ role: "assistant", status: outcome.status, content: outcome.content }) ? tokens : 0;
   const previous = alias(messages, "previous");
   const storeEnd = (on: Database | Transaction) =>
@@ -60,6 +69,9 @@ export async function finishReply(
       .set({
         status: outcome.status,
         content: outcome.content,
+        toolCalls,
+        reasoning: outcome.reasoning || null,
+        logprobs: outcome.logprobs ?? null,
         finishReason: outcome.status === "completed" ? outcome.finishReason : null,
         usage: outcome.status === "completed" ? outcome.usage : null,
         error: outcome.status === "failed" ? outcome.error : null,

@@ -2,8 +2,9 @@ import type { ReplySlots } from "../access/reply-slots.ts";
 import type { MessageRow } from "../db/schema.ts";
 import { compareStreamIds, isStreamId, type ReplyEvent, type ReplyEventLog } from "../streams/reply-events.ts";
 import { InvalidRequestError } from "./errors.ts";
-import { contentSoFar, getMessage, type MessageDeps } from "./messages.ts";
+import { getMessage, streamedColumns, streamedSoFar, type MessageDeps } from "./messages.ts";
 import { finishReply, inFlightStatuses } from "./replies.ts";
+import { deltaEventData, isEmptyDelta, storedReplyDelta } from "./reply-delta.ts";
 import { toMessageResource } from "./resources.ts";
 
 /** Following and cancelling a reply, from any API instance. */
@@ -53,8 +54,9 @@ export async function replyEventSource(
   }
   const ms = (reply.completedAt ?? reply.createdAt).getTime();
   const events: ReplyEvent[] = [];
-  if (lastEventId === null && reply.content) {
-    events.push({ id: `${ms}-0`, event: "message.delta", data: JSON.stringify({ id: reply.id, delta: { content: reply.content } }) });
+  const whole = storedReplyDelta(reply);
+  if (lastEventId === null && !isEmptyDelta(whole)) {
+    events.push({ id: `${ms}-0`, event: "message.delta", data: JSON.stringify({ id: reply.id, delta: deltaEventData(whole) }) });
   }
   events.push(
     { id: `${ms}-1`, event: terminalEvent[reply.status as keyof typeof terminalEvent], data: JSON.stringify(toMessageResource(reply)) },
@@ -80,9 +82,9 @@ export async function cancelReply(
   // Sealed first: the worker's deltas are refused from here on, so the content read next is all the stream
   // will ever carry, and the stored reply agrees with what followers were sent.
   await deps.replyEvents.seal(reply.id);
-  const content = await contentSoFar(deps.replyEvents, reply.id);
+  const streamed = await streamedSoFar(deps.replyEvents, reply.id);
   // Stored before the end is written, so the worker's own end (an interrupted call) finds the reply ended and stands down.
-  const cancelled = await finishReply(deps.db, reply.id, { status: "cancelled", content });
+  const cancelled = await finishReply(deps.db, reply.id, { status: "cancelled", ...streamedColumns(streamed) });
   // Null: it ended by itself in between; that end stands.
   if (!cancelled) return getReply(deps, tenantId, conversationId, messageId);
   // A cancelled reply no longer counts against its tenant, though its worker may take a moment to stop.

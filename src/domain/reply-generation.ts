@@ -15,6 +15,7 @@ import type { ContextWindows } from "../context/context-windows.ts";
 import { ContextLengthExceededError } from "../context/turn-budget.ts";
 import { buildHistory, type BuiltHistory } from "./history.ts";
 import { callModel, describeFailure, type ModelCallOutcome } from "./model-call.ts";
+import { streamedColumns } from "./messages.ts";
 import { finishReply, markReplyInProgress } from "./replies.ts";
 import { toMessageResource } from "./resources.ts";
 
@@ -108,9 +109,9 @@ async function runAttempt(deps: ReplyGenerationDeps, job: ReplyJob, run: JobRun,
     log[outcome.cause instanceof ProviderError ? "warn" : "error"]({ err: outcome.cause, code: outcome.error.code }, "reply failed");
   }
 
-  // The stored content is what followers were sent: no more, no less.
+  // The stored reply is what followers were sent, no more, no less: its text, reasoning, tool calls and logprobs.
   const { cause: _cause, ...rest } = outcome;
-  const stored = { ...rest, content: events.published };
+  const stored = { ...rest, ...streamedColumns(events.publishedReply) };
   const row = await retryWhileUnreachable(() => finishReply(deps.db, reply.id, stored, { attempt }), deps.replyWriteBounds.finalWriteRetryMs, log);
   // Null: the reply ended another way meanwhile (cancelled, deleted, failed by the sweep) or a newer attempt has it;
   // whoever ended it wrote its end.
@@ -213,7 +214,7 @@ async function callModelForReply(
     upstreamStream: job.upstreamStream ?? true,
     // Stopped by a cancel, by the run losing its job, or by its events closing to it.
     signal: AbortSignal.any([run.signal, cancelled.signal, events.stopped]),
-    onDelta: (content) => events.delta(content),
+    onDelta: (delta) => events.delta(delta),
   }).finally(cancelled.done);
   return { ...outcome, context: history.context };
 }

@@ -1,6 +1,7 @@
 import { z } from "@hono/zod-openapi";
 import type { ConversationRow, MessageRow } from "../db/schema.ts";
 import { contextStrategies, messageRoles, messageStatuses } from "../db/schema.ts";
+import { contentPartSchema, toolCallSchema, type ContentPart, type ToolCall } from "./chat-message.ts";
 import { isStorableJson, storableText } from "./storable-json.ts";
 
 /**
@@ -63,7 +64,23 @@ export const messageSchema = z
     conversation_id: z.string(),
     seq: z.int().openapi({ description: "Position in the conversation: 1, 2, 3… with no gaps." }),
     role: z.enum(messageRoles),
-    content: z.string(),
+    content: z.string().openapi({
+      description: "The text: as given, or the texts of `content_parts` joined; \"\" on a reply that only called tools.",
+    }),
+    content_parts: z
+      .array(contentPartSchema)
+      .nullable()
+      .openapi({ description: "The content as given when it was an array of parts (text, image_url); null when it was a string." }),
+    name: z.string().nullable(),
+    tool_calls: z
+      .array(toolCallSchema)
+      .nullable()
+      .openapi({ description: "An assistant message's tool calls (a reply's, as the model streamed them); null when none." }),
+    tool_call_id: z.string().nullable().openapi({ description: "A `tool` message: the id of the call it answers." }),
+    reasoning: z.string().nullable().openapi({
+      description: "A reply's reasoning (`reasoning_content`), kept apart from its content; not sent upstream again unless a turn's params say `send_reasoning: true`.",
+    }),
+    logprobs: z.unknown().nullable().openapi({ description: "A reply's logprobs as the upstream gave them (asked for with `logprobs` in params)." }),
     status: z.enum(messageStatuses),
     model: z.string().nullable(),
     finish_reason: z.string().nullable(),
@@ -120,6 +137,12 @@ export function toMessageResource(row: MessageRow): MessageResource {
     seq: row.seq,
     role: row.role,
     content: row.content,
+    content_parts: (row.parts as ContentPart[] | null) ?? null,
+    name: row.name ?? null,
+    tool_calls: (row.toolCalls as ToolCall[] | null) ?? null,
+    tool_call_id: row.toolCallId ?? null,
+    reasoning: row.reasoning ?? null,
+    logprobs: row.logprobs ?? null,
     status: row.status,
     model: row.model,
     finish_reason: row.finishReason,

@@ -10,10 +10,11 @@ import { ConversationBusyError, DependencyUnavailableError, InvalidRequestError,
 import { looksLikeId, newMessageId } from "./ids.ts";
 import type { ContextWindows } from "../context/context-windows.ts";
 import { assertTurnFits, turnBudget } from "../context/turn-budget.ts";
-import { completedMessageRows, type GivenMessage } from "./message-rows.ts";
+import { checkChatMessage, chatMessageShape } from "./chat-message.ts";
+import { completedMessageRows, givenMessage, toolResultsWithoutCall, type GivenMessage } from "./message-rows.ts";
 import { restoreTurnToHistory } from "./failed-turns.ts";
 import { finishReply, inFlightStatuses } from "./replies.ts";
-import { metadataSchema, paramsSchema, storableText, toMessageResource } from "./resources.ts";
+import { metadataSchema, paramsSchema, toMessageResource } from "./resources.ts";
 
 type Transaction = Parameters<Parameters<Database["transaction"]>[0]>[0];
 
@@ -28,13 +29,18 @@ export interface TurnDeps {
 
 export const appendMessageSchema = z
   .object({
-    role: z.enum(["user", "assistant", "system"]).default("user"),
-    content: storableText().openapi({ example: "What should I see in Lisbon?" }),
+    ...chatMessageShape,
+    role: chatMessageShape.role.default("user"),
+    content: chatMessageShape.content.openapi({
+      description:
+        "Text, or content parts (`text`, `image_url` with an https: or data:image/…;base64, URL). " +
+        "Null (or left out) only on an assistant message with `tool_calls`.",
+      example: "What should I see in Lisbon?",
+    }),
     metadata: metadataSchema.optional(),
-    reply: z
-      .boolean()
-      .optional()
-      .openapi({ description: "Generate the assistant's reply (default for `role: user`; only allowed for it)." }),
+    reply: z.boolean().optional().openapi({
+      description: "Generate the assistant's reply (default for `role: user` and `role: tool`; only allowed for them).",
+    }),
     params: paramsSchema
       .optional()
       .openapi({ description: "Sampling fields for this reply only, merged over the conversation's `params`." }),
@@ -45,6 +51,7 @@ export const appendMessageSchema = z
       .openapi({ description: "Non-streaming only: wait for the reply (201), or answer at once with it queued (202)." }),
   })
   .strict()
+  .superRefine(checkChatMessage)
   .openapi("AppendMessage");
 export type AppendMessageInput = z.infer<typeof appendMessageSchema>;
 
@@ -86,15 +93,17 @@ export async function appendMessage(
   requestId?: string,
   signal?: AbortSignal,
 ): Promise<AppendedTurn> {
-  if (input.reply === true && input.role !== "user") {
-    throw new InvalidRequestError("Only a `user` message can ask for a reply.", "reply");
+  // A tool result is answered like a user's message: the model goes on from it.
+  const answerable = input.role === "user" || input.role === "tool";
+  if (input.reply === true && !answerable) {
+    throw new InvalidRequestError("Only a `user` or `tool` message can ask for a reply.", "reply");
   }
-  const wantsReply = input.role === "user" && input.reply !== false;
+  const wantsReply = answerable && input.reply !== false;
   if (input.stream && !wantsReply) {
     throw new InvalidRequestError("`stream: true` streams a reply; this message asks for none.", "stream");
   }
   const turn = await appendTurn(deps, tenantId, conversationId, {
-    messages: [{ role: input.role, content: input.content, metadata: input.metadata }],
+    messages: [givenMessage(input, input.metadata)],
     reply: wantsReply,
     params: input.params ?? null,
     requestId,
@@ -125,6 +134,7 @@ export async function appendTurn(
   if (turn.model !== undefined && !deps.models.resolve(turn.model)) {
     throw new ModelNotFoundError(turn.model, deps.models.describeServed());
   }
+  if (turn.reply) assertOneChoice(turn.params ?? {});
 
   // Seqs the turn adds: a replacing reply takes the seq of the one it replaces.
   const count = turn.messages.length + (turn.reply && !turn.replaces ? 1 : 0);
@@ -163,6 +173,8 @@ export async function appendTurn(
       // is how concurrent appends once took every connection and waited for each other forever.
       if (!bumped) throw await whyNoTurn(tx, tenantId, conversationId);
       const model = turn.model ?? bumped.model;
+      if (turn.reply) assertOneChoice(bumped.params);
+      await assertToolResultsAnswerCalls(tx, conversationId, turn.messages);
       if (turn.reply && !deps.models.resolve(model)) {
         throw new ModelNotFoundError(model, deps.models.describeServed());
       }
@@ -251,6 +263,37 @@ export async function appendTurn(
     });
   }
   return stored;
+}
+
+/** A conversation stores one reply per turn: `n` > 1 would ask the upstream for choices nobody keeps. */
+function assertOneChoice(params: Record<string, unknown>): void {
+  const n = params.n;
+  if (n === undefined || n === null || n === 1) return;
+  throw new InvalidRequestError("A conversation stores one reply per turn: `n` must be 1 (ask the stateless /v1/chat/completions for more).", "params.n");
+}
+
+/**
+ * Each `tool` message must answer a tool call made before it: by an earlier
+ * message of the same request, or one stored in the conversation. Read only
+ * when the turn has a tool message (json_array_elements over the stored calls).
+ */
+async function assertToolResultsAnswerCalls(tx: Transaction, conversationId: string, given: GivenMessage[]): Promise<void> {
+  const unknown = toolResultsWithoutCall(given);
+  if (unknown.length === 0) return;
+  const ids = [...new Set(unknown.map((u) => u.id))];
+  const stored = await tx.execute<{ id: string }>(sql`
+    select distinct c->>'id' as id
+    from ${messages}, json_array_elements(${messages.toolCalls}) as c
+    where ${messages.conversationId} = ${conversationId} and ${messages.toolCalls} is not null
+      and c->>'id' in ${sql`(${sql.join(ids.map((id) => sql`${id}`), sql`, `)})`}`);
+  const found = new Set(stored.map((r) => r.id));
+  const missing = unknown.find((u) => !found.has(u.id));
+  if (missing) {
+    throw new InvalidRequestError(
+      `tool_call_id '${missing.id}' answers no tool call made earlier in this conversation.`,
+      given.length === 1 ? "tool_call_id" : `messages.${missing.index}.tool_call_id`,
+    );
+  }
 }
 
 /** Deletes the reply a regenerated one replaces, after checking it is the conversation's last message and has ended. */

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import { deltaEventData, isEmptyDelta, joinDeltas, StreamedReply, type ReplyDelta } from "../domain/reply-delta.ts";
 import type { NewReplyEvent, ReplyEventLog, ReplyEventWrite } from "./reply-events.ts";
 
 /** The reply's stream takes no more writes from this run: it has ended, or a newer attempt writes it. */
@@ -25,7 +26,8 @@ const MAX_RETRY_MS = 1_000;
  * attempt. While Redis is away each write is retried (for up to `outageMs`)
  * and the deltas that arrive meanwhile are held and then written as one, so a
  * short outage costs a pause, not the reply. `published` is exactly the
- * content the stream holds, whatever happens: the stored reply is made of it.
+ * content the stream holds, whatever happens, and `publishedReply` its
+ * reasoning, tool calls and logprobs too: the stored reply is made of them.
  */
 export class ReplyEventWriter {
   readonly #events: ReplyEventLog;
@@ -36,8 +38,8 @@ export class ReplyEventWriter {
   readonly #ttlSeconds: number | undefined;
   readonly #stop = new AbortController();
   #seq = 0;
-  #published = "";
-  #pending = "";
+  readonly #published = new StreamedReply();
+  #pending: ReplyDelta = {};
   #flushing: Promise<void> | null = null;
   #inOutage = false;
   #failure: Error | null = null;
@@ -68,6 +70,11 @@ export class ReplyEventWriter {
 
   /** The content of every delta written to the stream so far. */
   get published(): string {
+    return this.#published.content;
+  }
+
+  /** Everything written to the stream so far (content, reasoning, tool calls, logprobs), put together. */
+  get publishedReply(): StreamedReply {
     return this.#published;
   }
 
@@ -80,10 +87,11 @@ export class ReplyEventWriter {
    * Hands a delta over. Resolves once it is written, or at once while Redis is
    * away (held and written with the next ones); rejects once the writer has failed.
    */
-  delta(content: string): Promise<void> {
+  delta(given: string | ReplyDelta): Promise<void> {
     if (this.#failure) return Promise.reject(this.#failure);
-    if (!content) return Promise.resolve();
-    this.#pending += content;
+    const delta = typeof given === "string" ? { content: given } : given;
+    if (isEmptyDelta(delta)) return Promise.resolve();
+    this.#pending = joinDeltas(this.#pending, delta);
     this.#flushing ??= this.#flush();
     if (this.#inOutage) return Promise.resolve();
     return new Promise((resolve) => this.#waiting.push(resolve));
@@ -115,12 +123,14 @@ export class ReplyEventWriter {
   }
 
   async #flush(): Promise<void> {
-    while (this.#pending && !this.#failure) {
-      const content = this.#pending;
-      this.#pending = "";
+    while (!isEmptyDelta(this.#pending) && !this.#failure) {
+      const delta = this.#pending;
+      this.#pending = {};
       try {
-        await this.#write([{ event: "message.delta", data: { id: this.#replyId, delta: { content } } }], false);
-        this.#published += content;
+        const choice = delta.choice ? { choice: delta.choice } : {};
+        await this.#write([{ event: "message.delta", data: { id: this.#replyId, ...choice, delta: deltaEventData(delta) } }], false);
+        // `published` is the first choice's: the only one a reply has (a stateless call keeps the others itself).
+        if (!delta.choice) this.#published.add(delta);
       } catch {
         // #failure is set: later deltas reject, drain() throws it.
       }
@@ -172,9 +182,10 @@ export class ReplyEventWriter {
   /** `events` after a start-over that carries everything written before (followers drop what they had). */
   #resynced(events: NewReplyEvent[]): NewReplyEvent[] {
     const id = this.#replyId;
+    const whole = this.#published.asDelta();
     return [
       { event: "message.reset", data: { id, reason: "events_lost" } },
-      ...(this.#published ? [{ event: "message.delta" as const, data: { id, delta: { content: this.#published } } }] : []),
+      ...(isEmptyDelta(whole) ? [] : [{ event: "message.delta" as const, data: { id, delta: deltaEventData(whole) } }]),
       ...events,
     ];
   }

@@ -1,4 +1,5 @@
 import type { Config } from "../config.ts";
+import { imageBytes } from "../domain/chat-message.ts";
 
 /**
  * The configurable size limits on what a request may carry. The route schemas
@@ -8,6 +9,8 @@ import type { Config } from "../config.ts";
  */
 export interface InputLimits {
   maxContentChars: number;
+  /** Decoded bytes of data-URL images in one message's content parts. */
+  maxImageBytesPerMessage: number;
   maxMessages: number;
   maxMetadataEntries: number;
   maxMetadataKeyChars: number;
@@ -24,6 +27,7 @@ export interface InputLimits {
 export function inputLimitsFrom(config: Config): InputLimits {
   return {
     maxContentChars: config.MAX_CONTENT_CHARS,
+    maxImageBytesPerMessage: config.MAX_IMAGE_BYTES_PER_MESSAGE,
     maxMessages: config.MAX_MESSAGES_PER_REQUEST,
     maxMetadataEntries: config.MAX_METADATA_ENTRIES,
     maxMetadataKeyChars: config.MAX_METADATA_KEY_CHARS,
@@ -36,6 +40,8 @@ export function inputLimitsFrom(config: Config): InputLimits {
 }
 
 export interface LimitBreach {
+  /** 400 unless the limit is on a size (413). */
+  status?: 413;
   param: string | null;
   code: string;
   message: string;
@@ -94,6 +100,17 @@ function checkMessage(message: Record<string, unknown>, at: string, limits: Inpu
         param: `${at}${field}`,
         code: "content_too_long",
         message: `${at}${field} is ${length} characters long; the limit is ${limits.maxContentChars} (MAX_CONTENT_CHARS).`,
+      };
+    }
+  }
+  if (Array.isArray(message.content)) {
+    const bytes = imageBytes(message.content as Parameters<typeof imageBytes>[0]);
+    if (bytes > limits.maxImageBytesPerMessage) {
+      return {
+        status: 413,
+        param: `${at}content`,
+        code: "image_too_large",
+        message: `${at}content carries ${bytes} bytes of images; the limit is ${limits.maxImageBytesPerMessage} per message (MAX_IMAGE_BYTES_PER_MESSAGE).`,
       };
     }
   }

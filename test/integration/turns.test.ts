@@ -289,7 +289,8 @@ describe("messages", () => {
     const cases: [unknown, string | null][] = [
       [{}, "content"],
       [{ content: 5 }, "content"],
-      [{ content: "x", role: "tool" }, "role"],
+      [{ content: "x", role: "robot" }, "role"],
+      [{ content: "x", role: "tool" }, "tool_call_id"],
       [{ content: "x", role: "assistant", reply: true }, "reply"],
       [{ content: "x", stream: "yes" }, "stream"],
       [{ content: "x", extra: 1 }, null],

@@ -2,8 +2,7 @@ import { createHash } from "node:crypto";
 import { and, asc, eq, sql } from "drizzle-orm";
 import type { Database } from "../db/client.ts";
 import { conversations, messages, type StoredToolCall } from "../db/schema.ts";
-import type { ChatMessage } from "../providers/types.ts";
-import { contentText } from "./chat-message.ts";
+import { contentText, type ContentPart, type ToolCall } from "./chat-message.ts";
 import { inHistorySql } from "./history.ts";
 
 /**
@@ -14,6 +13,16 @@ import { inHistorySql } from "./history.ts";
  * (the messages that go into history, in order), only what follows is a new
  * turn. Anything else (a history that diverges anywhere) is appended as sent.
  */
+
+/** A message as a request gives it: the chat-completions shape (content a string or parts), or a turn's (text and parts apart). */
+export interface SentMessage {
+  role: string;
+  content: string | ContentPart[] | null;
+  parts?: ContentPart[] | null | undefined;
+  name?: string | undefined;
+  tool_calls?: ToolCall[] | undefined;
+  tool_call_id?: string | undefined;
+}
 
 /** A stored message as far as comparing it with a sent one needs: hashes of what may be long. */
 interface StoredForComparison {
@@ -44,7 +53,7 @@ export async function storedHistoryPrefixLength(
   db: Database,
   tenantId: string,
   conversationId: string,
-  given: ChatMessage[],
+  given: SentMessage[],
 ): Promise<number> {
   const first = given[0];
   const mayLeadWithSystem = first !== undefined && (first.role === "system" || first.role === "developer") && !hasImages(first);
@@ -86,7 +95,8 @@ async function conversationSystem(db: Database, tenantId: string, conversationId
   return row?.system ?? null;
 }
 
-const hasImages = (m: ChatMessage) => Array.isArray(m.content) && m.content.some((p) => p.type !== "text");
+const partsOf = (m: SentMessage): ContentPart[] | null => m.parts ?? (Array.isArray(m.content) ? m.content : null);
+const hasImages = (m: SentMessage) => partsOf(m)?.some((p) => p.type !== "text") ?? false;
 
 /**
  * A sent message is the stored one when role, text, images, name, the tool
@@ -94,18 +104,19 @@ const hasImages = (m: ChatMessage) => Array.isArray(m.content) && m.content.some
  * sent as a string or as text parts is the same text; reasoning is not
  * compared (it is stored apart and clients rarely send it back).
  */
-function sameMessage(stored: StoredForComparison, sent: ChatMessage): boolean {
+function sameMessage(stored: StoredForComparison, sent: SentMessage): boolean {
   if (stored.role !== sent.role) return false;
   if (stored.textHash !== sha256(contentText(sent.content))) return false;
   if (stored.hasImages || hasImages(sent)) {
-    if (stored.partsHash === null || !Array.isArray(sent.content) || stored.partsHash !== sha256(JSON.stringify(sent.content))) return false;
+    const parts = partsOf(sent);
+    if (stored.partsHash === null || parts === null || stored.partsHash !== sha256(JSON.stringify(parts))) return false;
   }
   if ((stored.name ?? null) !== (sent.name ?? null)) return false;
   if ((stored.toolCallId ?? null) !== (sent.tool_call_id ?? null)) return false;
   return sameToolCalls(stored.toolCalls ?? [], sent.tool_calls ?? []);
 }
 
-function sameToolCalls(stored: StoredToolCall[], sent: NonNullable<ChatMessage["tool_calls"]>): boolean {
+function sameToolCalls(stored: StoredToolCall[], sent: ToolCall[]): boolean {
   return (
     stored.length === sent.length &&
     stored.every((call, i) => {

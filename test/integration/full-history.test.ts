@@ -116,6 +116,48 @@ describe("a full-history client on the bound endpoint", () => {
     expect((await stored(id)).map((r) => r.content).slice(3)).toEqual(["again", ctx.upstream.replyTextFor("again")]);
   });
 
+  it("compares tool calls, tool results, names and image parts too", async () => {
+    const weather = { type: "function" as const, function: { name: "weather", parameters: { type: "object", properties: {} } } };
+    const user = {
+      role: "user" as const,
+      name: "ana",
+      content: [
+        { type: "text" as const, text: "Weather where this was taken?" },
+        { type: "image_url" as const, image_url: { url: "data:image/png;base64,iVBORw0KGgo=" } },
+      ],
+    };
+    const tool = { role: "tool" as const, tool_call_id: "call_1", content: "sunny" };
+    /** A conversation whose stored history is the user's message and the reply calling the tool. */
+    const calledTool = async () => {
+      const id = await newConversation();
+      ctx.upstream.setBehaviour({ kind: "ok", toolCalls: [{ id: "call_1", name: "weather", arguments: '{"city":"Lisbon"}' }] });
+      const calling = await boundClient(id).chat.completions.create({ model: "fake-model", messages: [user], tools: [weather] });
+      expect(calling.choices[0]!.message.tool_calls).toHaveLength(1);
+      ctx.upstream.setBehaviour({ kind: "ok", text: "Sunny." });
+      return { id, assistant: calling.choices[0]!.message };
+    };
+    const roles = async (id: string) => (await stored(id)).map((r) => r.role);
+
+    const same = await calledTool();
+    await boundClient(same.id).chat.completions.create({ model: "fake-model", messages: [user, same.assistant, tool], tools: [weather] });
+    expect(await roles(same.id)).toEqual(["user", "assistant", "tool", "assistant"]);
+
+    // Other call arguments, another image, another name: another history, appended as sent.
+    const otherArguments = await calledTool();
+    const otherCall = { ...otherArguments.assistant, tool_calls: [{ id: "call_1", type: "function" as const, function: { name: "weather", arguments: '{"city":"Porto"}' } }] };
+    const otherImage = { ...user, content: [user.content[0]!, { type: "image_url" as const, image_url: { url: "https://example.com/a.png" } }] };
+    const otherName = { ...user, name: "bo" };
+    for (const [conversation, messages] of [
+      [otherArguments, [user, otherCall, tool]],
+      [await calledTool(), [otherImage, "assistant", tool]],
+      [await calledTool(), [otherName, "assistant", tool]],
+    ] as const) {
+      const sent = messages.map((m) => (m === "assistant" ? conversation.assistant : m));
+      await boundClient(conversation.id).chat.completions.create({ model: "fake-model", messages: sent as never, tools: [weather] });
+      expect(await roles(conversation.id)).toEqual(["user", "assistant", "user", "assistant", "tool", "assistant"]);
+    }
+  });
+
   it("answers the stored history without storing it again when the request is exactly that history", async () => {
     const id = await newConversation();
     expect((await ctx.api.post(`/conversations/${id}/messages`, { content: "waiting for an answer", reply: false })).status).toBe(201);

@@ -7,8 +7,8 @@ import { startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.t
 import { apiClient } from "../support/http.ts";
 import { seedTestApiKey } from "../support/keys.ts";
 import { freePort } from "../support/processes.ts";
-import { createTestDatabase, testConfig } from "../support/service.ts";
-import { startTcpProxyFor, type TcpProxy } from "../support/tcp-proxy.ts";
+import { createTestDatabase, startTestServiceBehindPgProxy, type TestServiceBehindPgProxy, testConfig } from "../support/service.ts";
+import type { TcpProxy } from "../support/tcp-proxy.ts";
 import { eventually, sleep } from "../support/waiting.ts";
 
 let upstream: FakeUpstream;
@@ -18,21 +18,13 @@ beforeAll(async () => {
 afterAll(() => upstream?.close());
 
 describe("Postgres down", () => {
-  let database: Awaited<ReturnType<typeof createTestDatabase>>;
-  let service: RunningService;
+  let service: TestServiceBehindPgProxy;
   let proxy: TcpProxy;
   beforeAll(async () => {
-    database = await createTestDatabase();
-    const front = await startTcpProxyFor(database.url);
-    proxy = front.proxy;
-    service = await startService(testConfig(front.url), createLogger("silent"));
-    await seedTestApiKey(database.sql);
+    service = await startTestServiceBehindPgProxy();
+    proxy = service.pgProxy;
   });
-  afterAll(async () => {
-    await proxy?.restore().catch(() => {});
-    await service?.stop();
-    await database?.drop();
-  });
+  afterAll(() => service?.stop());
 
   it("answers 503 with a clear error while it is away, and recovers by itself", async () => {
     const api = apiClient(`${service.url}/v1`);

@@ -1,9 +1,7 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { createLogger } from "../../src/logger.ts";
-import { startService, type RunningService } from "../../src/service.ts";
 import { postForEvents } from "../support/http.ts";
-import { TEST_API_KEY, seedTestApiKey } from "../support/keys.ts";
-import { createTestDatabase, testConfig, type TestDatabase } from "../support/service.ts";
+import { TEST_API_KEY } from "../support/keys.ts";
+import { startTestService, startTestServiceBehindPgProxy, type TestServiceBehindPgProxy, type TestService } from "../support/service.ts";
 import { startTcpProxyFor, type TcpProxy } from "../support/tcp-proxy.ts";
 import { eventually } from "../support/waiting.ts";
 
@@ -26,22 +24,13 @@ async function call(url: string, init: { method?: string; body?: unknown } = {})
 }
 
 describe("Postgres partitioned away", () => {
-  let database: TestDatabase;
+  let service: TestServiceBehindPgProxy;
   let proxy: TcpProxy;
-  let service: RunningService;
   beforeAll(async () => {
-    database = await createTestDatabase();
-    const front = await startTcpProxyFor(database.url);
-    proxy = front.proxy;
-    service = await startService(testConfig(front.url, { REQUEST_TIMEOUT_MS }), createLogger("silent"));
-    await seedTestApiKey(database.sql);
+    service = await startTestServiceBehindPgProxy({ REQUEST_TIMEOUT_MS });
+    proxy = service.pgProxy;
   });
-  afterAll(async () => {
-    proxy?.heal();
-    await service?.stop();
-    await proxy?.close();
-    await database?.drop();
-  });
+  afterAll(() => service?.stop());
 
   it("answers 503 with Retry-After at the request deadline, and serves again once it heals", async () => {
     const v1 = `${service.url}/v1`;
@@ -60,25 +49,19 @@ describe("Postgres partitioned away", () => {
 });
 
 describe("Redis partitioned away", () => {
-  let database: TestDatabase;
   let proxy: TcpProxy;
-  let service: RunningService;
+  let service: TestService;
   beforeAll(async () => {
-    database = await createTestDatabase();
     const front = await startTcpProxyFor(inject("redisUrl"));
     proxy = front.proxy;
     // A deadline shorter than two Redis timeouts: a read is answered only if the key check and the rate
     // limit do not both wait Redis out.
-    const config = testConfig(database.url, { REQUEST_TIMEOUT_MS: 2000, REDIS_COMMAND_TIMEOUT_MS: 1200 });
-    config.REDIS_URL = front.url;
-    service = await startService(config, createLogger("silent"));
-    await seedTestApiKey(database.sql);
+    service = await startTestService({ REDIS_URL: front.url, REQUEST_TIMEOUT_MS: 2000, REDIS_COMMAND_TIMEOUT_MS: 1200 });
   });
   afterAll(async () => {
     proxy?.heal();
     await service?.stop();
     await proxy?.close();
-    await database?.drop();
   });
 
   it("checks keys in Postgres on a Redis timeout, answers what needs no Redis, and 503s what does", async () => {
@@ -102,12 +85,12 @@ describe("Redis partitioned away", () => {
     await eventually(async () => (await fetch(`${service.url}/readyz`)).status === 200, { what: "ready again", timeoutMs: ANSWER_BOUND_MS });
     // The refused turn was rolled back, though its transaction outlived its answer.
     await eventually(async () => {
-      const [open] = await database.sql`
+      const [open] = await service.sql`
         select count(*)::int as n from pg_stat_activity
         where datname = current_database() and application_name = 'parley' and state like '%transaction%'`;
       return open?.n === 0;
     }, { what: "no transaction left open", timeoutMs: ANSWER_BOUND_MS });
-    expect(await database.sql`select 1 from messages where conversation_id = ${conv.id}`).toHaveLength(0);
+    expect(await service.sql`select 1 from messages where conversation_id = ${conv.id}`).toHaveLength(0);
     const after = await call(`${v1}/conversations/${conv.id}/messages`, { method: "POST", body: { content: "hi again" } });
     expect(after.status).toBe(201);
     expect(after.body.reply.status).toBe("completed");
@@ -115,17 +98,11 @@ describe("Redis partitioned away", () => {
 });
 
 describe("the request deadline", () => {
-  let database: TestDatabase;
-  let service: RunningService;
+  let service: TestService;
   beforeAll(async () => {
-    database = await createTestDatabase();
-    service = await startService(testConfig(database.url, { REQUEST_TIMEOUT_MS: 1000 }), createLogger("silent"));
-    await seedTestApiKey(database.sql);
+    service = await startTestService({ REQUEST_TIMEOUT_MS: 1000 });
   });
-  afterAll(async () => {
-    await service?.stop();
-    await database?.drop();
-  });
+  afterAll(() => service?.stop());
 
   it("does not cut a request waiting for a model's reply once its turn is stored", async () => {
     const v1 = `${service.url}/v1`;

@@ -1,12 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createLogger } from "../../src/logger.ts";
-import { startService, type RunningService } from "../../src/service.ts";
 import { numberedTokens, startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.ts";
 import { apiClient, authedFetch, followedContent, readEvents } from "../support/http.ts";
-import { seedTestApiKey } from "../support/keys.ts";
 import { startOwnRedis, type OwnRedis } from "../support/redis-server.ts";
-import { createTestDatabase, startTestService, testConfig, type TestDatabase, type TestService } from "../support/service.ts";
-import { startTcpProxyFor, type TcpProxy } from "../support/tcp-proxy.ts";
+import { startTestService, startTestServiceBehindPgProxy, type TestServiceBehindPgProxy, type TestService } from "../support/service.ts";
+import type { TcpProxy } from "../support/tcp-proxy.ts";
 import { eventually, sleep } from "../support/waiting.ts";
 
 /**
@@ -97,31 +94,21 @@ describe("Redis restarted (empty) while replies stream", () => {
 });
 
 describe("Postgres cut while replies stream", () => {
-  let database: TestDatabase;
+  let service: TestServiceBehindPgProxy;
   let proxy: TcpProxy;
-  let service: RunningService;
   beforeAll(async () => {
-    database = await createTestDatabase();
-    const front = await startTcpProxyFor(database.url);
-    proxy = front.proxy;
-    const config = testConfig(front.url, {
+    service = await startTestServiceBehindPgProxy({
       UPSTREAMS: [{ name: "fake", base_url: upstream.baseURL, models: ["fake-model"] }],
       // The sweep runs often: a reply whose final write failed would be failed as lost within a second.
       LOST_REPLY_SWEEP_MS: 500,
       LOST_REPLY_GRACE_MS: 1_000,
     });
-    service = await startService(config, createLogger(config.LOG_LEVEL));
-    await seedTestApiKey(database.sql);
+    proxy = service.pgProxy;
   });
-  afterAll(async () => {
-    await proxy?.restore().catch(() => {});
-    await service?.stop();
-    await proxy?.close();
-    await database?.drop();
-  });
+  afterAll(() => service?.stop());
 
   it("stores every fully generated reply once Postgres is back: completed, with its whole content", async () => {
-    const turns = await startStreamedTurns(service.url!, 8);
+    const turns = await startStreamedTurns(service.url, 8);
     await sleep(500);
     await proxy.cut();
     // The replies finish streaming while Postgres is away; their final writes wait for it.
@@ -130,7 +117,7 @@ describe("Postgres cut while replies stream", () => {
 
     for (const { conversationId, events } of turns) {
       const row = await eventually(async () => {
-        const [r] = await database.sql`select status, content, error from messages where conversation_id = ${conversationId} and role = 'assistant'`;
+        const [r] = await service.sql`select status, content, error from messages where conversation_id = ${conversationId} and role = 'assistant'`;
         return r && !["queued", "in_progress"].includes(r.status) ? r : null;
       }, { what: "reply ends", timeoutMs: 60_000 });
       expect(row).toMatchObject({ status: "completed", content: REPLY, error: null });

@@ -7,6 +7,7 @@ import { startService, type RunningService } from "../../src/service.ts";
 import { startFakeUpstream, type FakeUpstream } from "./fake-upstream.ts";
 import { apiClient } from "./http.ts";
 import { seedTestApiKey } from "./keys.ts";
+import { startTcpProxyFor, type TcpProxy } from "./tcp-proxy.ts";
 
 const suffix = () => randomBytes(6).toString("hex");
 
@@ -77,7 +78,40 @@ export function testConfig(databaseUrl: string, overrides: ConfigOverrides = {})
  */
 export async function startTestService(overrides: ConfigOverrides = {}): Promise<TestService> {
   const database = await createTestDatabase();
-  const config = testConfig(database.url, overrides);
+  return startOn(database, database.url, overrides);
+}
+
+export interface TestServiceBehindPgProxy extends TestService {
+  /** Between Parley and its Postgres. */
+  pgProxy: TcpProxy;
+}
+
+/**
+ * A test service (see startTestService) that reaches its Postgres through a TCP
+ * proxy of the test's own, to cut or black-hole; its `sql` goes direct.
+ * `stop()` lets traffic through again first, as Parley's shutdown waits on
+ * Postgres, and closes the proxy.
+ */
+export async function startTestServiceBehindPgProxy(overrides: ConfigOverrides = {}): Promise<TestServiceBehindPgProxy> {
+  const database = await createTestDatabase();
+  const { proxy: pgProxy, url } = await startTcpProxyFor(database.url);
+  const service = await startOn(database, url, overrides, async () => {
+    pgProxy.heal();
+    if (!pgProxy.listening) await pgProxy.restore();
+  });
+  return {
+    ...service,
+    pgProxy,
+    async stop(timeoutMs?: number) {
+      await service.stop(timeoutMs);
+      await pgProxy.close();
+    },
+  };
+}
+
+/** Parley on `database`, reaching it at `databaseUrl`; `stop()` runs `beforeStop` first. */
+async function startOn(database: TestDatabase, databaseUrl: string, overrides: ConfigOverrides, beforeStop = async () => {}): Promise<TestService> {
+  const config = testConfig(databaseUrl, overrides);
   const service = await startService(config, createLogger(config.LOG_LEVEL));
   if (!service.url) throw new Error("the test service has no API");
   await seedTestApiKey(database.sql);
@@ -86,6 +120,7 @@ export async function startTestService(overrides: ConfigOverrides = {}): Promise
     config,
     sql: database.sql,
     async stop(timeoutMs?: number) {
+      await beforeStop();
       await service.stop(timeoutMs);
       await database.drop();
     },

@@ -41,6 +41,10 @@ export async function startTcpProxy(target: { host: string; port: number }) {
   await listen();
 
   return {
+    /** False while cut (until `restore()`). */
+    get listening() {
+      return server?.listening ?? false;
+    },
     get port() {
       return port;
     },

@@ -16,7 +16,7 @@ import {
   UnknownApiKeyError,
 } from "../domain/errors.ts";
 import { rateLimitHeaders } from "./auth.ts";
-import { ProviderError } from "../providers/types.ts";
+import { isRefusalStatus, ProviderError } from "../providers/types.ts";
 
 /** The one error shape every endpoint answers with, as the chat-completions SDKs expect it. */
 export interface ErrorBody {
@@ -36,6 +36,34 @@ export class ApiError extends Error {
     this.status = status;
     this.body = errorBody(message, status >= 500 ? "server_error" : "invalid_request_error", param, code);
   }
+}
+
+/** How a failed reply or completion was stored (its `error`); `status` and `param` when the upstream refused it. */
+export interface ReplyFailure {
+  message: string;
+  type: string;
+  code: string;
+  status?: number;
+  param?: string | null;
+}
+
+/** A reply or completion that ended failed before its first token, answered as an HTTP error (chat completions). */
+export class ReplyFailedError extends Error {
+  readonly failure: ReplyFailure;
+  constructor(failure: ReplyFailure) {
+    super(failure.message);
+    this.name = "ReplyFailedError";
+    this.failure = failure;
+  }
+}
+
+/** The upstream's own status when it refused the request; else what the failure's code means. */
+function failureStatus(failure: ReplyFailure): ContentfulStatusCode {
+  if (Number.isInteger(failure.status) && isRefusalStatus(failure.status ?? null)) return failure.status as ContentfulStatusCode;
+  if (failure.code === "upstream_timeout") return 504;
+  if (failure.code === "model_not_found") return 404;
+  if (failure.code === "interrupted" || failure.code === "queue_unavailable") return 503;
+  return 502;
 }
 
 /** Domain error class → HTTP status and `type`, in one place. */
@@ -84,8 +112,16 @@ export function toErrorResponse(err: unknown, log: Logger): { status: Contentful
     const { status, type } = fromDomain(err);
     return { status, body: errorBody(err.message, type, err.param, err.code) };
   }
+  if (err instanceof ReplyFailedError) {
+    const f = err.failure;
+    return { status: failureStatus(f), body: errorBody(f.message, f.type, f.param ?? null, f.code) };
+  }
   if (err instanceof ProviderError) {
-    return { status: err.status, body: errorBody(err.message, "upstream_error", null, err.code) };
+    const said = err.refused ? err.upstreamDetail : null;
+    return {
+      status: err.status as ContentfulStatusCode,
+      body: errorBody(err.message, said?.type ?? "upstream_error", said?.param ?? null, said?.code ?? err.code),
+    };
   }
   if (err instanceof HTTPException) return fromHttpException(err);
   if (isUnstorableText(err)) {
@@ -124,6 +160,12 @@ function isUnstorableText(err: unknown): boolean {
   return code === "22021" || code === "22P05";
 }
 
+/** A failed zod parse as the 400 to throw (see validationErrorBody). */
+export function validationError(error: ZodError, target: string): ApiError {
+  const { message, code, param } = validationErrorBody(error, target).error;
+  return new ApiError(400, message, code ?? "invalid_request", param);
+}
+
 /** A failed zod parse → 400 naming the first bad field (`messages.2.role`). */
 export function validationErrorBody(error: ZodError, target: string): ErrorBody {
   const issue = error.issues[0];
@@ -157,9 +199,16 @@ function errorHeaders(err: unknown): Record<string, string> {
 /** A 503 says when to try again: the dependencies it waits on usually come back within seconds. */
 const RETRY_AFTER_UNAVAILABLE_SECONDS = 2;
 
+/**
+ * Every error answer goes out here. One that the same request cannot get past by being sent again (a 4xx
+ * other than 408 and 429: Parley's own, 409 busy included, or the upstream's refusal) says so with
+ * `x-should-retry: false`, which the OpenAI and Together SDKs obey; without it they retry 409s, and
+ * each retry of a bound chat completion would store the user's turn again.
+ */
 export function sendError(c: Context, err: unknown, log: Logger): Response {
   const { status, body } = toErrorResponse(err, log);
   const headers = errorHeaders(err);
   if (status === 503) headers["retry-after"] ??= String(RETRY_AFTER_UNAVAILABLE_SECONDS);
+  if (isRefusalStatus(status)) headers["x-should-retry"] = "false";
   return c.json(body, status, headers);
 }

@@ -1,6 +1,6 @@
 import type { Hook } from "@hono/zod-openapi";
 import type { AppEnv } from "./env.ts";
-import { errorBody, validationErrorBody } from "./errors.ts";
+import { ApiError, validationError } from "./errors.ts";
 import { findBodyLimitBreach, findQueryLimitBreach } from "./input-limits.ts";
 
 /**
@@ -8,7 +8,8 @@ import { findBodyLimitBreach, findQueryLimitBreach } from "./input-limits.ts";
  * parsed is then held to the configured size limits (a 400 naming the limit).
  */
 export const validationHook: Hook<any, AppEnv, any, any> = (result, c) => {
-  if (!result.success) return c.json(validationErrorBody(result.error, result.target), 400);
+  // Thrown, not answered here: every error answer goes out through sendError (app.onError).
+  if (!result.success) throw validationError(result.error, result.target);
   const limits = c.var.limits;
   const breach =
     result.target === "json"
@@ -16,5 +17,5 @@ export const validationHook: Hook<any, AppEnv, any, any> = (result, c) => {
       : result.target === "query"
         ? findQueryLimitBreach(result.data, limits)
         : null;
-  if (breach) return c.json(errorBody(breach.message, "invalid_request_error", breach.param, breach.code), 400);
+  if (breach) throw new ApiError(400, breach.message, breach.code, breach.param);
 };

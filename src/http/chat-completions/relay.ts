@@ -1,9 +1,8 @@
 import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
-import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { Logger } from "pino";
 import { terminalEventNames, type ReplyEvent } from "../../streams/reply-events.ts";
-import { errorBody } from "../errors.ts";
+import { errorBody, ReplyFailedError, sendError, type ReplyFailure } from "../errors.ts";
 import { chatCompletion, chatCompletionChunk, type CompletionUsage } from "./wire.ts";
 
 /** What every end event carries, a conversation reply's or a stateless completion's. */
@@ -12,7 +11,7 @@ interface ReplyEnd {
   content: string;
   finish_reason: string | null;
   usage: CompletionUsage | null;
-  error: { message: string; type: string; code: string } | null;
+  error: ReplyFailure | null;
 }
 
 export interface RelayOptions {
@@ -25,16 +24,10 @@ export interface RelayOptions {
   log: Logger;
 }
 
-function failureStatus(code: string | undefined): ContentfulStatusCode {
-  if (code === "upstream_timeout") return 504;
-  if (code === "model_not_found") return 404;
-  if (code === "interrupted" || code === "queue_unavailable") return 503;
-  return 502;
-}
-
-function failureResponse(c: Context, end: ReplyEnd): Response {
+/** A reply that failed before its first token, as an HTTP error: the upstream's own 4xx when it refused the request. */
+function failureResponse(c: Context, end: ReplyEnd, log: Logger): Response {
   const error = end.error ?? { message: `The reply was ${end.status}.`, type: "server_error", code: end.status };
-  return c.json(errorBody(error.message, error.type, null, error.code), failureStatus(error.code));
+  return sendError(c, new ReplyFailedError(error), log);
 }
 
 const deltaText = (e: ReplyEvent): string => (JSON.parse(e.data) as { delta: { content: string } }).delta.content;
@@ -48,7 +41,7 @@ export async function chatCompletionResponse(c: Context, opts: RelayOptions): Pr
     for await (const e of opts.follow(stop.signal)) {
       if (!terminalEventNames.has(e.event)) continue;
       const end = JSON.parse(e.data) as ReplyEnd;
-      if (end.status !== "completed") return failureResponse(c, end);
+      if (end.status !== "completed") return failureResponse(c, end, opts.log);
       return c.json(
         chatCompletion({ ...opts, content: end.content, finishReason: end.finish_reason, usage: end.usage }),
         200,
@@ -87,7 +80,7 @@ export async function chatCompletionStreamResponse(c: Context, opts: RelayOption
       const end = JSON.parse(next.value.data) as ReplyEnd;
       if (end.status === "failed" && !end.content) {
         stop.abort();
-        return failureResponse(c, end);
+        return failureResponse(c, end, opts.log);
       }
       break;
     }
@@ -140,7 +133,7 @@ export async function chatCompletionStreamResponse(c: Context, opts: RelayOption
               await stream.writeSSE({ data: "[DONE]" });
             } else {
               const error = end.error ?? { message: `The reply was ${end.status}.`, type: "server_error", code: end.status };
-              await stream.writeSSE({ data: JSON.stringify(errorBody(error.message, error.type, null, error.code)) });
+              await stream.writeSSE({ data: JSON.stringify(errorBody(error.message, error.type, error.param ?? null, error.code)) });
             }
             break;
           }

@@ -1,7 +1,9 @@
 import type { Logger } from "pino";
+import type { StoredError } from "../db/schema.ts";
 import type { ModelRegistry } from "../providers/registry.ts";
 import type { ChatMessage } from "../providers/types.ts";
 import type { CompletionJob, JobRun, ModelJobQueue } from "../queue/completions.ts";
+import type { CancellationListener } from "../queue/reply-cancellation.ts";
 import type { ReplySlots } from "../access/reply-slots.ts";
 import { ReplyEventWriter, ReplyStreamClosedError } from "../streams/reply-event-writer.ts";
 import type { ReplyEventLog } from "../streams/reply-events.ts";
@@ -29,11 +31,11 @@ export interface StatelessCompletionRequest {
 /** What a completion's end event carries: the fields a reply's message resource has too. */
 export interface CompletionEnd {
   id: string;
-  status: "completed" | "failed";
+  status: "completed" | "failed" | "cancelled";
   content: string;
   finish_reason: string | null;
   usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number } | null;
-  error: { message: string; type: string; code: string } | null;
+  error: StoredError | null;
 }
 
 export async function startStatelessCompletion(
@@ -59,13 +61,44 @@ export async function startStatelessCompletion(
   return { id };
 }
 
+/**
+ * A call without an Idempotency-Key whose client went away before its end: nobody can be answered any
+ * more, so it stops. The stream is ended first (a run that has not started finds it ended and stands
+ * down; one that has is refused its next write), the slot given back, then the running worker is
+ * signalled to abort its upstream call at once. Nothing is done when it had ended already.
+ */
+export async function abandonStatelessCompletion(
+  deps: { replyEvents: ReplyEventLog; replySlots: ReplySlots; signalCancel(id: string): Promise<void> },
+  tenantId: string,
+  id: string,
+): Promise<void> {
+  const end: CompletionEnd = { id, status: "cancelled", content: "", finish_reason: null, usage: null, error: null };
+  const written = await deps.replyEvents.end(id, [
+    { event: "message.cancelled", data: end },
+    { event: "done", data: "[DONE]" },
+  ]);
+  if (written.status !== "ok") return;
+  await deps.replySlots.release(tenantId, id);
+  await deps.signalCancel(id);
+}
+
 /** The worker's side: provider → event stream, fenced and riding out short Redis outages as a reply's run does. */
 export async function runStatelessCompletion(
-  deps: { models: ModelRegistry; replyEvents: ReplyEventLog; replySlots: ReplySlots; log: Logger; replyWriteBounds: ReplyWriteBounds },
+  deps: {
+    models: ModelRegistry;
+    replyEvents: ReplyEventLog;
+    replySlots: ReplySlots;
+    log: Logger;
+    replyWriteBounds: ReplyWriteBounds;
+    cancellations: Pick<CancellationListener, "watch">;
+  },
   job: CompletionJob,
   run: JobRun,
 ): Promise<void> {
   const id = job.completionId;
+  // Watched before the stream is claimed: an abandoning client ends the stream first and signals after
+  // (abandonStatelessCompletion), so this run either finds the stream ended or hears the signal.
+  const abandoned = deps.cancellations.watch(id);
   const events = new ReplyEventWriter({
     events: deps.replyEvents,
     replyId: id,
@@ -77,7 +110,10 @@ export async function runStatelessCompletion(
   const started = await events
     .start(run.restarted ? [{ event: "message.reset", data: { id, reason: "worker_lost" } }] : [])
     .then(() => null, (err: unknown) => err);
-  if (started instanceof ReplyStreamClosedError) return;
+  if (started instanceof ReplyStreamClosedError) {
+    abandoned.done();
+    return;
+  }
   const resolved = deps.models.resolve(job.model);
   let outcome: ModelCallOutcome & { cause?: unknown } = started
     ? { status: "failed", content: "", error: describeFailure(started) }
@@ -86,7 +122,7 @@ export async function runStatelessCompletion(
           provider: resolved.provider,
           request: { model: resolved.upstreamModel, messages: job.messages, params: job.params },
           upstreamStream: job.upstreamStream,
-          signal: AbortSignal.any([run.signal, events.stopped]),
+          signal: AbortSignal.any([run.signal, abandoned.signal, events.stopped]),
           onDelta: (content) => events.delta(content),
         })
       : {
@@ -94,7 +130,9 @@ export async function runStatelessCompletion(
           content: "",
           error: { message: `The model '${job.model}' is no longer served.`, type: "invalid_request_error", code: "model_not_found" },
         };
-  if (run.signal.aborted) return;
+  abandoned.done();
+  // Abandoned: its end is written and its slot given back already.
+  if (run.signal.aborted || abandoned.signal.aborted) return;
   const drained = await events.drain().then(() => null, (err: unknown) => err);
   if (drained instanceof ReplyStreamClosedError) return;
   if (drained && outcome.status !== "failed") outcome = { status: "failed", content: "", error: describeFailure(drained) };

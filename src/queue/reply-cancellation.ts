@@ -2,9 +2,10 @@ import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 
 /**
- * Cancelling a reply reaches whichever worker process is generating it: the
- * API publishes the reply id, and every worker process listens on one
- * channel and aborts its own generation of that reply, if it has one.
+ * Cancelling a reply (or stopping a stateless completion whose client left)
+ * reaches whichever worker process is generating it: the API publishes the
+ * reply's or completion's id, and every worker process listens on one
+ * channel and aborts its own generation of it, if it has one.
  */
 
 export const cancelChannel = (prefix: string) => `${prefix}:cancel-replies`;

@@ -6,7 +6,7 @@ import { getMessage } from "../../domain/messages.ts";
 import type { ReplyControlDeps } from "../../domain/reply-control.ts";
 import { idempotently, type IdempotencyDeps } from "../idempotency.ts";
 import { lostCompletionEnd, openReplyEvents } from "../reply-follow.ts";
-import { startStatelessCompletion } from "../../domain/stateless-completions.ts";
+import { abandonStatelessCompletion, startStatelessCompletion } from "../../domain/stateless-completions.ts";
 import { storedHistoryPrefixLength } from "../../domain/history-prefix.ts";
 import { appendTurn, type TurnDeps } from "../../domain/turns.ts";
 import type { ReplyEventFollower } from "../../streams/reply-event-follower.ts";
@@ -34,7 +34,10 @@ const responses = {
       "(the last one with `finish_reason` and `usage`) ending with `data: [DONE]`.",
     "`chat.completion.chunk` data lines, then `data: [DONE]`.",
   ),
-  400: errorResponse("Invalid or unsupported input, naming the field."),
+  400: errorResponse(
+    "Invalid or unsupported input, naming the field; or the upstream refused the request (its own 4xx status, type, code " +
+      "and param are answered, with `x-should-retry: false` as on every 4xx but 408 and 429).",
+  ),
   404: errorResponse("The model is not served (or the conversation does not exist)."),
   502: errorResponse("The upstream failed before answering."),
   503: errorResponse("The queue is unavailable."),
@@ -65,6 +68,15 @@ function respond(c: Context<AppEnv>, deps: ChatCompletionRouteDeps, stream: bool
   return stream ? chatCompletionStreamResponse(c, opts) : chatCompletionResponse(c, opts);
 }
 
+/** Runs `abandon` once if the client goes away before its response is complete (the request's signal aborts only then). */
+function whenClientLeaves(c: Context<AppEnv>, abandon: () => Promise<void>): void {
+  const signal = c.req.raw.signal;
+  const log = c.var.log;
+  const run = () => void abandon().catch((err: unknown) => log.warn({ err }, "could not stop an abandoned completion"));
+  if (signal.aborted) run();
+  else signal.addEventListener("abort", run, { once: true });
+}
+
 export function chatCompletionRoutes(deps: ChatCompletionRouteDeps) {
   return new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
     .openapi(stateless, async (c) => {
@@ -89,6 +101,9 @@ export function chatCompletionRoutes(deps: ChatCompletionRouteDeps) {
             // Nothing is stored for a stateless call: a keyed one keeps its events as long as its key.
             ...(keyed ? { retainEventsSeconds: Math.ceil(deps.idempotencyTtlMs / 1000) } : {}),
           });
+          // Without a key no one else can be answered: a client that leaves stops the call, upstream too.
+          // A keyed call runs on, since a retry with its key is answered with it.
+          if (!keyed) whenClientLeaves(c, () => abandonStatelessCompletion(deps, c.var.tenantId, id));
           const created = Math.floor(Date.now() / 1000);
           return { result: { kind: "completion", completionId: id, created }, value: { id, created } };
         },

@@ -75,7 +75,7 @@ describe("image parts", () => {
     ];
     for (const client of [openai(), openai(`${service.url}/v1/conversations/${conv.id}`)]) {
       const refused = client.chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: tooMuch }] });
-      await expect(refused).rejects.toMatchObject({ status: 413, code: "image_too_large", param: expect.stringMatching(/^messages/) });
+      await expect(refused).rejects.toMatchObject({ status: 413, code: "image_too_large", param: expect.stringMatching(/^messages\W0\W+content$/) });
     }
     // One of them alone is within the limit.
     await openai().chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: tooMuch.slice(0, 2) }] });

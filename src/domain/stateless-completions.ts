@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import type { StoredError } from "../db/schema.ts";
 import type { ModelRegistry } from "../providers/registry.ts";
-import type { ChatMessage } from "../providers/types.ts";
+import type { ChatMessage, ChatProvider, ChatRequest, FinishReason, TokenUsage, ToolCall } from "../providers/types.ts";
 import type { CompletionJob, JobRun, ModelJobQueue } from "../queue/completions.ts";
 import type { CancellationListener } from "../queue/reply-cancellation.ts";
 import type { ReplySlots } from "../access/reply-slots.ts";
@@ -9,7 +9,9 @@ import { ReplyEventWriter, ReplyStreamClosedError } from "../streams/reply-event
 import type { ReplyEventLog } from "../streams/reply-events.ts";
 import { DependencyUnavailableError, ModelNotFoundError } from "./errors.ts";
 import { newCompletionId } from "./ids.ts";
-import { callModel, describeFailure, type ModelCallOutcome } from "./model-call.ts";
+import { describeFailure } from "./model-call.ts";
+import { isEmptyDelta, StreamedReply, type ReplyDelta } from "./reply-delta.ts";
+import { StorableTextStream, storableText } from "./storable-text.ts";
 import type { ReplyWriteBounds } from "./reply-generation.ts";
 
 /**
@@ -28,14 +30,144 @@ export interface StatelessCompletionRequest {
   requestId?: string;
 }
 
-/** What a completion's end event carries: the fields a reply's message resource has too. */
+/** One choice of a completion's end. */
+export interface CompletionChoice {
+  index: number;
+  content: string;
+  reasoning: string | null;
+  tool_calls: ToolCall[] | null;
+  logprobs: unknown;
+  finish_reason: string | null;
+}
+
+/**
+ * What a completion's end event carries: the fields a reply's message
+ * resource has too (the first choice's), and every choice when it asked for
+ * more than one.
+ */
 export interface CompletionEnd {
   id: string;
   status: "completed" | "failed" | "cancelled";
   content: string;
+  reasoning?: string | null;
+  tool_calls?: ToolCall[] | null;
+  logprobs?: unknown;
   finish_reason: string | null;
-  usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number } | null;
+  usage: TokenUsage | null;
   error: StoredError | null;
+  choices?: CompletionChoice[];
+}
+
+type ChoicesOutcome =
+  | { status: "completed"; finishReasons: Map<number, FinishReason>; usage: TokenUsage | null }
+  | { status: "failed"; error: StoredError; cause?: unknown };
+
+/**
+ * Calls the provider and hands every choice's deltas to the stream as they
+ * come (a non-streamed answer as one delta per choice). Text is made storable
+ * as a reply's is, each choice on its own. `choices` gathers what was handed
+ * over, by choice: the first choice's is also what the writer published.
+ */
+async function callForEveryChoice(opts: {
+  provider: ChatProvider;
+  request: ChatRequest;
+  upstreamStream: boolean;
+  signal: AbortSignal;
+  events: ReplyEventWriter;
+  choices: Map<number, StreamedReply>;
+}): Promise<ChoicesOutcome> {
+  const texts = new Map<number, { content: StorableTextStream; reasoning: StorableTextStream }>();
+  let pendingChoice = 0;
+  const handOn = async (choice: number, delta: ReplyDelta) => {
+    if (isEmptyDelta(delta)) return;
+    // Held deltas are joined while Redis is away: never two choices' (see ReplyDelta.choice).
+    if (choice !== pendingChoice) await opts.events.drain();
+    pendingChoice = choice;
+    let reply = opts.choices.get(choice);
+    if (!reply) opts.choices.set(choice, (reply = new StreamedReply()));
+    reply.add(delta);
+    await opts.events.delta(choice ? { ...delta, choice } : delta);
+  };
+  const textsOf = (choice: number) => {
+    let t = texts.get(choice);
+    if (!t) texts.set(choice, (t = { content: new StorableTextStream(), reasoning: new StorableTextStream() }));
+    return t;
+  };
+  try {
+    if (!opts.upstreamStream) {
+      const result = await opts.provider.completeChat(opts.request, opts.signal);
+      const finishReasons = new Map<number, FinishReason>();
+      for (const [index, choice] of result.choices.entries()) {
+        await handOn(index, {
+          ...(choice.content ? { content: storableText(choice.content) } : {}),
+          ...(choice.reasoning ? { reasoning: storableText(choice.reasoning) } : {}),
+          ...(choice.toolCalls ? { toolCalls: choice.toolCalls.map((call, i) => ({ index: i, ...call })) } : {}),
+          ...(choice.logprobs !== undefined ? { logprobs: [choice.logprobs] } : {}),
+        });
+        finishReasons.set(index, choice.finishReason);
+      }
+      return { status: "completed", finishReasons, usage: result.usage };
+    }
+    const finishReasons = new Map<number, FinishReason>();
+    let usage: TokenUsage | null = null;
+    for await (const chunk of opts.provider.streamChat(opts.request, opts.signal)) {
+      const choice = chunk.choice ?? 0;
+      if (chunk.type === "finish") {
+        finishReasons.set(choice, chunk.finishReason);
+        if (chunk.usage) usage = chunk.usage;
+        continue;
+      }
+      const text = textsOf(choice);
+      await handOn(choice, {
+        ...(chunk.content ? { content: text.content.push(chunk.content) } : {}),
+        ...(chunk.reasoning ? { reasoning: text.reasoning.push(chunk.reasoning) } : {}),
+        ...(chunk.toolCalls ? { toolCalls: chunk.toolCalls } : {}),
+        ...(chunk.logprobs !== undefined ? { logprobs: [chunk.logprobs] } : {}),
+      });
+    }
+    for (const [choice, text] of [...texts.entries()].sort(([a], [b]) => a - b)) {
+      await handOn(choice, { content: text.content.end(), reasoning: text.reasoning.end() });
+    }
+    return { status: "completed", finishReasons, usage };
+  } catch (cause) {
+    return { status: "failed", error: describeFailure(cause), cause };
+  }
+}
+
+/** The end event: the first choice from what the stream holds; the others, when asked for, from what was handed over. */
+function completionEnd(id: string, outcome: ChoicesOutcome, published: StreamedReply, choices: Map<number, StreamedReply>): CompletionEnd {
+  const first = {
+    content: published.content,
+    reasoning: published.reasoning || null,
+    tool_calls: published.toolCalls,
+    logprobs: published.logprobs,
+  };
+  if (outcome.status === "failed") {
+    return { id, status: "failed", ...first, finish_reason: null, usage: null, error: outcome.error };
+  }
+  const indexes = [...new Set([0, ...outcome.finishReasons.keys(), ...choices.keys()])].sort((a, b) => a - b);
+  const end: CompletionEnd = {
+    id,
+    status: "completed",
+    ...first,
+    finish_reason: outcome.finishReasons.get(0) ?? "stop",
+    usage: outcome.usage,
+    error: null,
+  };
+  if (indexes.length > 1) {
+    end.choices = indexes.map((index) => {
+      const reply = index === 0 ? published : choices.get(index);
+      return {
+        index,
+        content: reply?.content ?? "",
+        reasoning: reply?.reasoning || null,
+        tool_calls: reply?.toolCalls ?? null,
+        logprobs: reply?.logprobs ?? null,
+        finish_reason: outcome.finishReasons.get(index) ?? "stop",
+      };
+    });
+  }
+  return end;
 }
 
 export async function startStatelessCompletion(
@@ -115,19 +247,20 @@ export async function runStatelessCompletion(
     return;
   }
   const resolved = deps.models.resolve(job.model);
-  let outcome: ModelCallOutcome & { cause?: unknown } = started
-    ? { status: "failed", content: "", error: describeFailure(started) }
+  const choices = new Map<number, StreamedReply>();
+  let outcome: ChoicesOutcome = started
+    ? { status: "failed", error: describeFailure(started) }
     : resolved
-      ? await callModel({
+      ? await callForEveryChoice({
           provider: resolved.provider,
           request: { model: resolved.upstreamModel, messages: job.messages, params: job.params },
           upstreamStream: job.upstreamStream,
           signal: AbortSignal.any([run.signal, abandoned.signal, events.stopped]),
-          onDelta: (content) => events.delta(content),
+          events,
+          choices,
         })
       : {
           status: "failed",
-          content: "",
           error: { message: `The model '${job.model}' is no longer served.`, type: "invalid_request_error", code: "model_not_found" },
         };
   abandoned.done();
@@ -135,13 +268,9 @@ export async function runStatelessCompletion(
   if (run.signal.aborted || abandoned.signal.aborted) return;
   const drained = await events.drain().then(() => null, (err: unknown) => err);
   if (drained instanceof ReplyStreamClosedError) return;
-  if (drained && outcome.status !== "failed") outcome = { status: "failed", content: "", error: describeFailure(drained) };
+  if (drained && outcome.status !== "failed") outcome = { status: "failed", error: describeFailure(drained) };
   if (outcome.status === "failed") deps.log.warn({ completionId: id, code: outcome.error.code }, "completion failed");
-  const content = events.published;
-  const end: CompletionEnd =
-    outcome.status === "completed"
-      ? { id, status: "completed", content, finish_reason: outcome.finishReason, usage: outcome.usage, error: null }
-      : { id, status: "failed", content, finish_reason: null, usage: null, error: outcome.error };
+  const end = completionEnd(id, outcome, events.publishedReply, choices);
   await deps.replySlots.release(job.tenantId, id).catch((err: unknown) => deps.log.warn({ err }, "could not give back the reply slot"));
   await events.end([
     { event: outcome.status === "completed" ? "message.completed" : "message.failed", data: end },

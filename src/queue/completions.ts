@@ -1,6 +1,7 @@
 import { Queue, Worker, type Job } from "bullmq";
 import type { Redis } from "ioredis";
 import { z } from "zod";
+import type { ChatMessage } from "../providers/types.ts";
 
 export const COMPLETIONS_QUEUE = "completions";
 
@@ -20,14 +21,19 @@ export type ReplyJob = z.input<typeof replyJobSchema>;
 
 /**
  * A stateless chat completion: nothing is stored in Postgres for it, so the
- * job carries the request itself.
+ * job carries the request itself, messages and params (tools, n, …) as the client sent them.
  */
 export const completionJobSchema = z.object({
   kind: z.literal("completion"),
   completionId: z.string().startsWith("chatcmpl_"),
   tenantId: z.string().min(1),
   model: z.string().min(1),
-  messages: z.array(z.object({ role: z.enum(["system", "user", "assistant"]), content: z.string() })),
+  // Validated at the edge (the chat-completions wire) and carried as given: content parts, tool calls, names.
+  messages: z.array(
+    z.custom<ChatMessage>((m) => typeof m === "object" && m !== null && typeof (m as { role?: unknown }).role === "string", {
+      message: "a chat message",
+    }),
+  ),
   params: z.record(z.string(), z.unknown()),
   upstreamStream: z.boolean(),
   /** Keep the events this long after the end (longer than usual when an Idempotency-Key may replay them). */

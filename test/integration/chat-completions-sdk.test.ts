@@ -123,7 +123,7 @@ describe("the OpenAI SDK against /v1/chat/completions", () => {
     expect(models).toEqual(expect.arrayContaining(["fake-model", "parley-sim-1"]));
   });
 
-  it("raises the SDK's typed errors: unknown model, invalid body, unsupported field, upstream failure", async () => {
+  it("raises the SDK's typed errors: unknown model, invalid body, unsupported field, unanswered tool call, upstream failure", async () => {
     const unknown = openai.chat.completions.create({ model: "nope", messages: [{ role: "user", content: "x" }] });
     await expect(unknown).rejects.toBeInstanceOf(OpenAI.NotFoundError);
     await expect(unknown).rejects.toMatchObject({ status: 404, code: "model_not_found" });
@@ -139,21 +139,26 @@ describe("the OpenAI SDK against /v1/chat/completions", () => {
     });
     await expect(badTemperature).rejects.toMatchObject({ status: 400, param: "temperature" });
 
-    const twoChoices = openai.chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "x" }], n: 2 });
-    await expect(twoChoices).rejects.toMatchObject({ status: 400, param: "n" });
-
-    const tools = openai.chat.completions.create({
+    // The legacy function-calling fields are refused by name: their replies stream as `function_call`, not relayed.
+    const functions = openai.chat.completions.create({
       model: "fake-model",
       messages: [{ role: "user", content: "x" }],
-      tools: [{ type: "function", function: { name: "f", parameters: {} } }],
+      functions: [{ name: "f", parameters: {} }],
     });
-    await expect(tools).rejects.toMatchObject({ status: 400, param: "tools" });
+    await expect(functions).rejects.toMatchObject({ status: 400, param: "functions" });
 
-    const toolRole = openai.chat.completions.create({
+    const badTool = openai.chat.completions.create({
+      model: "fake-model",
+      messages: [{ role: "user", content: "x" }],
+      tools: [{ type: "function", function: { name: "not a name!", parameters: {} } }],
+    });
+    await expect(badTool).rejects.toMatchObject({ status: 400, param: "tools.0.function.name" });
+
+    const unansweredCall = openai.chat.completions.create({
       model: "fake-model",
       messages: [{ role: "tool", content: "x", tool_call_id: "t" }],
     });
-    await expect(toolRole).rejects.toMatchObject({ status: 400, param: "messages.0.role" });
+    await expect(unansweredCall).rejects.toMatchObject({ status: 400, param: "messages.0.tool_call_id" });
     expect(upstream.requests).toHaveLength(0);
 
     upstream.setBehaviour({ kind: "status", status: 500, body: { error: { message: "upstream exploded" } } });
@@ -183,7 +188,7 @@ describe("the OpenAI SDK against /v1/chat/completions", () => {
     expect(text).toBe(fakeTokens("Reply to: drop after two words please").slice(0, 2).join(""));
   });
 
-  it("accepts text content parts and the developer role", async () => {
+  it("accepts text content parts and the developer role, and sends them on as given", async () => {
     const completion = await openai.chat.completions.create({
       model: "fake-model",
       messages: [
@@ -191,10 +196,12 @@ describe("the OpenAI SDK against /v1/chat/completions", () => {
         { role: "user", content: [{ type: "text", text: "part one, " }, { type: "text", text: "part two" }] },
       ],
     });
-    expect(completion.choices[0]?.message.content).toBe("Reply to: part one, part two");
+    // The fake answers to parts with their JSON text.
+    const parts = [{ type: "text", text: "part one, " }, { type: "text", text: "part two" }];
+    expect(completion.choices[0]?.message.content).toBe(`Reply to: ${JSON.stringify(parts)}`);
     expect(upstream.requests[0]?.body.messages).toEqual([
-      { role: "system", content: "Be terse." },
-      { role: "user", content: "part one, part two" },
+      { role: "developer", content: "Be terse." },
+      { role: "user", content: [{ type: "text", text: "part one, " }, { type: "text", text: "part two" }] },
     ]);
   });
 });

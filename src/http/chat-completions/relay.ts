@@ -3,14 +3,12 @@ import { streamSSE } from "hono/streaming";
 import type { Logger } from "pino";
 import { terminalEventNames, type ReplyEvent } from "../../streams/reply-events.ts";
 import { errorBody, ReplyFailedError, sendError, type ReplyFailure } from "../errors.ts";
-import { chatCompletion, chatCompletionChunk, type CompletionUsage } from "./wire.ts";
+import { choicesOf, chunkDelta, chunkLogprobs, type DeltaEventData, type ReplyEndChoices } from "./choices.ts";
+import { chatCompletion, chatCompletionChunk, type ChunkDelta } from "./wire.ts";
 
 /** What every end event carries, a conversation reply's or a stateless completion's. */
-interface ReplyEnd {
+interface ReplyEnd extends ReplyEndChoices {
   status: "completed" | "failed" | "cancelled";
-  content: string;
-  finish_reason: string | null;
-  usage: CompletionUsage | null;
   error: ReplyFailure | null;
 }
 
@@ -30,8 +28,6 @@ function failureResponse(c: Context, end: ReplyEnd, log: Logger): Response {
   return sendError(c, new ReplyFailedError(error), log);
 }
 
-const deltaText = (e: ReplyEvent): string => (JSON.parse(e.data) as { delta: { content: string } }).delta.content;
-
 /** Waits for the end and answers with one `chat.completion` object, or the error it ended with. */
 export async function chatCompletionResponse(c: Context, opts: RelayOptions): Promise<Response> {
   const stop = new AbortController();
@@ -43,7 +39,7 @@ export async function chatCompletionResponse(c: Context, opts: RelayOptions): Pr
       const end = JSON.parse(e.data) as ReplyEnd;
       if (end.status !== "completed") return failureResponse(c, end, opts.log);
       return c.json(
-        chatCompletion({ ...opts, content: end.content, finishReason: end.finish_reason, usage: end.usage }),
+        chatCompletion({ ...opts, choices: choicesOf(end), usage: end.usage }),
         200,
       );
     }
@@ -101,19 +97,23 @@ export async function chatCompletionStreamResponse(c: Context, opts: RelayOption
     async (stream) => {
       stream.onAbort(() => stop.abort());
       const heartbeat = setInterval(() => stream.write(": keep-alive\n\n").catch(() => stop.abort()), opts.heartbeatMs);
+      /** The choices that have had a chunk: the first of each says the role. */
+      const started = new Set<number>();
       let first = true;
-      /** What the client has been sent: a reply that ended from its stored row may hold more (sent before the end). */
+      /** The content the client has been sent (the first choice's): a reply that ended from its stored row may hold more. */
       let sent = "";
-      const sendDelta = async (content: string) => {
-        const delta = first ? { role: "assistant" as const, content } : { content };
+      const sendDelta = async (index: number, given: ChunkDelta, logprobs: unknown = null) => {
+        const delta: ChunkDelta = started.has(index) ? given : { role: "assistant", ...given };
+        started.add(index);
         first = false;
-        sent += content;
-        await stream.writeSSE({ data: JSON.stringify(chatCompletionChunk({ ...opts, delta, finishReason: null })) });
+        if (index === 0) sent += given.content ?? "";
+        await stream.writeSSE({ data: JSON.stringify(chatCompletionChunk({ ...opts, index, delta, logprobs, finishReason: null })) });
       };
       try {
         for await (const e of rest()) {
           if (e.event === "message.delta") {
-            await sendDelta(deltaText(e));
+            const data = JSON.parse(e.data) as DeltaEventData;
+            await sendDelta(data.choice ?? 0, chunkDelta(data.delta), chunkLogprobs(data.delta.logprobs));
           } else if (e.event === "message.reset" && !first) {
             // The chat-completions format cannot take back what it sent: say so and stop.
             const error = errorBody(
@@ -126,10 +126,23 @@ export async function chatCompletionStreamResponse(c: Context, opts: RelayOption
             break;
           } else if (terminalEventNames.has(e.event)) {
             const end = JSON.parse(e.data) as ReplyEnd;
-            if (end.content.length > sent.length && end.content.startsWith(sent)) await sendDelta(end.content.slice(sent.length));
+            if (end.content.length > sent.length && end.content.startsWith(sent)) {
+              await sendDelta(0, { content: end.content.slice(sent.length) });
+            }
             if (end.status === "completed") {
-              const chunk = chatCompletionChunk({ ...opts, delta: {}, finishReason: end.finish_reason ?? "stop", usage: end.usage });
-              await stream.writeSSE({ data: JSON.stringify(chunk) });
+              // Each choice's finish; the usage (of the whole call) with the last.
+              const choices = choicesOf(end);
+              for (const [i, choice] of choices.entries()) {
+                const last = i === choices.length - 1;
+                const chunk = chatCompletionChunk({
+                  ...opts,
+                  index: choice.index,
+                  delta: {},
+                  finishReason: choice.finishReason ?? "stop",
+                  ...(last ? { usage: end.usage } : {}),
+                });
+                await stream.writeSSE({ data: JSON.stringify(chunk) });
+              }
               await stream.writeSSE({ data: "[DONE]" });
             } else {
               const error = end.error ?? { message: `The reply was ${end.status}.`, type: "server_error", code: end.status };

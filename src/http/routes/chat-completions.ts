@@ -2,6 +2,7 @@ import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { Logger } from "pino";
 import { IdempotencyConflictError, InvalidRequestError } from "../../domain/errors.ts";
+import { givenMessage } from "../../domain/message-rows.ts";
 import { getMessage } from "../../domain/messages.ts";
 import type { ReplyControlDeps } from "../../domain/reply-control.ts";
 import { idempotently, type IdempotencyDeps } from "../idempotency.ts";
@@ -16,6 +17,7 @@ import {
   chatCompletionSchema,
   toChatMessages,
   toSamplingParams,
+  unansweredToolResult,
 } from "../chat-completions/wire.ts";
 import type { AppEnv } from "../env.ts";
 import { validationHook } from "../validation.ts";
@@ -90,12 +92,20 @@ export function chatCompletionRoutes(deps: ChatCompletionRouteDeps) {
         follow: (signal: AbortSignal) =>
           deps.follower.follow(deps.replyEvents.key(id), null, { signal, recordedEnd: lostCompletionEnd(deps.jobQueue, id) }),
       });
+      const unanswered = unansweredToolResult(body.messages);
+      if (unanswered !== null) {
+        throw new InvalidRequestError(
+          "A tool message must answer a tool call of an earlier assistant message (its tool_call_id matches none).",
+          `messages.${unanswered}.tool_call_id`,
+        );
+      }
+      const params = toSamplingParams(body, await c.req.json());
       return (await idempotently(c, deps, body, {
         perform: async () => {
           const { id } = await startStatelessCompletion(deps, c.var.tenantId, {
             model: body.model,
-            messages: toChatMessages(body.messages),
-            params: toSamplingParams(body),
+            messages: toChatMessages(body.messages, { sendReasoning: body.send_reasoning === true }),
+            params,
             upstreamStream: stream,
             requestId: c.var.requestId,
             // Nothing is stored for a stateless call: a keyed one keeps its events as long as its key.
@@ -121,10 +131,17 @@ export function chatCompletionRoutes(deps: ChatCompletionRouteDeps) {
       const stream = body.stream === true;
       const tenantId = c.var.tenantId;
       const conversationId = c.req.valid("param").conversation_id;
-      const messages = toChatMessages(body.messages);
-      if (messages.at(-1)?.role !== "user") {
-        throw new InvalidRequestError("The last message must be the user's: it is what the reply answers.", "messages");
+      // A conversation stores one reply per turn.
+      if (typeof body.n === "number" && body.n > 1) {
+        throw new InvalidRequestError("Only n = 1 is supported on a conversation: it stores one reply per turn.", "n");
       }
+      const messages = body.messages.map((m) => givenMessage(m));
+      const last = messages.at(-1)?.role;
+      if (last !== "user" && last !== "tool") {
+        throw new InvalidRequestError("The last message must be the user's or a tool result: it is what the reply answers.", "messages");
+      }
+      // n is 1 here: nothing to store.
+      const { n: _n, ...params } = toSamplingParams(body, await c.req.json());
       const relayFor = async (replyId: string, created: number) => {
         c.header("x-parley-message-id", replyId);
         const follow = await openReplyEvents(deps, { tenantId, conversationId, replyId, lastEventId: null });
@@ -138,7 +155,7 @@ export function chatCompletionRoutes(deps: ChatCompletionRouteDeps) {
             messages: messages.slice(stored),
             reply: true,
             model: body.model,
-            params: toSamplingParams(body),
+            params,
             upstreamStream: stream,
             requestId: c.var.requestId,
             signal: c.var.deadline,

@@ -4,11 +4,13 @@ import { startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.t
 import { apiClient } from "../support/http.ts";
 import { TEST_API_KEY } from "../support/keys.ts";
 import { startTestService, type TestService } from "../support/service.ts";
+import { eventually } from "../support/waiting.ts";
 
 /*
  * What the openai SDK sends reaches the upstream in meaning, and what the upstream answers reaches the
  * SDK: several choices on the stateless endpoint (refused where a conversation must store one reply),
- * logprobs (relayed, and stored on a bound reply), `developer` and `name` kept.
+ * logprobs (relayed, and stored on a bound reply), `developer` and `name` kept; a stateless stream the
+ * SDK abandons is ended upstream too.
  */
 
 let upstream: FakeUpstream;
@@ -122,5 +124,31 @@ describe("messages as sent", () => {
       { role: "assistant", content: "Reply to: Hi" },
       { role: "user", content: "Again", name: "rui" },
     ]);
+  });
+});
+
+describe("an abandoned stateless call", () => {
+  it("is ended upstream when the SDK aborts its stream (no Idempotency-Key)", async () => {
+    // 300 tokens 100 ms apart: far longer than the wait below, so only the abandon can end it early.
+    upstream.setBehaviour({ kind: "ok", replyTokens: 300, tokenDelayMs: 100 });
+    const abort = new AbortController();
+    const stream = await openai().chat.completions.create(
+      { model: "fake-model", messages: [{ role: "user", content: "Long story" }], stream: true },
+      { signal: abort.signal },
+    );
+    let content = "";
+    try {
+      for await (const chunk of stream) {
+        content += chunk.choices[0]?.delta.content ?? "";
+        if (content.length > 0) abort.abort();
+      }
+    } catch (err) {
+      expect(err).toBeInstanceOf(OpenAI.APIUserAbortError);
+    }
+    const request = await eventually(async () => upstream.requests[0]?.endedAt !== undefined && upstream.requests[0], {
+      what: "the upstream call to end",
+      timeoutMs: 15_000,
+    });
+    expect(request.closedEarly).toBe(true);
   });
 });

@@ -137,6 +137,32 @@ describe("the openai tool runner against the conversation-bound endpoint", () =>
     expect(await storedMessages(id)).toHaveLength(7);
   });
 
+  it("runs a thinking model's streamed loop: reasoning stored on the replies, not sent back, history once", async () => {
+    const { id, client } = await createConversation();
+    upstream.setBehaviour(toolLoop({ calls: [lisbon], extra: { reasoning: ["I should", " check."], reasoningField: "reasoning" } }));
+
+    const runner = client.chat.completions.runTools({
+      model: "fake-model",
+      stream: true,
+      messages: [{ role: "user", content: "Lisbon?" }],
+      tools: [runnableWeather],
+    });
+    expect(await runner.finalContent()).toBe("Tool said: sunny in Lisbon");
+
+    expect(upstream.requests[1]?.body.messages).toEqual([
+      { role: "user", content: "Lisbon?" },
+      assistantCalling(lisbon),
+      { role: "tool", tool_call_id: "call_lisbon", content: "sunny in Lisbon" },
+    ]);
+    const stored = await storedMessages(id);
+    expect(stored.map((m) => [m.role, m.reasoning])).toEqual([
+      ["user", null],
+      ["assistant", "I should check."],
+      ["tool", null],
+      ["assistant", "I should check."],
+    ]);
+  });
+
   it("refuses a tool message whose tool_call_id answers no stored call, naming the field", async () => {
     const { client } = await createConversation();
     const refused = client.chat.completions.create({

@@ -42,7 +42,7 @@ const append = createRoute({
   summary: "Append a message and generate the reply",
   description:
     "With `stream: true` the answer is `text/event-stream`: `message.created` (the message, then the queued reply), " +
-    "`message.delta`…, one of `message.completed` | `message.failed` | `message.cancelled`, then `done` with `[DONE]`. " +
+    "`message.delta`… (`delta`: `content`, `reasoning`, `tool_calls` fragments as OpenAI streams them, `logprobs`), one of `message.completed` | `message.failed` | `message.cancelled`, then `done` with `[DONE]`. " +
     "Every event has an `id:` to resume from.",
   request: { params: conversationParams, body: jsonBody(appendMessageSchema) },
   responses: {
@@ -55,6 +55,7 @@ const append = createRoute({
     400: errorResponse("Invalid input."),
     404: errorResponse("No such conversation, or its model is not served."),
     409: errorResponse("A reply is in flight in this conversation (`conversation_busy`)."),
+    413: errorResponse("Images over MAX_IMAGE_BYTES_PER_MESSAGE (`image_too_large`), or a body over MAX_BODY_BYTES."),
     503: errorResponse("The queue is unavailable; nothing was left in flight."),
   },
 });
@@ -158,7 +159,12 @@ export function messageRoutes(deps: MessageRouteDeps) {
         if (!reply) return c.json({ message: appended, reply: null }, 201);
         if (body.stream) return streamReply(c, tenantId, conversationId, reply.id);
         const settled = await settleReply(reply, body.wait, c.req.raw.signal);
-        return c.json({ message: appended, reply: settled.reply }, settled.status);
+        // A reply that failed before producing anything took the message out of history: show it as stored now.
+        const shown =
+          settled.reply.status === "failed"
+            ? toMessageResource(await getMessage(deps, tenantId, conversationId, message.id).catch(() => message))
+            : appended;
+        return c.json({ message: shown, reply: settled.reply }, settled.status);
       };
       return (await idempotently(c, deps, body, {
         perform: async () => {

@@ -152,3 +152,35 @@ describe("an abandoned stateless call", () => {
     expect(request.closedEarly).toBe(true);
   });
 });
+
+describe("answers a retry cannot fix", () => {
+  it("are not retried by the openai SDK (x-should-retry: false): a busy conversation's 409, a refused body's 400", async () => {
+    const { id } = await bound();
+    let calls = 0;
+    const counting = new OpenAI({
+      baseURL: `${service.url}/v1/conversations/${id}`,
+      apiKey: TEST_API_KEY,
+      maxRetries: 2,
+      fetch: (input, init) => {
+        calls++;
+        return fetch(input, init);
+      },
+    });
+    upstream.setBehaviour({ kind: "ok", ttftMs: 3000 });
+    const slow = counting.chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "slow" }] });
+    await eventually(async () => upstream.requests.length === 1, { what: "the first turn to reach the upstream", timeoutMs: 10_000 });
+
+    calls = 0;
+    await expect(counting.chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "too soon" }] })).rejects.toBeInstanceOf(
+      OpenAI.ConflictError,
+    );
+    expect(calls).toBe(1);
+
+    calls = 0;
+    await expect(
+      counting.chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "x" }], temperature: 7 }),
+    ).rejects.toMatchObject({ status: 400, param: "temperature" });
+    expect(calls).toBe(1);
+    await slow;
+  });
+});

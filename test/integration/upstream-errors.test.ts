@@ -100,12 +100,17 @@ describe("an upstream 400 on the stateless endpoint", () => {
 
   it("masks a key in what the upstream said, in the message and in its fields", async () => {
     upstream.setBehaviour(
-      upstreamError(401, { message: "Incorrect API key provided: sk-upstream", type: "invalid_request_error", code: "invalid_api_key" }),
+      upstreamError(401, {
+        message: "Incorrect API key provided: sk-upstream",
+        type: "invalid_request_error",
+        code: "invalid_api_key",
+        param: "key sk-upstream",
+      }),
     );
     const res = await api.post("/chat/completions", { model: "fake-model", messages: [{ role: "user", content: "hi" }] });
     expect(res.status).toBe(401);
     expect(res.headers.get("x-should-retry")).toBe("false");
-    expect(res.body.error).toMatchObject({ type: "invalid_request_error", code: "invalid_api_key", param: null });
+    expect(res.body.error).toMatchObject({ type: "invalid_request_error", code: "invalid_api_key", param: "key [masked]" });
     expect(res.body.error.message).toBe("upstream fake answered 401: Incorrect API key provided: [masked]");
     expect(JSON.stringify(res.body)).not.toContain("sk-upstream");
   });

@@ -245,6 +245,8 @@ describe("failed turns do not pile up", () => {
     ctx.upstream.setBehaviour({ kind: "status", status: 500 });
     const failed = await ctx.api.post(`/conversations/${id}/messages`, { content: "lost" });
     expect(failed.body.reply.status).toBe("failed");
+    // The waiting append's answer shows the mark already, as a later read does.
+    expect(failed.body.message).toMatchObject({ status: "failed", error: { code: "reply_failed" } });
     expect((await ctx.api.get(`/conversations/${id}/messages/${failed.body.message.id}`)).body).toMatchObject({
       status: "failed",
       error: { code: "reply_failed" },

@@ -60,7 +60,8 @@ const bound = createRoute({
   summary: "The chat-completions API bound to a conversation",
   description:
     "Send only the new messages: the stored system prompt and history are prepended, and the new messages and the " +
-    "reply are stored. Point an SDK's base URL at `…/v1/conversations/{id}`.",
+    "reply are stored. A request that begins with the whole stored history (as chat frameworks send it, the system " +
+    "prompt optionally first) stores only what follows it. Point an SDK's base URL at `…/v1/conversations/{id}`.",
   request: { params: z.object({ conversation_id: conversationIdParam }), body: jsonBody(chatCompletionRequestSchema) },
   responses: { ...responses, 409: errorResponse("A reply is in flight in this conversation.") },
 });

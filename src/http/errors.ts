@@ -168,13 +168,26 @@ export function validationError(error: ZodError, target: string): ApiError {
 
 /** A failed zod parse → 400 naming the first bad field (`messages.2.role`). */
 export function validationErrorBody(error: ZodError, target: string): ErrorBody {
-  const issue = error.issues[0];
+  const issue = error.issues[0] && innermostIssue(error.issues[0]);
   const path = issue?.path.map(String).join(".") ?? "";
   const param = path || (target === "json" ? null : target);
   const message = issue
     ? `${path ? `${path}: ` : ""}${describeIssue(issue.message, issue.code)}`
     : "Invalid request.";
   return errorBody(message, "invalid_request_error", param, "invalid_request");
+}
+
+type Issue = ZodError["issues"][number];
+
+/**
+ * A union that failed (`content`: a string, parts or null) names the field inside the one option whose type
+ * matched (`content.0.type`), instead of the union as a whole.
+ */
+function innermostIssue(issue: Issue): Issue {
+  if (issue.code !== "invalid_union" || issue.errors.length === 0) return issue;
+  const matched = issue.errors.filter((branch) => !(branch.length === 1 && branch[0]?.code === "invalid_type" && branch[0].path.length === 0));
+  const inner = matched.length === 1 ? matched[0]?.[0] : undefined;
+  return inner ? innermostIssue({ ...inner, path: [...issue.path, ...inner.path] }) : issue;
 }
 
 function describeIssue(message: string, code: string): string {

@@ -99,7 +99,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
         jobLog.info({ kind: job.kind }, "model job started");
         try {
           if (job.kind === "reply") await generateReply({ ...deps, log: jobLog, cancellations, replyWriteBounds, replyLivenessMs }, job, run);
-          else if (job.kind === "completion") await runStatelessCompletion({ ...deps, log: jobLog, replyWriteBounds }, job, run);
+          else if (job.kind === "completion") await runStatelessCompletion({ ...deps, log: jobLog, cancellations, replyWriteBounds }, job, run);
           else await runSummaryJob({ ...deps, log: jobLog }, job, run);
           jobLog.info({ ms: Math.round(performance.now() - started) }, "model job finished");
         } catch (err) {

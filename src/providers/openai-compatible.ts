@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import OpenAI from "openai";
 import type { UpstreamConfig } from "../config.ts";
 import { chatCompletionPayloads, UpstreamErrorEvent, UpstreamStreamFormatError } from "./chat-completion-events.ts";
@@ -83,10 +84,28 @@ function toolCallsOf(raw: unknown): ToolCall[] | undefined {
     const fn = isPlainObject(t.function) ? t.function : {};
     return {
       ...t,
-      id: typeof t.id === "string" ? t.id : "",
+      id: typeof t.id === "string" && t.id ? t.id : newToolCallId(),
       type: "function" as const,
       function: { ...fn, name: typeof fn.name === "string" ? fn.name : "", arguments: argumentsText(fn.arguments) ?? "" },
     };
+  });
+}
+
+/** An id for a call the upstream sent without one (a few local servers do): a tool result must name its call. */
+const newToolCallId = (): string => `call_${randomUUID().replaceAll("-", "").slice(0, 24)}`;
+
+/**
+ * A call's first fragment as OpenAI sends it, with `id` and `type`: the SDKs
+ * refuse a call without them. `seen` holds the calls (choice:index) that had
+ * their first fragment; later fragments pass as sent.
+ */
+function completeFirstFragments(choice: number, fragments: ToolCallDelta[], seen: Set<string>): ToolCallDelta[] {
+  return fragments.map((f) => {
+    const key = `${choice}:${f.index}`;
+    if (seen.has(key)) return f;
+    seen.add(key);
+    if (f.id && f.type) return f;
+    return { index: f.index, id: f.id || newToolCallId(), type: "function", ...(f.function ? { function: f.function } : {}) };
   });
 }
 
@@ -245,6 +264,7 @@ export function createOpenAICompatibleProvider(upstream: UpstreamConfig): ChatPr
       let sawDelta = false;
       /** Each choice's finish reason, by index: every choice seen gets a finish. */
       const finishes = new Map<number, string | null>();
+      const firstFragments = new Set<string>();
       let usage: TokenUsage | null = null;
       try {
         const response = await client.chat.completions
@@ -263,6 +283,7 @@ export function createOpenAICompatibleProvider(upstream: UpstreamConfig): ChatPr
             if (!finishes.has(index) || choice.finish_reason) finishes.set(index, (choice.finish_reason as string | null) ?? finishes.get(index) ?? null);
             const delta = deltaChunk(choice, position);
             if (!delta) continue;
+            if (delta.toolCalls) delta.toolCalls = completeFirstFragments(index, delta.toolCalls, firstFragments);
             if (delta.content !== undefined || delta.reasoning !== undefined || delta.toolCalls) sawDelta = true;
             said = true;
             yield delta;

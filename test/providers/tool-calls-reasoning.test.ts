@@ -120,6 +120,28 @@ describe("streamed tool calls", () => {
   });
 });
 
+describe("calls sent without an id or type (some local servers)", () => {
+  it("get an id and type on their first fragment, as the SDKs need; later fragments pass as sent", async () => {
+    answerWith([
+      chunk({ role: "assistant" }),
+      chunk({ tool_calls: [{ index: 0, function: { name: "f", arguments: "{" } }] }),
+      chunk({ tool_calls: [{ index: 0, function: { arguments: "}" } }] }),
+      chunk({}, "tool_calls"),
+    ]);
+    const chunks = await chunksOf(createOpenAICompatibleProvider(config(raw.baseURL)), request());
+    const [first, second] = said(chunks).map((c) => c.type === "delta" && c.toolCalls);
+    expect(first).toEqual([{ index: 0, id: expect.stringMatching(/^call_\w{24}$/), type: "function", function: { name: "f", arguments: "{" } }]);
+    expect(second).toEqual([{ index: 0, function: { arguments: "}" } }]);
+
+    raw.answer({
+      headers: { "content-type": "application/json" },
+      parts: [JSON.stringify({ choices: [{ index: 0, message: { role: "assistant", content: null, tool_calls: [{ type: "function", function: { name: "f", arguments: "{}" } }] }, finish_reason: "tool_calls" }] })],
+    });
+    const result = await createOpenAICompatibleProvider(config(raw.baseURL)).completeChat(request(), live());
+    expect(result.choices[0]?.toolCalls).toEqual([{ id: expect.stringMatching(/^call_\w{24}$/), type: "function", function: { name: "f", arguments: "{}" } }]);
+  });
+});
+
 describe("reasoning and logprobs", () => {
   it("reads reasoning from `reasoning_content` and from `reasoning`, apart from the content", async () => {
     for (const field of ["reasoning_content", "reasoning"]) {

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
   startFakeUpstream,
   toolCallFragments,
+  toolLoop,
   type FakeToolCall,
   type FakeToolCallStyle,
   type FakeUpstream,
@@ -27,6 +28,7 @@ beforeAll(async () => {
   upstream = await startFakeUpstream();
   service = await startTestService({
     UPSTREAMS: [{ name: "fake", base_url: upstream.baseURL, api_key: "sk-upstream", models: ["fake-model"] }],
+    MAX_IMAGE_BYTES_PER_MESSAGE: 1024,
   });
   openai = new OpenAI({ baseURL: `${service.url}/v1`, apiKey: TEST_API_KEY, maxRetries: 0 });
   api = apiClient(`${service.url}/v1`);
@@ -145,6 +147,33 @@ describe("stateless: tools", () => {
   });
 });
 
+describe("stateless: the openai tool runner", () => {
+  it("runTools drives a whole loop: the call streamed back, the tool run, its result sent, the answer", async () => {
+    upstream.setBehaviour(toolLoop({ calls: [lisbon] }));
+    const runner = openai.chat.completions.runTools({
+      model: "fake-model",
+      messages: [{ role: "user", content: "Weather in Lisbon?" }],
+      stream: true,
+      tools: [
+        {
+          type: "function",
+          function: {
+            ...weather.function,
+            parse: (input: string) => JSON.parse(input) as { city: string },
+            function: ({ city }: { city: string }) => `sunny in ${city}`,
+          },
+        },
+      ],
+    });
+    expect(await runner.finalContent()).toBe("Tool said: sunny in Lisbon");
+    expect(upstream.requests).toHaveLength(2);
+    expect(upstream.requests[1]?.body.messages.slice(1)).toEqual([
+      { role: "assistant", content: null, tool_calls: wholeCalls(lisbon) },
+      { role: "tool", tool_call_id: "call_lisbon", content: "sunny in Lisbon" },
+    ]);
+  });
+});
+
 describe("stateless: reasoning, logprobs, several choices", () => {
   it("relays reasoning as delta.reasoning_content (from reasoning_content or reasoning), and as message.reasoning_content", async () => {
     for (const reasoningField of ["reasoning_content", "reasoning"] as const) {
@@ -219,6 +248,17 @@ describe("stateless: messages as given", () => {
     const completion = await openai.chat.completions.create({ model: "fake-model", messages });
     expect(completion.choices[0]?.finish_reason).toBe("stop");
     expect(upstream.requests[0]?.body.messages).toEqual(messages);
+  });
+
+  it("answers images over MAX_IMAGE_BYTES_PER_MESSAGE with a 413 naming the content", async () => {
+    const big = `data:image/png;base64,${Buffer.alloc(2048).toString("base64")}`;
+    const res = await api.post("/chat/completions", {
+      model: "fake-model",
+      messages: [{ role: "user", content: [{ type: "text", text: "this?" }, { type: "image_url", image_url: { url: big } }] }],
+    });
+    expect(res.status).toBe(413);
+    expect(res.body.error).toMatchObject({ code: "image_too_large", param: "messages.0.content" });
+    expect(upstream.requests).toHaveLength(0);
   });
 
   it("refuses a part of an unknown type, naming the field", async () => {

@@ -94,7 +94,10 @@ export const messageSchema = z
         param: z.string().nullable().optional().openapi({ description: "With `status`: the request field the upstream named, if any." }),
       })
       .nullable()
-      .openapi({ description: "Why a reply failed." }),
+      .openapi({
+        description:
+          "Why a reply failed. On the messages of a turn whose reply failed before producing anything: `reply_failed`, naming the reply (they are left out of history).",
+      }),
     created_at: z.int(),
     completed_at: z.int().nullable(),
     metadata: z.record(z.string(), z.string()),

@@ -43,6 +43,18 @@ export function toChatMessage(m: HistoryRow, opts: { sendReasoning: boolean }): 
   };
 }
 
+/**
+ * The messages without tool results whose call is not sent with them (the window starts after the call, or
+ * the summary holds it): upstreams refuse a `tool` message that answers no earlier `tool_calls`.
+ */
+function withoutOrphanedToolResults<T extends HistoryRow>(sent: T[]): T[] {
+  const calls = new Set<string>();
+  return sent.filter((m) => {
+    if (m.role === "assistant" && m.status === "completed") for (const c of m.toolCalls ?? []) calls.add(c.id);
+    return m.role !== "tool" || m.toolCallId === null || calls.has(m.toolCallId);
+  });
+}
+
 export interface BuiltHistory {
   messages: ChatMessage[];
   /** Earlier messages sent, and the tokens sent with the system prompt (and summary). */
@@ -124,9 +136,10 @@ export async function buildHistory(
   if (conversation.system) history.push({ role: "system", content: conversation.system });
   if (summary !== null) history.push(summaryMessage(summary));
   const sendReasoning = { ...conversation.params, ...(reply.params ?? {}) }.send_reasoning === true;
-  for (const m of included) history.push(toChatMessage(m, { sendReasoning }));
+  const answered = withoutOrphanedToolResults(included);
+  for (const m of answered) history.push(toChatMessage(m, { sendReasoning }));
   const tokens =
-    budget.systemTokens + (summary !== null ? conversation.summaryTokens : 0) + included.reduce((n, m) => n + m.tokens, 0);
+    budget.systemTokens + (summary !== null ? conversation.summaryTokens : 0) + answered.reduce((n, m) => n + m.tokens, 0);
   const unsummarizedThroughSeq = summarizing && fromSeq - 1 > conversation.summaryThroughSeq ? fromSeq - 1 : null;
-  return { messages: history, context: { messages: included.length, tokens }, unsummarizedThroughSeq };
+  return { messages: history, context: { messages: answered.length, tokens }, unsummarizedThroughSeq };
 }

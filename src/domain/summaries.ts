@@ -63,13 +63,16 @@ export async function runSummaryJob(deps: SummaryDeps, job: SummaryJob, run: Job
   const through = last?.seq ?? from + 1;
   const evicted = (
     await deps.db
-      .select({ role: messages.role, status: messages.status, content: messages.content })
+      .select({ role: messages.role, status: messages.status, content: messages.content, toolCalls: messages.toolCalls })
       .from(messages)
       .where(and(inConversation, gt(messages.seq, from), lte(messages.seq, through)))
       .orderBy(asc(messages.seq))
   ).filter(belongsInHistory);
 
-  const turns = evicted.map((m) => `${m.role}: ${m.content}`).join("\n\n");
+  // A reply that only called tools says so, or the summary would show it as saying nothing.
+  const called = (m: (typeof evicted)[number]) =>
+    m.status === "completed" && m.toolCalls?.length ? ` [called ${m.toolCalls.map((c) => `${c.function.name}(${c.function.arguments})`).join(", ")}]` : "";
+  const turns = evicted.map((m) => `${m.role}: ${m.content}${called(m)}`).join("\n\n");
   const outcome = await callModel({
     provider: resolved.provider,
     request: {

@@ -274,8 +274,10 @@ function assertOneChoice(params: Record<string, unknown>): void {
 
 /**
  * Each `tool` message must answer a tool call made before it: by an earlier
- * message of the same request, or one stored in the conversation. Read only
- * when the turn has a tool message (json_array_elements over the stored calls).
+ * message of the same request, or one stored completed in the conversation (a
+ * failed or cancelled reply's calls are never sent again, so nothing may answer
+ * them). Read only when the turn has a tool message (json_array_elements over
+ * the stored calls).
  */
 async function assertToolResultsAnswerCalls(tx: Transaction, conversationId: string, given: GivenMessage[]): Promise<void> {
   const unknown = toolResultsWithoutCall(given);
@@ -284,7 +286,7 @@ async function assertToolResultsAnswerCalls(tx: Transaction, conversationId: str
   const stored = await tx.execute<{ id: string }>(sql`
     select distinct c->>'id' as id
     from ${messages}, json_array_elements(${messages.toolCalls}) as c
-    where ${messages.conversationId} = ${conversationId} and ${messages.toolCalls} is not null
+    where ${messages.conversationId} = ${conversationId} and ${messages.toolCalls} is not null and ${messages.status} = 'completed'
       and c->>'id' in ${sql`(${sql.join(ids.map((id) => sql`${id}`), sql`, `)})`}`);
   const found = new Set(stored.map((r) => r.id));
   const missing = unknown.find((u) => !found.has(u.id));

@@ -6,7 +6,13 @@ import { useServiceWithFakeUpstream } from "../support/service.ts";
 /** The native API with the whole message model: tools, tool results, reasoning, images, names, developer, params kept. */
 
 const IMAGE_LIMIT = 3_000;
-const ctx = useServiceWithFakeUpstream({ overrides: { MAX_IMAGE_BYTES_PER_MESSAGE: IMAGE_LIMIT } });
+const ctx = useServiceWithFakeUpstream({
+  models: ["fake-model", "fake-small"],
+  overrides: {
+    MAX_IMAGE_BYTES_PER_MESSAGE: IMAGE_LIMIT,
+    MODEL_CONTEXT_WINDOWS: [{ models: ["fake-small"], context_tokens: 400, reply_reserve_tokens: 100, token_ratio: 1 }],
+  },
+});
 
 const weatherTool = {
   type: "function",
@@ -138,6 +144,35 @@ describe("tool calls on the native API", () => {
       content: null,
       tool_calls: [{ id: "call_1", type: "function", function: { name: "get_weather", arguments: "{}" } }],
     });
+  });
+});
+
+describe("tool exchanges and the context window", () => {
+  it("leaves out a tool result whose call fell outside the window, which upstreams would refuse", async () => {
+    ctx.upstream.setBehaviour({ kind: "ok", text: "ok" });
+    const conv = await newConversation({
+      model: "fake-small",
+      messages: [
+        { role: "user", content: "start" },
+        { role: "assistant", content: null, tool_calls: [{ id: "call_big", type: "function", function: { name: "f", arguments: " a".repeat(600) } }] },
+        { role: "tool", tool_call_id: "call_big", content: "result" },
+      ],
+    });
+    const res = await ctx.api.post(`/conversations/${conv}/messages`, { content: "next" });
+    expect(res.status).toBe(201);
+    expect(lastRequest().body.messages).toEqual([{ role: "user", content: "next" }]);
+    expect(res.body.reply.context.messages).toBe(1);
+  });
+
+  it("refuses a tool result answering a call of a reply that failed", async () => {
+    ctx.upstream.setBehaviour({ kind: "drop", afterTokens: 0 });
+    const conv = await newConversation();
+    const failed = await ctx.api.post(`/conversations/${conv}/messages`, { content: "call something" });
+    expect(failed.body.reply.status).toBe("failed");
+    await ctx.service.sql`update messages set tool_calls = ${ctx.service.sql.json([{ id: "call_failed", type: "function", function: { name: "f", arguments: "{}" } }])} where id = ${failed.body.reply.id}`;
+    const res = await ctx.api.post(`/conversations/${conv}/messages`, { role: "tool", tool_call_id: "call_failed", content: "x" });
+    expect(res.status).toBe(400);
+    expect(res.body.error.param).toBe("tool_call_id");
   });
 });
 

@@ -192,6 +192,19 @@ describe("stateless: reasoning, logprobs, several choices", () => {
     }
   });
 
+  it("sends an earlier reply's reasoning_content back only with send_reasoning: true, which itself stays in Parley", async () => {
+    const messages = [
+      { role: "user", content: "hi" },
+      { role: "assistant", content: "hello", reasoning_content: "They greeted me." },
+      { role: "user", content: "again" },
+    ];
+    expect((await api.post("/chat/completions", { model: "fake-model", messages })).status).toBe(200);
+    expect((await api.post("/chat/completions", { model: "fake-model", messages, send_reasoning: true })).status).toBe(200);
+    expect(upstream.requests[0]?.body.messages[1]).toEqual({ role: "assistant", content: "hello" });
+    expect(upstream.requests[1]?.body.messages[1]).toEqual({ role: "assistant", content: "hello", reasoning_content: "They greeted me." });
+    expect(upstream.requests.map((r) => "send_reasoning" in r.body)).toEqual([false, false]);
+  });
+
   it("relays logprobs on each chunk and on the whole choice", async () => {
     upstream.setBehaviour({ kind: "ok", logprobs: true });
     const params = { model: "fake-model", messages: [{ role: "user" as const, content: "hi there" }], logprobs: true, top_logprobs: 2 };

@@ -133,6 +133,8 @@ export const configSchema = z.object({
   MAX_BODY_BYTES: int(1024).default(4 * 1024 * 1024),
   /** Longest message content (and system prompt), in characters. */
   MAX_CONTENT_CHARS: int(1).default(1_000_000),
+  /** Most bytes of images one message may carry inline (base64 data URLs, decoded, summed); 413 `image_too_large` beyond. */
+  MAX_IMAGE_BYTES_PER_MESSAGE: int(0).default(20 * 1024 * 1024),
   /** Most messages in one request (an imported history, a chat-completions call). */
   MAX_MESSAGES_PER_REQUEST: int(1).default(1_000),
   MAX_METADATA_ENTRIES: int(0).default(16),

@@ -17,5 +17,5 @@ export const validationHook: Hook<any, AppEnv, any, any> = (result, c) => {
       : result.target === "query"
         ? findQueryLimitBreach(result.data, limits)
         : null;
-  if (breach) throw new ApiError(400, breach.message, breach.code, breach.param);
+  if (breach) throw new ApiError(breach.status ?? 400, breach.message, breach.code, breach.param);
 };

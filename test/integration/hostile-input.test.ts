@@ -934,12 +934,13 @@ function expectStoredChange(probe: Probe, answer: Answer, before: Snapshot, afte
       const was = before.conversations.get(id)!;
       expect([conversations.added, conversations.removed, conversations.changed.map((c) => c.after.id)], what).toEqual([[], [], [id]]);
       expect([messages.removed, messages.changed], `${what}: earlier messages untouched`).toEqual([[], []]);
-      const contentOf = (c: unknown) => (typeof c === "string" ? c : (c as any[]).map((p) => p.text ?? "").join(""));
+      // A message's stored text: parts' texts joined (the parts themselves are kept apart).
+      const contentOf = (c: unknown) => (typeof c === "string" ? c : (c as any[]).filter((p) => p.type === "text").map((p) => p.text).join(""));
       expect(
         sortedAdded.map((m) => [m.conversation_id, m.seq, m.role, m.status === "completed" ? m.content : m.status]),
         `${what}: the new messages stored as sent`,
       ).toEqual([
-        ...given.map((m, i) => [id, was.last_seq + 1 + i, m.role === "developer" ? "system" : m.role, contentOf(m.content)]),
+        ...given.map((m, i) => [id, was.last_seq + 1 + i, m.role, contentOf(m.content)]),
         [id, was.last_seq + given.length + 1, "assistant", sortedAdded.at(-1)?.content],
       ]);
       const reply = sortedAdded.at(-1)!;

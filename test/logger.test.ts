@@ -71,7 +71,8 @@ describe("logged errors", () => {
     expect(JSON.parse(lines[0]!).err).toMatchObject({
       type: "ProviderError",
       code: "upstream_error",
-      status: 502,
+      // An upstream's refusal (a 4xx other than 408/429) is answered with its own status (issue 13).
+      status: 401,
       upstreamStatus: 401,
       cause: { type: "AuthenticationError", status: 401 },
     });

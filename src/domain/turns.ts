@@ -276,17 +276,24 @@ function assertOneChoice(params: Record<string, unknown>): void {
  * Each `tool` message must answer a tool call made before it: by an earlier
  * message of the same request, or one stored completed in the conversation (a
  * failed or cancelled reply's calls are never sent again, so nothing may answer
- * them). Read only when the turn has a tool message (json_array_elements over
- * the stored calls).
+ * them). Stored calls are looked for only after the conversation's newest
+ * `user` message: a result answers the calls of the exchange in progress
+ * (upstreams refuse a tool result with a user message between it and its
+ * call), and the read stays a short index range however long the
+ * conversation (json_array_elements over those messages' calls). Read only
+ * when the turn has a tool message.
  */
 async function assertToolResultsAnswerCalls(tx: Transaction, conversationId: string, given: GivenMessage[]): Promise<void> {
   const unknown = toolResultsWithoutCall(given);
   if (unknown.length === 0) return;
   const ids = [...new Set(unknown.map((u) => u.id))];
+  // max(seq) of one role walks messages_conversation_seq_idx backwards from the newest message until it meets one.
+  const newestUserSeq = sql`coalesce((select max(u.seq) from ${messages} u where u.conversation_id = ${conversationId} and u.role = 'user'), 0)`;
   const stored = await tx.execute<{ id: string }>(sql`
     select distinct c->>'id' as id
     from ${messages}, json_array_elements(${messages.toolCalls}) as c
-    where ${messages.conversationId} = ${conversationId} and ${messages.toolCalls} is not null and ${messages.status} = 'completed'
+    where ${messages.conversationId} = ${conversationId} and ${messages.seq} > ${newestUserSeq}
+      and ${messages.toolCalls} is not null and ${messages.status} = 'completed'
       and c->>'id' in ${sql`(${sql.join(ids.map((id) => sql`${id}`), sql`, `)})`}`);
   const found = new Set(stored.map((r) => r.id));
   const missing = unknown.find((u) => !found.has(u.id));

@@ -109,6 +109,23 @@ describe("tool calls on the native API", () => {
     expect((await ctx.api.get(`/conversations/${conv}/messages`)).body.data).toHaveLength(2);
   });
 
+  it("refuses a tool result answering a call made before the newest user message (only the exchange in progress is looked at)", async () => {
+    const call = { id: "call_earlier", type: "function", function: { name: "get_weather", arguments: "{}" } };
+    const conv = await newConversation({
+      messages: [
+        { role: "user", content: "Weather?" },
+        { role: "assistant", content: null, tool_calls: [call] },
+        { role: "tool", tool_call_id: "call_earlier", content: "sunny" },
+        { role: "assistant", content: "Sunny." },
+        { role: "user", content: "Thanks" },
+      ],
+    });
+    const res = await ctx.api.post(`/conversations/${conv}/messages`, { role: "tool", tool_call_id: "call_earlier", content: "sunny again" });
+    expect(res.status).toBe(400);
+    expect(res.body.error.param).toBe("tool_call_id");
+    expect((await ctx.api.get(`/conversations/${conv}/messages`)).body.data).toHaveLength(5);
+  });
+
   it("refuses malformed messages naming the field", async () => {
     const conv = await newConversation();
     const cases: [Record<string, unknown>, string][] = [

@@ -4,6 +4,7 @@ import { startService, type RunningService } from "../../src/service.ts";
 import { startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.ts";
 import { apiClient, authedFetch, readEvents, type SseEvent } from "../support/http.ts";
 import { startTestService, type TestService } from "../support/service.ts";
+import { eventually } from "../support/waiting.ts";
 
 let upstream: FakeUpstream;
 let service: TestService;
@@ -122,7 +123,14 @@ describe("following a reply", () => {
     // The events stay in Redis for REPLY_EVENTS_TTL_SECONDS; drop them as expiry would.
     const { Redis } = await import("ioredis");
     const redis = new Redis(service.config.REDIS_URL);
-    await redis.del(`${service.config.REDIS_PREFIX}:reply-events:{${replyId}}`);
+    const key = `${service.config.REDIS_PREFIX}:reply-events:{${replyId}}`;
+    // The row is stored before the end events are written: wait for `done`, or the worker would write the
+    // end into a stream deleted under it, and the follower would read that instead of the stored reply.
+    await eventually(async () => {
+      const [last] = (await redis.xrevrange(key, "+", "-", "COUNT", 1)) as [string, string[]][];
+      return last?.[1].includes("done") ? true : null;
+    }, { what: "the reply's done event", timeoutMs: 20_000 });
+    await redis.del(key);
     redis.disconnect();
 
     const replay = await follow(service.url, conversationId, replyId);

@@ -181,7 +181,9 @@ describe("concurrency", () => {
   });
 
   it("lets exactly one of 10 racing turns start a reply; the others get 409 and store nothing", async () => {
-    upstream.setBehaviour({ kind: "ok", ttftMs: 300 });
+    // Long enough that the reply is still in flight when the last racer is served on a loaded machine
+    // (at 300 ms, under a load of 9, a reply once ended before a racer arrived, which then rightly got 202).
+    upstream.setBehaviour({ kind: "ok", ttftMs: 3000 });
     const conv = await newConversation();
     const results = await Promise.all(
       Array.from({ length: 10 }, (_, i) => api.post(`/conversations/${conv.id}/messages`, { content: `race ${i}`, wait: false })),

@@ -1,16 +1,8 @@
 import OpenAI from "openai";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import {
-  startFakeUpstream,
-  toolCallFragments,
-  toolLoop,
-  type FakeToolCall,
-  type FakeToolCallStyle,
-  type FakeUpstream,
-} from "../support/fake-upstream.ts";
-import { apiClient } from "../support/http.ts";
-import { TEST_API_KEY } from "../support/keys.ts";
-import { startTestService, type TestService } from "../support/service.ts";
+import { describe, expect, it } from "vitest";
+import { toolCallFragments, toolLoop, type FakeToolCall, type FakeToolCallStyle } from "../support/fake-upstream.ts";
+import { boundOpenAI, openaiAt } from "../support/openai-clients.ts";
+import { useServiceWithFakeUpstream } from "../support/service.ts";
 
 /*
  * The chat-completions dialect past plain chat, with the real openai SDK against Parley (stateless and
@@ -19,25 +11,9 @@ import { startTestService, type TestService } from "../support/service.ts";
  * endpoint, images and the developer role passed on as given.
  */
 
-let upstream: FakeUpstream;
-let service: TestService;
-let openai: OpenAI;
-let api: ReturnType<typeof apiClient>;
+const ctx = useServiceWithFakeUpstream({ overrides: { MAX_IMAGE_BYTES_PER_MESSAGE: 1024 } });
 
-beforeAll(async () => {
-  upstream = await startFakeUpstream();
-  service = await startTestService({
-    UPSTREAMS: [{ name: "fake", base_url: upstream.baseURL, api_key: "sk-upstream", models: ["fake-model"] }],
-    MAX_IMAGE_BYTES_PER_MESSAGE: 1024,
-  });
-  openai = new OpenAI({ baseURL: `${service.url}/v1`, apiKey: TEST_API_KEY, maxRetries: 0 });
-  api = apiClient(`${service.url}/v1`);
-});
-afterAll(async () => {
-  await service?.stop();
-  await upstream?.close();
-});
-beforeEach(() => upstream.reset());
+const openai = () => openaiAt(`${ctx.service.url}/v1`);
 
 const weather = {
   type: "function" as const,
@@ -52,11 +28,6 @@ const lisbon: Required<FakeToolCall> = { id: "call_lisbon", name: "get_weather",
 const porto: Required<FakeToolCall> = { id: "call_porto", name: "get_weather", arguments: '{"city":"Porto"}' };
 const wholeCalls = (...calls: Required<FakeToolCall>[]) =>
   calls.map((c) => ({ id: c.id, type: "function", function: { name: c.name, arguments: c.arguments } }));
-
-async function newBoundClient(): Promise<{ client: OpenAI; id: string }> {
-  const { body: conv } = await api.post("/conversations", { model: "fake-model" });
-  return { client: new OpenAI({ baseURL: `${service.url}/v1/conversations/${conv.id}`, apiKey: TEST_API_KEY, maxRetries: 0 }), id: conv.id };
-}
 
 /** Each chunk's first choice's delta.tool_calls entries, in order, and the finish reasons seen. */
 async function streamedToolCalls(stream: AsyncIterable<OpenAI.ChatCompletionChunk>) {
@@ -75,7 +46,7 @@ async function streamedToolCalls(stream: AsyncIterable<OpenAI.ChatCompletionChun
 
 describe("stateless: tools", () => {
   it("passes tools, tool_choice, parallel_tool_calls and a json schema on in the client's key order", async () => {
-    upstream.setBehaviour({ kind: "ok", toolCalls: [lisbon] });
+    ctx.upstream.setBehaviour({ kind: "ok", toolCalls: [lisbon] });
     const body = {
       model: "fake-model",
       messages: [{ role: "user", content: "Weather in Lisbon?" }],
@@ -85,9 +56,9 @@ describe("stateless: tools", () => {
       parallel_tool_calls: false,
       response_format: { type: "json_schema", json_schema: { name: "r", schema: { properties: { reasoning: {}, answer: {} } } } },
     };
-    const res = await api.post("/chat/completions", body);
+    const res = await ctx.api.post("/chat/completions", body);
     expect(res.status).toBe(200);
-    const sent = upstream.requests[0]!;
+    const sent = ctx.upstream.requests[0]!;
     expect(Object.keys(JSON.parse(sent.raw))).toEqual([
       "model",
       "messages",
@@ -104,8 +75,8 @@ describe("stateless: tools", () => {
 
   for (const style of ["openai", "vllm", "together", "whole"] as FakeToolCallStyle[]) {
     it(`streams tool calls to the SDK exactly as the upstream streamed them (${style})`, async () => {
-      upstream.setBehaviour({ kind: "ok", toolCalls: [lisbon, porto], toolCallStyle: style, argumentFragmentChars: 5 });
-      const stream = await openai.chat.completions.create({
+      ctx.upstream.setBehaviour({ kind: "ok", toolCalls: [lisbon, porto], toolCallStyle: style, argumentFragmentChars: 5 });
+      const stream = await openai().chat.completions.create({
         model: "fake-model",
         messages: [{ role: "user", content: "Weather in Lisbon and Porto?" }],
         tools: [weather],
@@ -118,8 +89,8 @@ describe("stateless: tools", () => {
   }
 
   it("the SDK's stream helper puts the calls together; non-streamed, the message has tool_calls and content null", async () => {
-    upstream.setBehaviour({ kind: "ok", toolCalls: [lisbon, porto], argumentFragmentChars: 3 });
-    const runner = openai.chat.completions.stream({
+    ctx.upstream.setBehaviour({ kind: "ok", toolCalls: [lisbon, porto], argumentFragmentChars: 3 });
+    const runner = openai().chat.completions.stream({
       model: "fake-model",
       messages: [{ role: "user", content: "Weather?" }],
       tools: [weather],
@@ -128,7 +99,7 @@ describe("stateless: tools", () => {
     expect(streamed.choices[0]?.message.tool_calls).toEqual(wholeCalls(lisbon, porto));
     expect(streamed.choices[0]?.finish_reason).toBe("tool_calls");
 
-    const whole = await openai.chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "Weather?" }], tools: [weather] });
+    const whole = await openai().chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "Weather?" }], tools: [weather] });
     expect(whole.choices[0]?.message.content).toBeNull();
     expect(whole.choices[0]?.message.tool_calls).toEqual(wholeCalls(lisbon, porto));
     expect(whole.choices[0]?.finish_reason).toBe("tool_calls");
@@ -141,16 +112,16 @@ describe("stateless: tools", () => {
       { role: "tool", tool_call_id: "call_lisbon", content: "sunny" },
       { role: "tool", tool_call_id: "call_porto", content: "rain" },
     ];
-    const completion = await openai.chat.completions.create({ model: "fake-model", messages, tools: [weather] });
+    const completion = await openai().chat.completions.create({ model: "fake-model", messages, tools: [weather] });
     expect(completion.choices[0]?.finish_reason).toBe("stop");
-    expect(upstream.requests[0]?.body.messages).toEqual(messages);
+    expect(ctx.upstream.requests[0]?.body.messages).toEqual(messages);
   });
 });
 
 describe("stateless: the openai tool runner", () => {
   it("runTools drives a whole loop: the call streamed back, the tool run, its result sent, the answer", async () => {
-    upstream.setBehaviour(toolLoop({ calls: [lisbon] }));
-    const runner = openai.chat.completions.runTools({
+    ctx.upstream.setBehaviour(toolLoop({ calls: [lisbon] }));
+    const runner = openai().chat.completions.runTools({
       model: "fake-model",
       messages: [{ role: "user", content: "Weather in Lisbon?" }],
       stream: true,
@@ -166,8 +137,8 @@ describe("stateless: the openai tool runner", () => {
       ],
     });
     expect(await runner.finalContent()).toBe("Tool said: sunny in Lisbon");
-    expect(upstream.requests).toHaveLength(2);
-    expect(upstream.requests[1]?.body.messages.slice(1)).toEqual([
+    expect(ctx.upstream.requests).toHaveLength(2);
+    expect(ctx.upstream.requests[1]?.body.messages.slice(1)).toEqual([
       { role: "assistant", content: null, tool_calls: wholeCalls(lisbon) },
       { role: "tool", tool_call_id: "call_lisbon", content: "sunny in Lisbon" },
     ]);
@@ -177,8 +148,8 @@ describe("stateless: the openai tool runner", () => {
 describe("stateless: reasoning, logprobs, several choices", () => {
   it("relays reasoning as delta.reasoning_content (from reasoning_content or reasoning), and as message.reasoning_content", async () => {
     for (const reasoningField of ["reasoning_content", "reasoning"] as const) {
-      upstream.setBehaviour({ kind: "ok", reasoning: ["Let me ", "think."], reasoningField });
-      const stream = await openai.chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "hi" }], stream: true });
+      ctx.upstream.setBehaviour({ kind: "ok", reasoning: ["Let me ", "think."], reasoningField });
+      const stream = await openai().chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "hi" }], stream: true });
       let content = "";
       let reasoning = "";
       for await (const chunk of stream) {
@@ -187,7 +158,7 @@ describe("stateless: reasoning, logprobs, several choices", () => {
       }
       expect(reasoning).toBe("Let me think.");
       expect(content).toBe("Reply to: hi");
-      const whole = await openai.chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "hi" }] });
+      const whole = await openai().chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "hi" }] });
       expect(whole.choices[0]?.message).toMatchObject({ content: "Reply to: hi", reasoning_content: "Let me think." });
     }
   });
@@ -198,35 +169,35 @@ describe("stateless: reasoning, logprobs, several choices", () => {
       { role: "assistant", content: "hello", reasoning_content: "They greeted me." },
       { role: "user", content: "again" },
     ];
-    expect((await api.post("/chat/completions", { model: "fake-model", messages })).status).toBe(200);
-    expect((await api.post("/chat/completions", { model: "fake-model", messages, send_reasoning: true })).status).toBe(200);
-    expect(upstream.requests[0]?.body.messages[1]).toEqual({ role: "assistant", content: "hello" });
-    expect(upstream.requests[1]?.body.messages[1]).toEqual({ role: "assistant", content: "hello", reasoning_content: "They greeted me." });
-    expect(upstream.requests.map((r) => "send_reasoning" in r.body)).toEqual([false, false]);
+    expect((await ctx.api.post("/chat/completions", { model: "fake-model", messages })).status).toBe(200);
+    expect((await ctx.api.post("/chat/completions", { model: "fake-model", messages, send_reasoning: true })).status).toBe(200);
+    expect(ctx.upstream.requests[0]?.body.messages[1]).toEqual({ role: "assistant", content: "hello" });
+    expect(ctx.upstream.requests[1]?.body.messages[1]).toEqual({ role: "assistant", content: "hello", reasoning_content: "They greeted me." });
+    expect(ctx.upstream.requests.map((r) => "send_reasoning" in r.body)).toEqual([false, false]);
   });
 
   it("relays logprobs on each chunk and on the whole choice", async () => {
-    upstream.setBehaviour({ kind: "ok", logprobs: true });
+    ctx.upstream.setBehaviour({ kind: "ok", logprobs: true });
     const params = { model: "fake-model", messages: [{ role: "user" as const, content: "hi there" }], logprobs: true, top_logprobs: 2 };
-    const stream = await openai.chat.completions.create({ ...params, stream: true });
+    const stream = await openai().chat.completions.create({ ...params, stream: true });
     const tokens: string[] = [];
     for await (const chunk of stream) for (const lp of chunk.choices[0]?.logprobs?.content ?? []) tokens.push(lp.token);
     expect(tokens.join("")).toBe("Reply to: hi there");
-    const whole = await openai.chat.completions.create(params);
+    const whole = await openai().chat.completions.create(params);
     expect(whole.choices[0]?.logprobs?.content?.map((l) => l.token).join("")).toBe("Reply to: hi there");
     expect(whole.choices[0]?.logprobs?.content?.[0]?.top_logprobs).toHaveLength(2);
-    expect(upstream.requests.map((r) => [r.body.logprobs, r.body.top_logprobs])).toEqual([[true, 2], [true, 2]]);
+    expect(ctx.upstream.requests.map((r) => [r.body.logprobs, r.body.top_logprobs])).toEqual([[true, 2], [true, 2]]);
   });
 
   it("n = 2 passes through: every choice relayed, streamed and not", async () => {
-    upstream.setBehaviour({ kind: "ok", honourN: true });
+    ctx.upstream.setBehaviour({ kind: "ok", honourN: true });
     const messages = [{ role: "user" as const, content: "two ways" }];
-    const whole = await openai.chat.completions.create({ model: "fake-model", messages, n: 2 });
+    const whole = await openai().chat.completions.create({ model: "fake-model", messages, n: 2 });
     expect(whole.choices.map((c) => [c.index, c.message.content, c.finish_reason])).toEqual([
       [0, "Reply to: two ways", "stop"],
       [1, "Reply to: two ways (choice 1)", "stop"],
     ]);
-    const stream = await openai.chat.completions.create({ model: "fake-model", messages, n: 2, stream: true });
+    const stream = await openai().chat.completions.create({ model: "fake-model", messages, n: 2, stream: true });
     const texts = ["", ""];
     const finishes: [number, string][] = [];
     for await (const chunk of stream) {
@@ -240,7 +211,7 @@ describe("stateless: reasoning, logprobs, several choices", () => {
       [0, "stop"],
       [1, "stop"],
     ]);
-    expect(upstream.requests.map((r) => r.body.n)).toEqual([2, 2]);
+    expect(ctx.upstream.requests.map((r) => r.body.n)).toEqual([2, 2]);
   });
 });
 
@@ -258,45 +229,45 @@ describe("stateless: messages as given", () => {
         ],
       },
     ];
-    const completion = await openai.chat.completions.create({ model: "fake-model", messages });
+    const completion = await openai().chat.completions.create({ model: "fake-model", messages });
     expect(completion.choices[0]?.finish_reason).toBe("stop");
-    expect(upstream.requests[0]?.body.messages).toEqual(messages);
+    expect(ctx.upstream.requests[0]?.body.messages).toEqual(messages);
   });
 
   it("answers images over MAX_IMAGE_BYTES_PER_MESSAGE with a 413 naming the content", async () => {
     const big = `data:image/png;base64,${Buffer.alloc(2048).toString("base64")}`;
-    const res = await api.post("/chat/completions", {
+    const res = await ctx.api.post("/chat/completions", {
       model: "fake-model",
       messages: [{ role: "user", content: [{ type: "text", text: "this?" }, { type: "image_url", image_url: { url: big } }] }],
     });
     expect(res.status).toBe(413);
     expect(res.body.error).toMatchObject({ code: "image_too_large", param: "messages.0.content" });
-    expect(upstream.requests).toHaveLength(0);
+    expect(ctx.upstream.requests).toHaveLength(0);
   });
 
   it("refuses a part of an unknown type, naming the field", async () => {
-    const res = await api.post("/chat/completions", {
+    const res = await ctx.api.post("/chat/completions", {
       model: "fake-model",
       messages: [{ role: "user", content: [{ type: "input_audio", input_audio: { data: "", format: "wav" } }] }],
     });
     expect(res.status).toBe(400);
     expect(res.body.error.param).toMatch(/^messages\.0\.content/);
-    expect(upstream.requests).toHaveLength(0);
+    expect(ctx.upstream.requests).toHaveLength(0);
   });
 });
 
 describe("conversation-bound", () => {
   it("refuses n > 1 with a 400 naming n: a conversation stores one reply", async () => {
-    const { client } = await newBoundClient();
+    const { client } = await boundOpenAI(ctx);
     const twoChoices = client.chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "x" }], n: 2 });
     await expect(twoChoices).rejects.toBeInstanceOf(OpenAI.BadRequestError);
     await expect(twoChoices).rejects.toMatchObject({ status: 400, param: "n" });
-    expect(upstream.requests).toHaveLength(0);
+    expect(ctx.upstream.requests).toHaveLength(0);
   });
 
   it("streams tool calls as the upstream did, then answers a turn whose last message is a tool result", async () => {
-    const { client } = await newBoundClient();
-    upstream.setBehaviour({
+    const { client } = await boundOpenAI(ctx);
+    ctx.upstream.setBehaviour({
       kind: "script",
       pick: ({ body }) => (body.messages.at(-1)?.role === "tool" ? { kind: "ok", text: "Sunny in Lisbon." } : { kind: "ok", toolCalls: [lisbon], argumentFragmentChars: 4 }),
     });
@@ -317,7 +288,7 @@ describe("conversation-bound", () => {
     });
     expect(answer.choices[0]?.message.content).toBe("Sunny in Lisbon.");
     // The stored history went upstream: the call, then its result.
-    expect(upstream.requests[1]?.body.messages).toEqual([
+    expect(ctx.upstream.requests[1]?.body.messages).toEqual([
       { role: "user", content: "Weather in Lisbon?" },
       { role: "assistant", content: null, tool_calls: wholeCalls(lisbon) },
       { role: "tool", tool_call_id: "call_lisbon", content: "sunny" },
@@ -325,8 +296,8 @@ describe("conversation-bound", () => {
   });
 
   it("answers non-streamed with message.tool_calls and content null", async () => {
-    const { client } = await newBoundClient();
-    upstream.setBehaviour({ kind: "ok", toolCalls: [lisbon, porto] });
+    const { client } = await boundOpenAI(ctx);
+    ctx.upstream.setBehaviour({ kind: "ok", toolCalls: [lisbon, porto] });
     const whole = await client.chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "Weather?" }], tools: [weather] });
     expect(whole.choices[0]?.message.content).toBeNull();
     expect(whole.choices[0]?.message.tool_calls).toEqual(wholeCalls(lisbon, porto));
@@ -334,8 +305,8 @@ describe("conversation-bound", () => {
   });
 
   it("relays reasoning as delta.reasoning_content, and keeps the developer role and image parts", async () => {
-    const { client } = await newBoundClient();
-    upstream.setBehaviour({ kind: "ok", reasoning: ["Hm, ", "a cat."] });
+    const { client } = await boundOpenAI(ctx);
+    ctx.upstream.setBehaviour({ kind: "ok", reasoning: ["Hm, ", "a cat."] });
     const messages: OpenAI.ChatCompletionMessageParam[] = [
       { role: "developer", content: "Be brief." },
       { role: "user", content: [{ type: "text", text: "What is it?" }, { type: "image_url", image_url: { url: "https://example.com/cat.png" } }] },
@@ -343,6 +314,6 @@ describe("conversation-bound", () => {
     const stream = await client.chat.completions.create({ model: "fake-model", messages, stream: true });
     const { reasoning } = await streamedToolCalls(stream);
     expect(reasoning).toBe("Hm, a cat.");
-    expect(upstream.requests[0]?.body.messages).toEqual(messages);
+    expect(ctx.upstream.requests[0]?.body.messages).toEqual(messages);
   });
 });

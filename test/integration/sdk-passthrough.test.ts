@@ -1,9 +1,7 @@
 import OpenAI from "openai";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.ts";
-import { apiClient } from "../support/http.ts";
-import { TEST_API_KEY } from "../support/keys.ts";
-import { startTestService, type TestService } from "../support/service.ts";
+import { describe, expect, it } from "vitest";
+import { boundOpenAI, openaiAt } from "../support/openai-clients.ts";
+import { useServiceWithFakeUpstream } from "../support/service.ts";
 import { eventually } from "../support/waiting.ts";
 
 /*
@@ -13,33 +11,14 @@ import { eventually } from "../support/waiting.ts";
  * SDK abandons is ended upstream too.
  */
 
-let upstream: FakeUpstream;
-let service: TestService;
-let api: ReturnType<typeof apiClient>;
+const ctx = useServiceWithFakeUpstream();
 
-beforeAll(async () => {
-  upstream = await startFakeUpstream();
-  service = await startTestService({
-    UPSTREAMS: [{ name: "fake", base_url: upstream.baseURL, api_key: "sk-upstream", models: ["fake-model"] }],
-  });
-  api = apiClient(`${service.url}/v1`);
-});
-afterAll(async () => {
-  await service?.stop();
-  await upstream?.close();
-});
-beforeEach(() => upstream.reset());
-
-const openai = (baseURL = `${service.url}/v1`) => new OpenAI({ baseURL, apiKey: TEST_API_KEY, maxRetries: 0 });
-
-async function bound(): Promise<{ id: string; client: OpenAI }> {
-  const { body } = await api.post("/conversations", { model: "fake-model" });
-  return { id: body.id, client: openai(`${service.url}/v1/conversations/${body.id}`) };
-}
+const openai = () => openaiAt(`${ctx.service.url}/v1`);
+const bound = () => boundOpenAI(ctx);
 
 describe("n > 1", () => {
   it("relays every choice on the stateless endpoint, non-streamed and streamed", async () => {
-    upstream.setBehaviour({ kind: "ok", honourN: true });
+    ctx.upstream.setBehaviour({ kind: "ok", honourN: true });
     const completion = await openai().chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "Hi" }], n: 2 });
     expect(completion.choices.map((c) => [c.index, c.message.content, c.finish_reason])).toEqual([
       [0, "Reply to: Hi", "stop"],
@@ -57,7 +36,7 @@ describe("n > 1", () => {
     }
     expect(texts).toEqual(["Reply to: Hi", "Reply to: Hi (choice 1)"]);
     expect(finishes).toEqual(["stop", "stop"]);
-    expect(upstream.requests.map((r) => r.body.n)).toEqual([2, 2]);
+    expect(ctx.upstream.requests.map((r) => r.body.n)).toEqual([2, 2]);
   });
 
   it("is refused with a 400 naming n on the bound endpoint, which must store one reply", async () => {
@@ -66,13 +45,13 @@ describe("n > 1", () => {
       status: 400,
       param: "n",
     });
-    expect(upstream.requests).toHaveLength(0);
+    expect(ctx.upstream.requests).toHaveLength(0);
   });
 });
 
 describe("logprobs", () => {
   it("are passed on and relayed, streamed and not", async () => {
-    upstream.setBehaviour({ kind: "ok", logprobs: true });
+    ctx.upstream.setBehaviour({ kind: "ok", logprobs: true });
     const completion = await openai().chat.completions.create({
       model: "fake-model",
       messages: [{ role: "user", content: "Hi" }],
@@ -92,7 +71,7 @@ describe("logprobs", () => {
     const tokens: string[] = [];
     for await (const chunk of stream) tokens.push(...(chunk.choices[0]?.logprobs?.content ?? []).map((t) => t.token));
     expect(tokens).toEqual(["Reply", " to:", " Hi"]);
-    expect(upstream.requests.map((r) => [r.body.logprobs, r.body.top_logprobs])).toEqual([
+    expect(ctx.upstream.requests.map((r) => [r.body.logprobs, r.body.top_logprobs])).toEqual([
       [true, 2],
       [true, 1],
     ]);
@@ -100,9 +79,9 @@ describe("logprobs", () => {
 
   it("are stored on the bound endpoint's reply", async () => {
     const { id, client } = await bound();
-    upstream.setBehaviour({ kind: "ok", logprobs: true });
+    ctx.upstream.setBehaviour({ kind: "ok", logprobs: true });
     await client.chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "Hi" }], logprobs: true });
-    const stored = (await api.get(`/conversations/${id}/messages`)).body.data as any[];
+    const stored = (await ctx.api.get(`/conversations/${id}/messages`)).body.data as any[];
     expect(JSON.stringify(stored[1]?.logprobs)).toContain('"token":"Reply"');
   });
 });
@@ -114,12 +93,12 @@ describe("messages as sent", () => {
       { role: "user", content: "Hi", name: "ana" },
     ];
     await openai().chat.completions.create({ model: "fake-model", messages });
-    expect(upstream.requests[0]?.body.messages).toEqual(messages);
+    expect(ctx.upstream.requests[0]?.body.messages).toEqual(messages);
 
     const { client } = await bound();
     await client.chat.completions.create({ model: "fake-model", messages });
     await client.chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "Again", name: "rui" }] });
-    expect(upstream.requests[2]?.body.messages).toEqual([
+    expect(ctx.upstream.requests[2]?.body.messages).toEqual([
       ...messages,
       { role: "assistant", content: "Reply to: Hi" },
       { role: "user", content: "Again", name: "rui" },
@@ -130,7 +109,7 @@ describe("messages as sent", () => {
 describe("an abandoned stateless call", () => {
   it("is ended upstream when the SDK aborts its stream (no Idempotency-Key)", async () => {
     // 300 tokens 100 ms apart: far longer than the wait below, so only the abandon can end it early.
-    upstream.setBehaviour({ kind: "ok", replyTokens: 300, tokenDelayMs: 100 });
+    ctx.upstream.setBehaviour({ kind: "ok", replyTokens: 300, tokenDelayMs: 100 });
     const abort = new AbortController();
     const stream = await openai().chat.completions.create(
       { model: "fake-model", messages: [{ role: "user", content: "Long story" }], stream: true },
@@ -145,7 +124,7 @@ describe("an abandoned stateless call", () => {
     } catch (err) {
       expect(err).toBeInstanceOf(OpenAI.APIUserAbortError);
     }
-    const request = await eventually(async () => upstream.requests[0]?.endedAt !== undefined && upstream.requests[0], {
+    const request = await eventually(async () => ctx.upstream.requests[0]?.endedAt !== undefined && ctx.upstream.requests[0], {
       what: "the upstream call to end",
       timeoutMs: 15_000,
     });
@@ -155,20 +134,17 @@ describe("an abandoned stateless call", () => {
 
 describe("answers a retry cannot fix", () => {
   it("are not retried by the openai SDK (x-should-retry: false): a busy conversation's 409, a refused body's 400", async () => {
-    const { id } = await bound();
     let calls = 0;
-    const counting = new OpenAI({
-      baseURL: `${service.url}/v1/conversations/${id}`,
-      apiKey: TEST_API_KEY,
+    const { client: counting } = await boundOpenAI(ctx, {
       maxRetries: 2,
       fetch: (input, init) => {
         calls++;
         return fetch(input, init);
       },
     });
-    upstream.setBehaviour({ kind: "ok", ttftMs: 3000 });
+    ctx.upstream.setBehaviour({ kind: "ok", ttftMs: 3000 });
     const slow = counting.chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "slow" }] });
-    await eventually(async () => upstream.requests.length === 1, { what: "the first turn to reach the upstream", timeoutMs: 10_000 });
+    await eventually(async () => ctx.upstream.requests.length === 1, { what: "the first turn to reach the upstream", timeoutMs: 10_000 });
 
     calls = 0;
     await expect(counting.chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "too soon" }] })).rejects.toBeInstanceOf(

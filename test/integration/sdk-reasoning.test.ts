@@ -1,9 +1,7 @@
 import OpenAI from "openai";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.ts";
-import { apiClient } from "../support/http.ts";
-import { TEST_API_KEY } from "../support/keys.ts";
-import { startTestService, type TestService } from "../support/service.ts";
+import { describe, expect, it } from "vitest";
+import { boundOpenAI, openaiAt } from "../support/openai-clients.ts";
+import { useServiceWithFakeUpstream } from "../support/service.ts";
 
 /*
  * A thinking model through Parley: reasoning streamed for longer than the first-token limit is life
@@ -16,25 +14,9 @@ const FIRST_TOKEN_LIMIT_MS = 1000;
 const THINK_STEP_MS = 250;
 const thoughts = ["Let", " me", " think", " about", " the", " weather", " in", " Lisbon."];
 
-let upstream: FakeUpstream;
-let service: TestService;
-let api: ReturnType<typeof apiClient>;
+const ctx = useServiceWithFakeUpstream({ overrides: { UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: FIRST_TOKEN_LIMIT_MS } });
 
-beforeAll(async () => {
-  upstream = await startFakeUpstream();
-  service = await startTestService({
-    UPSTREAMS: [{ name: "fake", base_url: upstream.baseURL, api_key: "sk-upstream", models: ["fake-model"] }],
-    UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: FIRST_TOKEN_LIMIT_MS,
-  });
-  api = apiClient(`${service.url}/v1`);
-});
-afterAll(async () => {
-  await service?.stop();
-  await upstream?.close();
-});
-beforeEach(() => upstream.reset());
-
-const openai = (baseURL = `${service.url}/v1`) => new OpenAI({ baseURL, apiKey: TEST_API_KEY, maxRetries: 0 });
+const openai = () => openaiAt(`${ctx.service.url}/v1`);
 
 /** Reads a stream: the reasoning and content it carried, in the order they came. */
 async function readStream(stream: AsyncIterable<OpenAI.ChatCompletionChunk>) {
@@ -61,35 +43,34 @@ async function readStream(stream: AsyncIterable<OpenAI.ChatCompletionChunk>) {
 describe("a model that thinks longer than the first-token limit", () => {
   for (const field of ["reasoning_content", "reasoning"] as const) {
     it(`is neither failed nor called twice, and its reasoning (sent as ${field}) reaches the SDK as delta.reasoning_content`, async () => {
-      upstream.setBehaviour({ kind: "ok", reasoning: thoughts, reasoningField: field, reasoningDelayMs: THINK_STEP_MS, noRoleChunk: true });
+      ctx.upstream.setBehaviour({ kind: "ok", reasoning: thoughts, reasoningField: field, reasoningDelayMs: THINK_STEP_MS, noRoleChunk: true });
       expect(thoughts.length * THINK_STEP_MS).toBeGreaterThan(FIRST_TOKEN_LIMIT_MS * 1.5);
 
       const stream = await openai().chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "Lisbon?" }], stream: true });
       expect(await readStream(stream)).toEqual({ order: ["reasoning", "content"], reasoning: thoughts.join(""), content: "Reply to: Lisbon?", finish: "stop" });
-      expect(upstream.requests).toHaveLength(1);
+      expect(ctx.upstream.requests).toHaveLength(1);
     });
   }
 
   it("on the bound endpoint: the reply stores its reasoning apart, and the next turn does not send it back", async () => {
-    const { body: conv } = await api.post("/conversations", { model: "fake-model" });
-    const bound = openai(`${service.url}/v1/conversations/${conv.id}`);
-    upstream.setBehaviour({ kind: "ok", reasoning: thoughts, reasoningDelayMs: THINK_STEP_MS, noRoleChunk: true });
+    const { id, client: bound } = await boundOpenAI(ctx);
+    ctx.upstream.setBehaviour({ kind: "ok", reasoning: thoughts, reasoningDelayMs: THINK_STEP_MS, noRoleChunk: true });
 
     const stream = await bound.chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "Lisbon?" }], stream: true });
     const read = await readStream(stream);
     expect(read).toMatchObject({ reasoning: thoughts.join(""), content: "Reply to: Lisbon?", finish: "stop" });
-    expect(upstream.requests).toHaveLength(1);
+    expect(ctx.upstream.requests).toHaveLength(1);
 
-    const stored = (await api.get(`/conversations/${conv.id}/messages`)).body.data as any[];
+    const stored = (await ctx.api.get(`/conversations/${id}/messages`)).body.data as any[];
     expect(stored.map((m) => [m.role, m.status, m.content])).toEqual([
       ["user", "completed", "Lisbon?"],
       ["assistant", "completed", "Reply to: Lisbon?"],
     ]);
     expect(stored[1]?.reasoning).toBe(thoughts.join(""));
 
-    upstream.setBehaviour({ kind: "ok" });
+    ctx.upstream.setBehaviour({ kind: "ok" });
     await bound.chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "And Porto?" }] });
-    expect(upstream.requests[1]?.body.messages).toEqual([
+    expect(ctx.upstream.requests[1]?.body.messages).toEqual([
       { role: "user", content: "Lisbon?" },
       { role: "assistant", content: "Reply to: Lisbon?" },
       { role: "user", content: "And Porto?" },
@@ -101,14 +82,14 @@ describe("a model that thinks longer than the first-token limit", () => {
       messages: [{ role: "user", content: "And Faro?" }],
       send_reasoning: true,
     } as OpenAI.ChatCompletionCreateParamsNonStreaming);
-    expect(upstream.requests[2]?.body.messages[1]).toEqual({ role: "assistant", content: "Reply to: Lisbon?", reasoning_content: thoughts.join("") });
-    expect(upstream.requests[2]?.body).not.toHaveProperty("send_reasoning");
+    expect(ctx.upstream.requests[2]?.body.messages[1]).toEqual({ role: "assistant", content: "Reply to: Lisbon?", reasoning_content: thoughts.join("") });
+    expect(ctx.upstream.requests[2]?.body).not.toHaveProperty("send_reasoning");
   });
 });
 
 describe("reasoning without streaming", () => {
   it("comes back as message.reasoning_content beside the content", async () => {
-    upstream.setBehaviour({ kind: "ok", reasoning: ["Short", " thought."] });
+    ctx.upstream.setBehaviour({ kind: "ok", reasoning: ["Short", " thought."] });
     const completion = await openai().chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "Hi" }] });
     expect(completion.choices[0]?.message).toMatchObject({ content: "Reply to: Hi", reasoning_content: "Short thought." });
   });

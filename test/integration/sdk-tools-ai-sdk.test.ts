@@ -1,33 +1,17 @@
 import { createOpenAI } from "@ai-sdk/openai";
 import { generateText, stepCountIs, streamText, tool } from "ai";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { startFakeUpstream, toolLoop, type FakeToolCall, type FakeUpstream } from "../support/fake-upstream.ts";
-import { apiClient } from "../support/http.ts";
+import { toolLoop, type FakeToolCall } from "../support/fake-upstream.ts";
 import { TEST_API_KEY } from "../support/keys.ts";
-import { startTestService, type TestService } from "../support/service.ts";
+import { useServiceWithFakeUpstream } from "../support/service.ts";
 
 /*
  * The AI SDK (ai + @ai-sdk/openai's chat model) with tools and a step limit, against both
  * chat-completions endpoints. It resends the whole history each step; the bound endpoint stores it once.
  */
 
-let upstream: FakeUpstream;
-let service: TestService;
-let api: ReturnType<typeof apiClient>;
-
-beforeAll(async () => {
-  upstream = await startFakeUpstream();
-  service = await startTestService({
-    UPSTREAMS: [{ name: "fake", base_url: upstream.baseURL, api_key: "sk-upstream", models: ["fake-model"] }],
-  });
-  api = apiClient(`${service.url}/v1`);
-});
-afterAll(async () => {
-  await service?.stop();
-  await upstream?.close();
-});
-beforeEach(() => upstream.reset());
+const ctx = useServiceWithFakeUpstream();
 
 const lisbon: FakeToolCall = { id: "call_lisbon", name: "get_weather", arguments: '{"city":"Lisbon"}' };
 const tools = {
@@ -45,30 +29,30 @@ const assistantCalling = (call: FakeToolCall) => ({
 const toolResult = { role: "tool", tool_call_id: "call_lisbon", content: "sunny in Lisbon" };
 
 async function boundModel() {
-  const { body } = await api.post("/conversations", { model: "fake-model" });
-  const provider = createOpenAI({ baseURL: `${service.url}/v1/conversations/${body.id}`, apiKey: TEST_API_KEY });
+  const { body } = await ctx.api.post("/conversations", { model: "fake-model" });
+  const provider = createOpenAI({ baseURL: `${ctx.service.url}/v1/conversations/${body.id}`, apiKey: TEST_API_KEY });
   return { id: body.id as string, model: provider.chat("fake-model") };
 }
 
-const storedMessages = async (conversationId: string) => (await api.get(`/conversations/${conversationId}/messages`)).body.data as any[];
+const storedMessages = async (conversationId: string) => (await ctx.api.get(`/conversations/${conversationId}/messages`)).body.data as any[];
 
 describe("generateText with tools and a step limit", () => {
   it("completes the loop on the stateless endpoint", async () => {
-    upstream.setBehaviour(toolLoop({ calls: [lisbon] }));
-    const provider = createOpenAI({ baseURL: `${service.url}/v1`, apiKey: TEST_API_KEY });
+    ctx.upstream.setBehaviour(toolLoop({ calls: [lisbon] }));
+    const provider = createOpenAI({ baseURL: `${ctx.service.url}/v1`, apiKey: TEST_API_KEY });
     const result = await generateText({ model: provider.chat("fake-model"), prompt: "Lisbon?", tools, stopWhen: stepCountIs(5), maxRetries: 0 });
     expect(result.text).toBe("Tool said: sunny in Lisbon");
     expect(result.steps.map((s) => s.finishReason)).toEqual(["tool-calls", "stop"]);
     expect(result.steps[0]?.toolCalls).toEqual([expect.objectContaining({ toolCallId: "call_lisbon", toolName: "get_weather", input: { city: "Lisbon" } })]);
-    expect(upstream.requests[1]?.body.messages).toEqual([{ role: "user", content: "Lisbon?" }, assistantCalling(lisbon), toolResult]);
+    expect(ctx.upstream.requests[1]?.body.messages).toEqual([{ role: "user", content: "Lisbon?" }, assistantCalling(lisbon), toolResult]);
   });
 
   it("completes the loop on the bound endpoint, the history stored and sent upstream once", async () => {
     const { id, model } = await boundModel();
-    upstream.setBehaviour(toolLoop({ calls: [lisbon] }));
+    ctx.upstream.setBehaviour(toolLoop({ calls: [lisbon] }));
     const result = await generateText({ model, prompt: "Lisbon?", tools, stopWhen: stepCountIs(5), maxRetries: 0 });
     expect(result.text).toBe("Tool said: sunny in Lisbon");
-    expect(upstream.requests.map((r) => r.body.messages)).toEqual([
+    expect(ctx.upstream.requests.map((r) => r.body.messages)).toEqual([
       [{ role: "user", content: "Lisbon?" }],
       [{ role: "user", content: "Lisbon?" }, assistantCalling(lisbon), toolResult],
     ]);
@@ -80,11 +64,11 @@ describe("generateText with tools and a step limit", () => {
 
   it("stops at the step limit with the tool call stored and no answer asked for", async () => {
     const { id, model } = await boundModel();
-    upstream.setBehaviour(toolLoop({ calls: [lisbon] }));
+    ctx.upstream.setBehaviour(toolLoop({ calls: [lisbon] }));
     const result = await generateText({ model, prompt: "Lisbon?", tools, stopWhen: stepCountIs(1), maxRetries: 0 });
     expect(result.steps).toHaveLength(1);
     expect(result.finishReason).toBe("tool-calls");
-    expect(upstream.requests).toHaveLength(1);
+    expect(ctx.upstream.requests).toHaveLength(1);
     expect((await storedMessages(id)).map((m) => m.role)).toEqual(["user", "assistant"]);
   });
 });
@@ -92,7 +76,7 @@ describe("generateText with tools and a step limit", () => {
 describe("streamText with tools", () => {
   it("streams the tool call and then the answer on the bound endpoint, stored once", async () => {
     const { id, model } = await boundModel();
-    upstream.setBehaviour(toolLoop({ calls: [lisbon] }));
+    ctx.upstream.setBehaviour(toolLoop({ calls: [lisbon] }));
     const result = streamText({ model, prompt: "Lisbon?", tools, stopWhen: stepCountIs(5), maxRetries: 0 });
     const parts: { type: string; [k: string]: unknown }[] = [];
     for await (const part of result.fullStream) parts.push(part);
@@ -100,8 +84,8 @@ describe("streamText with tools", () => {
     expect(parts.find((p) => p.type === "tool-call")).toMatchObject({ toolCallId: "call_lisbon", toolName: "get_weather", input: { city: "Lisbon" } });
     expect(parts.find((p) => p.type === "tool-result")).toMatchObject({ toolCallId: "call_lisbon", output: "sunny in Lisbon" });
     expect(await result.text).toBe("Tool said: sunny in Lisbon");
-    expect(upstream.requests.map((r) => r.body.stream)).toEqual([true, true]);
-    expect(upstream.requests[1]?.body.messages).toEqual([{ role: "user", content: "Lisbon?" }, assistantCalling(lisbon), toolResult]);
+    expect(ctx.upstream.requests.map((r) => r.body.stream)).toEqual([true, true]);
+    expect(ctx.upstream.requests[1]?.body.messages).toEqual([{ role: "user", content: "Lisbon?" }, assistantCalling(lisbon), toolResult]);
     expect((await storedMessages(id)).map((m) => m.role)).toEqual(["user", "assistant", "tool", "assistant"]);
   });
 });

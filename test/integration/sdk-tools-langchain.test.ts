@@ -1,12 +1,11 @@
 import { AIMessage, AIMessageChunk, HumanMessage, ToolMessage } from "@langchain/core/messages";
 import { concat } from "@langchain/core/utils/stream";
 import { ChatOpenAI } from "@langchain/openai";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { startFakeUpstream, toolLoop, type FakeToolCall, type FakeUpstream } from "../support/fake-upstream.ts";
-import { apiClient } from "../support/http.ts";
+import { toolLoop, type FakeToolCall } from "../support/fake-upstream.ts";
 import { TEST_API_KEY } from "../support/keys.ts";
-import { startTestService, type TestService } from "../support/service.ts";
+import { useServiceWithFakeUpstream } from "../support/service.ts";
 
 /*
  * LangChain's ChatOpenAI against Parley: bindTools gets tool calls back (and a whole loop works on the
@@ -14,22 +13,7 @@ import { startTestService, type TestService } from "../support/service.ts";
  * json_schema reaches the upstream with its keys in the order LangChain wrote them.
  */
 
-let upstream: FakeUpstream;
-let service: TestService;
-let api: ReturnType<typeof apiClient>;
-
-beforeAll(async () => {
-  upstream = await startFakeUpstream();
-  service = await startTestService({
-    UPSTREAMS: [{ name: "fake", base_url: upstream.baseURL, api_key: "sk-upstream", models: ["fake-model"] }],
-  });
-  api = apiClient(`${service.url}/v1`);
-});
-afterAll(async () => {
-  await service?.stop();
-  await upstream?.close();
-});
-beforeEach(() => upstream.reset());
+const ctx = useServiceWithFakeUpstream();
 
 const lisbon: FakeToolCall = { id: "call_lisbon", name: "get_weather", arguments: '{"city":"Lisbon"}' };
 const weatherTool = {
@@ -55,26 +39,26 @@ async function streamed(model: { stream(input: string): Promise<AsyncIterable<AI
 }
 
 async function createConversation(): Promise<string> {
-  const { body } = await api.post("/conversations", { model: "fake-model" });
+  const { body } = await ctx.api.post("/conversations", { model: "fake-model" });
   return body.id;
 }
 
 describe("bindTools", () => {
   for (const streaming of [false, true]) {
     it(`returns an AIMessage with tool_calls on the stateless endpoint${streaming ? " (streaming)" : ""}`, async () => {
-      upstream.setBehaviour(toolLoop({ calls: [lisbon] }));
-      const model = chat(`${service.url}/v1`).bindTools([weatherTool]);
+      ctx.upstream.setBehaviour(toolLoop({ calls: [lisbon] }));
+      const model = chat(`${ctx.service.url}/v1`).bindTools([weatherTool]);
       const message = streaming ? await streamed(model, "Weather in Lisbon?") : await model.invoke("Weather in Lisbon?");
       expect(message.tool_calls).toEqual([expect.objectContaining({ id: "call_lisbon", name: "get_weather", args: { city: "Lisbon" } })]);
-      expect(upstream.requests[0]?.body.tools).toEqual([weatherTool]);
-      expect(upstream.requests[0]?.body.stream).toBe(streaming);
+      expect(ctx.upstream.requests[0]?.body.tools).toEqual([weatherTool]);
+      expect(ctx.upstream.requests[0]?.body.stream).toBe(streaming);
     });
   }
 
   it("runs a whole loop on the bound endpoint, storing each message once", async () => {
     const id = await createConversation();
-    upstream.setBehaviour(toolLoop({ calls: [lisbon] }));
-    const model = chat(`${service.url}/v1/conversations/${id}`).bindTools([weatherTool]);
+    ctx.upstream.setBehaviour(toolLoop({ calls: [lisbon] }));
+    const model = chat(`${ctx.service.url}/v1/conversations/${id}`).bindTools([weatherTool]);
 
     const history: (HumanMessage | AIMessage | ToolMessage)[] = [new HumanMessage("Weather in Lisbon?")];
     const call = await model.invoke(history);
@@ -83,12 +67,12 @@ describe("bindTools", () => {
     const answer = await model.invoke(history);
     expect(answer.content).toBe("Tool said: sunny in Lisbon");
 
-    expect(upstream.requests[1]?.body.messages).toEqual([
+    expect(ctx.upstream.requests[1]?.body.messages).toEqual([
       { role: "user", content: "Weather in Lisbon?" },
       { role: "assistant", content: null, tool_calls: [{ id: "call_lisbon", type: "function", function: { name: "get_weather", arguments: lisbon.arguments } }] },
       { role: "tool", tool_call_id: "call_lisbon", content: "sunny in Lisbon" },
     ]);
-    const stored = (await api.get(`/conversations/${id}/messages`)).body.data as any[];
+    const stored = (await ctx.api.get(`/conversations/${id}/messages`)).body.data as any[];
     expect(stored.map((m) => m.role)).toEqual(["user", "assistant", "tool", "assistant"]);
   });
 });
@@ -104,10 +88,10 @@ describe("withStructuredOutput", () => {
 
   /** What LangChain sends straight to the upstream: the reference for what must arrive through Parley. */
   async function sentDirectly(): Promise<string> {
-    upstream.setBehaviour({ kind: "ok", text: reply });
-    await chat(upstream.baseURL).withStructuredOutput(verdict, { name: "verdict" }).invoke("Is it?");
-    const sent = JSON.stringify(upstream.requests[0]?.body.response_format);
-    upstream.reset();
+    ctx.upstream.setBehaviour({ kind: "ok", text: reply });
+    await chat(ctx.upstream.baseURL).withStructuredOutput(verdict, { name: "verdict" }).invoke("Is it?");
+    const sent = JSON.stringify(ctx.upstream.requests[0]?.body.response_format);
+    ctx.upstream.reset();
     return sent;
   }
 
@@ -115,12 +99,12 @@ describe("withStructuredOutput", () => {
     it(`parses the answer, and the json_schema reaches the upstream with its key order (${endpoint})`, async () => {
       const expected = await sentDirectly();
       expect(expected).toContain('"properties":{"reasoning":');
-      const baseURL = endpoint === "stateless" ? `${service.url}/v1` : `${service.url}/v1/conversations/${await createConversation()}`;
-      upstream.setBehaviour({ kind: "ok", text: reply });
+      const baseURL = endpoint === "stateless" ? `${ctx.service.url}/v1` : `${ctx.service.url}/v1/conversations/${await createConversation()}`;
+      ctx.upstream.setBehaviour({ kind: "ok", text: reply });
       const parsed = await chat(baseURL).withStructuredOutput(verdict, { name: "verdict" }).invoke("Is it?");
       expect(parsed).toEqual({ reasoning: "Because.", answer: "yes", confidence: 0.9 });
       // Raw text: parsing and comparing objects would not see the order.
-      expect(upstream.requests[0]?.raw).toContain(`"response_format":${expected}`);
+      expect(ctx.upstream.requests[0]?.raw).toContain(`"response_format":${expected}`);
     });
   }
 });

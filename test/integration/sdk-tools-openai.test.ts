@@ -1,10 +1,10 @@
 import OpenAI from "openai";
 import Together from "together-ai";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { startFakeUpstream, toolLoop, upstreamError, type FakeToolCall, type FakeToolCallStyle, type FakeUpstream } from "../support/fake-upstream.ts";
-import { apiClient } from "../support/http.ts";
+import { describe, expect, it } from "vitest";
+import { toolLoop, upstreamError, type FakeToolCall, type FakeToolCallStyle } from "../support/fake-upstream.ts";
 import { TEST_API_KEY } from "../support/keys.ts";
-import { startTestService, type TestService } from "../support/service.ts";
+import { openaiAt } from "../support/openai-clients.ts";
+import { useServiceWithFakeUpstream } from "../support/service.ts";
 
 /*
  * Tools through Parley with the openai and together-ai SDKs, unchanged but for the base URL: the
@@ -13,22 +13,7 @@ import { startTestService, type TestService } from "../support/service.ts";
  * OpenAI, vLLM and Together stream them reach the SDK whole.
  */
 
-let upstream: FakeUpstream;
-let service: TestService;
-let api: ReturnType<typeof apiClient>;
-
-beforeAll(async () => {
-  upstream = await startFakeUpstream();
-  service = await startTestService({
-    UPSTREAMS: [{ name: "fake", base_url: upstream.baseURL, api_key: "sk-upstream", models: ["fake-model"] }],
-  });
-  api = apiClient(`${service.url}/v1`);
-});
-afterAll(async () => {
-  await service?.stop();
-  await upstream?.close();
-});
-beforeEach(() => upstream.reset());
+const ctx = useServiceWithFakeUpstream();
 
 const weatherParameters = { type: "object", properties: { city: { type: "string" } }, required: ["city"] };
 const weatherTool = { type: "function" as const, function: { name: "get_weather", description: "The weather in a city.", parameters: weatherParameters } };
@@ -50,7 +35,7 @@ const assistantCalling = (...calls: FakeToolCall[]) => ({
 
 /** The bound client, and the request bodies it sent Parley (raw text). */
 async function createConversation(system?: string): Promise<{ id: string; client: OpenAI; sent: string[] }> {
-  const { status, body } = await api.post("/conversations", { model: "fake-model", ...(system ? { system } : {}) });
+  const { status, body } = await ctx.api.post("/conversations", { model: "fake-model", ...(system ? { system } : {}) });
   expect(status).toBe(201);
   const sent: string[] = [];
   const fetchRecording: typeof fetch = (input, init) => {
@@ -59,17 +44,17 @@ async function createConversation(system?: string): Promise<{ id: string; client
   };
   return {
     id: body.id,
-    client: new OpenAI({ baseURL: `${service.url}/v1/conversations/${body.id}`, apiKey: TEST_API_KEY, maxRetries: 0, fetch: fetchRecording }),
+    client: openaiAt(`${ctx.service.url}/v1/conversations/${body.id}`, { fetch: fetchRecording }),
     sent,
   };
 }
 
-const storedMessages = async (conversationId: string) => (await api.get(`/conversations/${conversationId}/messages`)).body.data as any[];
+const storedMessages = async (conversationId: string) => (await ctx.api.get(`/conversations/${conversationId}/messages`)).body.data as any[];
 
 describe("the openai tool runner against the conversation-bound endpoint", () => {
   it("runs a one-call loop to its answer, storing user, assistant(tool_calls), tool and assistant once each", async () => {
     const { id, client, sent } = await createConversation("You are a weather bot.");
-    upstream.setBehaviour(toolLoop({ calls: [lisbon] }));
+    ctx.upstream.setBehaviour(toolLoop({ calls: [lisbon] }));
 
     const runner = client.chat.completions.runTools({
       model: "fake-model",
@@ -81,10 +66,10 @@ describe("the openai tool runner against the conversation-bound endpoint", () =>
     const system = { role: "system", content: "You are a weather bot." };
     const user = { role: "user", content: "Weather in Lisbon?" };
     const tool = { role: "tool", tool_call_id: "call_lisbon", content: "sunny in Lisbon" };
-    expect(upstream.requests.map((r) => r.body.messages)).toEqual([[system, user], [system, user, assistantCalling(lisbon), tool]]);
+    expect(ctx.upstream.requests.map((r) => r.body.messages)).toEqual([[system, user], [system, user, assistantCalling(lisbon), tool]]);
     // tools reach the upstream as the runner sent them, key order included (JSON.parse keeps the order it reads).
     expect(sent).toHaveLength(2);
-    for (const [i, r] of upstream.requests.entries()) expect(r.raw).toContain(`"tools":${JSON.stringify(JSON.parse(sent[i]!).tools)}`);
+    for (const [i, r] of ctx.upstream.requests.entries()) expect(r.raw).toContain(`"tools":${JSON.stringify(JSON.parse(sent[i]!).tools)}`);
 
     const stored = await storedMessages(id);
     expect(stored.map((m) => [m.role, m.status])).toEqual([
@@ -101,7 +86,7 @@ describe("the openai tool runner against the conversation-bound endpoint", () =>
 
   it("runs a streamed loop with two parallel calls; the next turn sends the stored history once", async () => {
     const { id, client } = await createConversation();
-    upstream.setBehaviour(toolLoop({ calls: [lisbon, porto] }));
+    ctx.upstream.setBehaviour(toolLoop({ calls: [lisbon, porto] }));
 
     const runner = client.chat.completions.runTools({
       model: "fake-model",
@@ -116,18 +101,18 @@ describe("the openai tool runner against the conversation-bound endpoint", () =>
       { role: "tool", tool_call_id: "call_lisbon", content: "sunny in Lisbon" },
       { role: "tool", tool_call_id: "call_porto", content: "sunny in Porto" },
     ];
-    expect(upstream.requests.map((r) => r.body.stream)).toEqual([true, true]);
-    expect(upstream.requests[1]?.body.messages).toEqual([user, assistantCalling(lisbon, porto), ...tools]);
+    expect(ctx.upstream.requests.map((r) => r.body.stream)).toEqual([true, true]);
+    expect(ctx.upstream.requests[1]?.body.messages).toEqual([user, assistantCalling(lisbon, porto), ...tools]);
 
     const stored = await storedMessages(id);
     expect(stored.map((m) => m.role)).toEqual(["user", "assistant", "tool", "tool", "assistant"]);
     expect(stored[1]?.tool_calls).toEqual(assistantCalling(lisbon, porto).tool_calls);
 
     // A plain next turn: the upstream gets the stored loop once, in order, then the new question.
-    upstream.setBehaviour({ kind: "ok" });
+    ctx.upstream.setBehaviour({ kind: "ok" });
     const next = await client.chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "Thanks" }] });
     expect(next.choices[0]?.message.content).toBe("Reply to: Thanks");
-    expect(upstream.requests[2]?.body.messages).toEqual([
+    expect(ctx.upstream.requests[2]?.body.messages).toEqual([
       user,
       assistantCalling(lisbon, porto),
       ...tools,
@@ -139,7 +124,7 @@ describe("the openai tool runner against the conversation-bound endpoint", () =>
 
   it("runs a thinking model's streamed loop: reasoning stored on the replies, not sent back, history once", async () => {
     const { id, client } = await createConversation();
-    upstream.setBehaviour(toolLoop({ calls: [lisbon], extra: { reasoning: ["I should", " check."], reasoningField: "reasoning" } }));
+    ctx.upstream.setBehaviour(toolLoop({ calls: [lisbon], extra: { reasoning: ["I should", " check."], reasoningField: "reasoning" } }));
 
     const runner = client.chat.completions.runTools({
       model: "fake-model",
@@ -149,7 +134,7 @@ describe("the openai tool runner against the conversation-bound endpoint", () =>
     });
     expect(await runner.finalContent()).toBe("Tool said: sunny in Lisbon");
 
-    expect(upstream.requests[1]?.body.messages).toEqual([
+    expect(ctx.upstream.requests[1]?.body.messages).toEqual([
       { role: "user", content: "Lisbon?" },
       assistantCalling(lisbon),
       { role: "tool", tool_call_id: "call_lisbon", content: "sunny in Lisbon" },
@@ -170,16 +155,16 @@ describe("the openai tool runner against the conversation-bound endpoint", () =>
       messages: [{ role: "tool", tool_call_id: "call_nobody_made", content: "42" }],
     });
     await expect(refused).rejects.toMatchObject({ status: 400, param: expect.stringContaining("tool_call_id") });
-    expect(upstream.requests).toHaveLength(0);
+    expect(ctx.upstream.requests).toHaveLength(0);
   });
 });
 
 describe("tool calls relayed to the openai SDK on the stateless endpoint", () => {
-  const openai = () => new OpenAI({ baseURL: `${service.url}/v1`, apiKey: TEST_API_KEY, maxRetries: 0 });
+  const openai = () => openaiAt(`${ctx.service.url}/v1`);
 
   for (const style of ["openai", "vllm", "together", "whole"] satisfies FakeToolCallStyle[]) {
     it(`streams two parallel calls sent ${style}-style as OpenAI does: index, id, type and name first, then argument fragments`, async () => {
-      upstream.setBehaviour({ kind: "ok", toolCalls: [lisbon, porto], toolCallStyle: style });
+      ctx.upstream.setBehaviour({ kind: "ok", toolCalls: [lisbon, porto], toolCallStyle: style });
       const stream = await openai().chat.completions.create({
         model: "fake-model",
         messages: [{ role: "user", content: "Lisbon and Porto?" }],
@@ -203,12 +188,12 @@ describe("tool calls relayed to the openai SDK on the stateless endpoint", () =>
         expect(own.slice(1).every((f) => f.function?.name === undefined)).toBe(true);
       }
       expect(finishReasons.filter((r) => r !== null)).toEqual(["tool_calls"]);
-      expect(upstream.requests[0]?.body).toMatchObject({ tools: [weatherTool], tool_choice: "auto", parallel_tool_calls: true });
+      expect(ctx.upstream.requests[0]?.body).toMatchObject({ tools: [weatherTool], tool_choice: "auto", parallel_tool_calls: true });
     });
   }
 
   it("answers non-streamed with message.tool_calls and content null; the tool result turn gets the answer", async () => {
-    upstream.setBehaviour(toolLoop({ calls: [lisbon] }));
+    ctx.upstream.setBehaviour(toolLoop({ calls: [lisbon] }));
     const first = await openai().chat.completions.create({
       model: "fake-model",
       messages: [{ role: "user", content: "Lisbon?" }],
@@ -217,7 +202,7 @@ describe("tool calls relayed to the openai SDK on the stateless endpoint", () =>
     });
     expect(first.choices[0]?.finish_reason).toBe("tool_calls");
     expect(first.choices[0]?.message).toMatchObject(assistantCalling(lisbon));
-    expect(upstream.requests[0]?.body.tool_choice).toEqual({ type: "function", function: { name: "get_weather" } });
+    expect(ctx.upstream.requests[0]?.body.tool_choice).toEqual({ type: "function", function: { name: "get_weather" } });
 
     const second = await openai().chat.completions.create({
       model: "fake-model",
@@ -229,7 +214,7 @@ describe("tool calls relayed to the openai SDK on the stateless endpoint", () =>
       tools: [weatherTool],
     });
     expect(second.choices[0]?.message.content).toBe("Tool said: sunny");
-    expect(upstream.requests[1]?.body.messages.slice(1)).toEqual([
+    expect(ctx.upstream.requests[1]?.body.messages.slice(1)).toEqual([
       expect.objectContaining(assistantCalling(lisbon)),
       { role: "tool", tool_call_id: "call_lisbon", content: "sunny" },
     ]);
@@ -237,10 +222,10 @@ describe("tool calls relayed to the openai SDK on the stateless endpoint", () =>
 });
 
 describe("together-ai with tools on the stateless endpoint", () => {
-  const together = () => new Together({ baseURL: `${service.url}/v1`, apiKey: TEST_API_KEY, maxRetries: 0 });
+  const together = () => new Together({ baseURL: `${ctx.service.url}/v1`, apiKey: TEST_API_KEY, maxRetries: 0 });
 
   it("gets the tool call, non-streamed and streamed (Together-style fragments), and the answer to its result", async () => {
-    upstream.setBehaviour(toolLoop({ calls: [lisbon], style: "together" }));
+    ctx.upstream.setBehaviour(toolLoop({ calls: [lisbon], style: "together" }));
     const first = await together().chat.completions.create({
       model: "fake-model",
       messages: [{ role: "user", content: "Lisbon?" }],
@@ -287,25 +272,25 @@ describe("an upstream's 400 keeps its meaning", () => {
   });
 
   it("reaches the openai SDK (default retries) as a BadRequestError with the upstream's type, code and param, called once", async () => {
-    upstream.setBehaviour(refusal);
-    const client = new OpenAI({ baseURL: `${service.url}/v1`, apiKey: TEST_API_KEY, maxRetries: 2 });
+    ctx.upstream.setBehaviour(refusal);
+    const client = openaiAt(`${ctx.service.url}/v1`, { maxRetries: 2 });
     const call = client.chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "x" }], tools: [weatherTool] });
     await expect(call).rejects.toBeInstanceOf(OpenAI.BadRequestError);
     await expect(call).rejects.toMatchObject({ status: 400, type: "invalid_request_error", code: "invalid_function_parameters", param: "tools[0].function.parameters" });
-    expect(upstream.requests).toHaveLength(1);
+    expect(ctx.upstream.requests).toHaveLength(1);
   });
 
   it("on the bound endpoint: not retried, and the refused turn does not stay in the history sent later", async () => {
     const { client: bound, id } = await createConversation();
-    upstream.setBehaviour(refusal);
-    const retrying = new OpenAI({ baseURL: `${service.url}/v1/conversations/${id}`, apiKey: TEST_API_KEY, maxRetries: 2 });
+    ctx.upstream.setBehaviour(refusal);
+    const retrying = openaiAt(`${ctx.service.url}/v1/conversations/${id}`, { maxRetries: 2 });
     await expect(
       retrying.chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "refused" }], tools: [weatherTool] }),
     ).rejects.toMatchObject({ status: 400, code: "invalid_function_parameters" });
-    expect(upstream.requests).toHaveLength(1);
+    expect(ctx.upstream.requests).toHaveLength(1);
 
-    upstream.setBehaviour({ kind: "ok" });
+    ctx.upstream.setBehaviour({ kind: "ok" });
     await bound.chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "again" }] });
-    expect(upstream.requests[1]?.body.messages).toEqual([{ role: "user", content: "again" }]);
+    expect(ctx.upstream.requests[1]?.body.messages).toEqual([{ role: "user", content: "again" }]);
   });
 });

@@ -1,8 +1,7 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { startFakeUpstream, type FakeUpstream, type RecordedRequest } from "../support/fake-upstream.ts";
-import { apiClient } from "../support/http.ts";
+import { describe, expect, it } from "vitest";
+import { type RecordedRequest } from "../support/fake-upstream.ts";
 import { TEST_API_KEY } from "../support/keys.ts";
-import { startTestService, type TestService } from "../support/service.ts";
+import { useServiceWithFakeUpstream } from "../support/service.ts";
 import { eventually } from "../support/waiting.ts";
 
 /**
@@ -11,24 +10,12 @@ import { eventually } from "../support/waiting.ts";
  * (a retry with the key is answered with it).
  */
 
-let upstream: FakeUpstream;
-let service: TestService;
-let api: ReturnType<typeof apiClient>;
-
-beforeAll(async () => {
-  upstream = await startFakeUpstream();
-  service = await startTestService({
-    UPSTREAMS: [{ name: "fake", base_url: upstream.baseURL, models: ["fake-model"] }],
+const ctx = useServiceWithFakeUpstream({
+  overrides: {
     // One reply in flight per tenant: a completion left running would hold the tenant's only slot.
     MAX_CONCURRENT_REPLIES: 1,
-  });
-  api = apiClient(`${service.url}/v1`);
+  },
 });
-afterAll(async () => {
-  await service?.stop();
-  await upstream?.close();
-});
-beforeEach(() => upstream.reset());
 
 /** A reply that takes seconds to stream (40 tokens, 100 ms apart). */
 const slowStream = { kind: "ok", replyTokens: 40, tokenDelayMs: 100 } as const;
@@ -37,7 +24,7 @@ const slowAnswer = { kind: "ok", ttftMs: 4_000 } as const;
 
 function startCompletion(stream: boolean, headers: Record<string, string> = {}) {
   const abort = new AbortController();
-  const response = fetch(`${service.url}/v1/chat/completions`, {
+  const response = fetch(`${ctx.service.url}/v1/chat/completions`, {
     method: "POST",
     headers: { "content-type": "application/json", authorization: `Bearer ${TEST_API_KEY}`, ...headers },
     body: JSON.stringify({ model: "fake-model", messages: [{ role: "user", content: "take your time" }], stream }),
@@ -62,18 +49,18 @@ async function untilFirstToken(response: Promise<Response>): Promise<void> {
 
 /** The upstream request once its connection has closed, whichever way. */
 const upstreamEnded = (): Promise<RecordedRequest> =>
-  eventually(async () => (upstream.requests[0]?.endedAt !== undefined ? upstream.requests[0] : null), {
+  eventually(async () => (ctx.upstream.requests[0]?.endedAt !== undefined ? ctx.upstream.requests[0] : null), {
     what: "the upstream request to end",
     timeoutMs: 20_000,
   });
 
 /** The tenant's reply slot is free again: a quick call goes through (MAX_CONCURRENT_REPLIES is 1). */
 async function slotFreed(): Promise<void> {
-  upstream.setBehaviour({ kind: "ok" });
+  ctx.upstream.setBehaviour({ kind: "ok" });
   let last = "";
   await eventually(
     async () => {
-      const res = await api.post("/chat/completions", { model: "fake-model", messages: [{ role: "user", content: "next" }] });
+      const res = await ctx.api.post("/chat/completions", { model: "fake-model", messages: [{ role: "user", content: "next" }] });
       last = `${res.status} ${JSON.stringify(res.body).slice(0, 200)}`;
       return res.status === 200;
     },
@@ -85,7 +72,7 @@ async function slotFreed(): Promise<void> {
 
 describe("a stateless call whose client leaves", () => {
   it("is stopped upstream when it streams and has no Idempotency-Key", async () => {
-    upstream.setBehaviour(slowStream);
+    ctx.upstream.setBehaviour(slowStream);
     const call = startCompletion(true);
     await untilFirstToken(call.response);
     call.abort();
@@ -95,9 +82,9 @@ describe("a stateless call whose client leaves", () => {
   });
 
   it("is stopped upstream when it does not stream and has no Idempotency-Key", async () => {
-    upstream.setBehaviour(slowAnswer);
+    ctx.upstream.setBehaviour(slowAnswer);
     const call = startCompletion(false);
-    await eventually(async () => upstream.requests.length === 1, { what: "the upstream to be asked", timeoutMs: 20_000 });
+    await eventually(async () => ctx.upstream.requests.length === 1, { what: "the upstream to be asked", timeoutMs: 20_000 });
     call.abort();
     const request = await upstreamEnded();
     expect(request.closedEarly).toBe(true);
@@ -106,7 +93,7 @@ describe("a stateless call whose client leaves", () => {
   });
 
   it("runs to its end when it has an Idempotency-Key, and a retry with the key is answered with it", async () => {
-    upstream.setBehaviour({ kind: "ok", replyTokens: 20, tokenDelayMs: 100 });
+    ctx.upstream.setBehaviour({ kind: "ok", replyTokens: 20, tokenDelayMs: 100 });
     const key = { "idempotency-key": `abandon-${Date.now()}` };
     const call = startCompletion(true, key);
     await untilFirstToken(call.response);
@@ -123,6 +110,6 @@ describe("a stateless call whose client leaves", () => {
       .map((line) => JSON.parse(line.slice("data: ".length)).choices?.[0]?.delta?.content ?? "")
       .join("");
     expect(content).toBe(Array.from({ length: 20 }, (_, i) => ` w${i}`).join(""));
-    expect(upstream.requests).toHaveLength(1);
+    expect(ctx.upstream.requests).toHaveLength(1);
   });
 });

@@ -1,10 +1,10 @@
 import OpenAI from "openai";
 import Together from "together-ai";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { startFakeUpstream, upstreamError, type FakeUpstream } from "../support/fake-upstream.ts";
-import { apiClient, postForEvents } from "../support/http.ts";
+import { describe, expect, it } from "vitest";
+import { upstreamError } from "../support/fake-upstream.ts";
+import { postForEvents } from "../support/http.ts";
 import { TEST_API_KEY } from "../support/keys.ts";
-import { startTestService, type TestService } from "../support/service.ts";
+import { useServiceWithFakeUpstream } from "../support/service.ts";
 
 /**
  * An upstream's refusal (a 4xx other than 408/429) reaches clients as the
@@ -12,9 +12,14 @@ import { startTestService, type TestService } from "../support/service.ts";
  * `x-should-retry: false`: the SDKs, at their default retries, raise at once.
  */
 
-let upstream: FakeUpstream;
-let service: TestService;
-let api: ReturnType<typeof apiClient>;
+const ctx = useServiceWithFakeUpstream({
+  apiKey: "sk-upstream",
+  overrides: {
+    // Parley's own retries of what is worth retrying stay quick.
+    UPSTREAM_RETRY_BASE_MS: 5,
+    UPSTREAM_MAX_RETRIES: 2,
+  },
+});
 
 /** Every response Parley gave an SDK client: how many requests it made, and what came back. */
 function countingFetch() {
@@ -46,27 +51,11 @@ const asTheUpstreamSaid = {
   param: "messages",
 };
 
-beforeAll(async () => {
-  upstream = await startFakeUpstream();
-  service = await startTestService({
-    UPSTREAMS: [{ name: "fake", base_url: upstream.baseURL, api_key: "sk-upstream", models: ["fake-model"] }],
-    // Parley's own retries of what is worth retrying stay quick.
-    UPSTREAM_RETRY_BASE_MS: 5,
-    UPSTREAM_MAX_RETRIES: 2,
-  });
-  api = apiClient(`${service.url}/v1`);
-});
-afterAll(async () => {
-  await service?.stop();
-  await upstream?.close();
-});
-beforeEach(() => upstream.reset());
-
 describe("an upstream 400 on the stateless endpoint", () => {
   it.each([false, true])("the OpenAI SDK raises BadRequestError at once (stream: %s), after one upstream call", async (stream) => {
-    upstream.setBehaviour(contextTooLong);
+    ctx.upstream.setBehaviour(contextTooLong);
     const counted = countingFetch();
-    const openai = openaiAt(`${service.url}/v1`, counted.fetch);
+    const openai = openaiAt(`${ctx.service.url}/v1`, counted.fetch);
     const call = openai.chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "a long one" }], stream });
     const err = await call.then(
       () => null,
@@ -77,13 +66,13 @@ describe("an upstream 400 on the stateless endpoint", () => {
     expect((err as Error).message).toContain("upstream fake answered 400: This model's maximum context length is 8192 tokens");
     expect(counted.responses).toHaveLength(1);
     expect(counted.responses[0]?.headers.get("x-should-retry")).toBe("false");
-    expect(upstream.requests).toHaveLength(1);
+    expect(ctx.upstream.requests).toHaveLength(1);
   });
 
   it.each([false, true])("the Together SDK raises BadRequestError at once (stream: %s), after one upstream call", async (stream) => {
-    upstream.setBehaviour(contextTooLong);
+    ctx.upstream.setBehaviour(contextTooLong);
     const counted = countingFetch();
-    const together = togetherAt(`${service.url}/v1`, counted.fetch);
+    const together = togetherAt(`${ctx.service.url}/v1`, counted.fetch);
     const err = await together.chat.completions
       .create({ model: "fake-model", messages: [{ role: "user", content: "a long one" }], stream })
       .then(
@@ -95,11 +84,11 @@ describe("an upstream 400 on the stateless endpoint", () => {
     const { status, ...fields } = asTheUpstreamSaid;
     expect(err).toMatchObject({ status, error: { error: fields } });
     expect(counted.responses).toHaveLength(1);
-    expect(upstream.requests).toHaveLength(1);
+    expect(ctx.upstream.requests).toHaveLength(1);
   });
 
   it("masks a key in what the upstream said, in the message and in its fields", async () => {
-    upstream.setBehaviour(
+    ctx.upstream.setBehaviour(
       upstreamError(401, {
         message: "Incorrect API key provided: sk-upstream",
         type: "invalid_request_error",
@@ -107,7 +96,7 @@ describe("an upstream 400 on the stateless endpoint", () => {
         param: "key sk-upstream",
       }),
     );
-    const res = await api.post("/chat/completions", { model: "fake-model", messages: [{ role: "user", content: "hi" }] });
+    const res = await ctx.api.post("/chat/completions", { model: "fake-model", messages: [{ role: "user", content: "hi" }] });
     expect(res.status).toBe(401);
     expect(res.headers.get("x-should-retry")).toBe("false");
     expect(res.body.error).toMatchObject({ type: "invalid_request_error", code: "invalid_api_key", param: "key [masked]" });
@@ -116,22 +105,22 @@ describe("an upstream 400 on the stateless endpoint", () => {
   });
 
   it("retries an upstream 429 and 5xx inside Parley and ends with a 502 the SDKs may retry", async () => {
-    upstream.setBehaviour(upstreamError(503, { message: "overloaded", type: "server_error" }));
-    const res = await api.post("/chat/completions", { model: "fake-model", messages: [{ role: "user", content: "hi" }] });
+    ctx.upstream.setBehaviour(upstreamError(503, { message: "overloaded", type: "server_error" }));
+    const res = await ctx.api.post("/chat/completions", { model: "fake-model", messages: [{ role: "user", content: "hi" }] });
     expect(res.status).toBe(502);
     expect(res.headers.get("x-should-retry")).toBeNull();
     expect(res.body.error).toMatchObject({ type: "upstream_error", code: "upstream_error" });
-    expect(upstream.requests).toHaveLength(1 + service.config.UPSTREAM_MAX_RETRIES);
+    expect(ctx.upstream.requests).toHaveLength(1 + ctx.service.config.UPSTREAM_MAX_RETRIES);
   });
 });
 
 describe("an upstream 400 on the conversation-bound endpoint", () => {
   it("raises BadRequestError at once and stores the user's turn once", async () => {
-    const conv = await api.post("/conversations", { model: "fake-model" });
-    upstream.setBehaviour(contextTooLong);
+    const conv = await ctx.api.post("/conversations", { model: "fake-model" });
+    ctx.upstream.setBehaviour(contextTooLong);
     for (const stream of [false, true]) {
       const counted = countingFetch();
-      const openai = openaiAt(`${service.url}/v1/conversations/${conv.body.id}`, counted.fetch);
+      const openai = openaiAt(`${ctx.service.url}/v1/conversations/${conv.body.id}`, counted.fetch);
       const content = `too long, stream: ${stream}`;
       const err = await openai.chat.completions
         .create({ model: "fake-model", messages: [{ role: "user", content }], stream })
@@ -142,20 +131,20 @@ describe("an upstream 400 on the conversation-bound endpoint", () => {
       expect(err).toBeInstanceOf(OpenAI.BadRequestError);
       expect(err).toMatchObject(asTheUpstreamSaid);
       expect(counted.responses).toHaveLength(1);
-      const stored = await api.get(`/conversations/${conv.body.id}/messages?limit=100`);
+      const stored = await ctx.api.get(`/conversations/${conv.body.id}/messages?limit=100`);
       expect(stored.body.data.filter((m: { role: string; content: string }) => m.role === "user" && m.content === content)).toHaveLength(1);
     }
-    expect(upstream.requests).toHaveLength(2);
+    expect(ctx.upstream.requests).toHaveLength(2);
   });
 
   it("answers a busy conversation with a 409 the SDK raises as ConflictError at once", async () => {
-    const conv = await api.post("/conversations", { model: "fake-model" });
-    upstream.queueBehaviour({ kind: "hang" });
-    const inFlight = await api.post(`/conversations/${conv.body.id}/messages`, { content: "first", wait: false });
+    const conv = await ctx.api.post("/conversations", { model: "fake-model" });
+    ctx.upstream.queueBehaviour({ kind: "hang" });
+    const inFlight = await ctx.api.post(`/conversations/${conv.body.id}/messages`, { content: "first", wait: false });
     expect(inFlight.status).toBe(202);
     try {
       const counted = countingFetch();
-      const openai = openaiAt(`${service.url}/v1/conversations/${conv.body.id}`, counted.fetch);
+      const openai = openaiAt(`${ctx.service.url}/v1/conversations/${conv.body.id}`, counted.fetch);
       const err = await openai.chat.completions.create({ model: "fake-model", messages: [{ role: "user", content: "second" }] }).then(
         () => null,
         (e: unknown) => e,
@@ -165,16 +154,16 @@ describe("an upstream 400 on the conversation-bound endpoint", () => {
       expect(counted.responses).toHaveLength(1);
       expect(counted.responses[0]?.headers.get("x-should-retry")).toBe("false");
     } finally {
-      await api.post(`/conversations/${conv.body.id}/messages/${inFlight.body.reply.id}/cancel`);
+      await ctx.api.post(`/conversations/${conv.body.id}/messages/${inFlight.body.reply.id}/cancel`);
     }
   });
 });
 
 describe("an upstream 400 on a native append", () => {
   it("a waiting append answers 201 with the failed reply, its error carrying the upstream's status and param", async () => {
-    const conv = await api.post("/conversations", { model: "fake-model" });
-    upstream.setBehaviour(contextTooLong);
-    const res = await api.post(`/conversations/${conv.body.id}/messages`, { content: "too long" });
+    const conv = await ctx.api.post("/conversations", { model: "fake-model" });
+    ctx.upstream.setBehaviour(contextTooLong);
+    const res = await ctx.api.post(`/conversations/${conv.body.id}/messages`, { content: "too long" });
     expect(res.status).toBe(201);
     expect(res.body.reply.status).toBe("failed");
     expect(res.body.reply.error).toEqual({
@@ -184,21 +173,21 @@ describe("an upstream 400 on a native append", () => {
       param: "messages",
       status: 400,
     });
-    const stored = await api.get(`/conversations/${conv.body.id}/messages/${res.body.reply.id}`);
+    const stored = await ctx.api.get(`/conversations/${conv.body.id}/messages/${res.body.reply.id}`);
     expect(stored.body.error).toEqual(res.body.reply.error);
-    expect(upstream.requests).toHaveLength(1);
+    expect(ctx.upstream.requests).toHaveLength(1);
   });
 
   it("a streamed append ends with message.failed carrying the same error", async () => {
-    const conv = await api.post("/conversations", { model: "fake-model" });
-    upstream.setBehaviour(contextTooLong);
-    const { status, events } = await postForEvents(`${service.url}/v1/conversations/${conv.body.id}/messages`, {
+    const conv = await ctx.api.post("/conversations", { model: "fake-model" });
+    ctx.upstream.setBehaviour(contextTooLong);
+    const { status, events } = await postForEvents(`${ctx.service.url}/v1/conversations/${conv.body.id}/messages`, {
       content: "too long",
       stream: true,
     });
     expect(status).toBe(200);
     const failed = events.find((e) => e.event === "message.failed");
     expect(JSON.parse(failed?.data ?? "{}").error).toMatchObject({ ...asTheUpstreamSaid });
-    expect(upstream.requests).toHaveLength(1);
+    expect(ctx.upstream.requests).toHaveLength(1);
   });
 });

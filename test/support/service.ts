@@ -144,15 +144,16 @@ export function useTestService(overrides: Parameters<typeof startTestService>[0]
 /**
  * A test service whose model `fake-model` (and any `models` given) is served
  * by a fake OpenAI-compatible upstream over real HTTP; the upstream's recorded
- * requests and behaviours are reset before each test.
+ * requests and behaviours are reset before each test. `apiKey` is the
+ * upstream's api_key in Parley's config (none by default).
  */
-export function useServiceWithFakeUpstream(opts: { models?: string[]; overrides?: ConfigOverrides } = {}) {
+export function useServiceWithFakeUpstream(opts: { models?: string[]; apiKey?: string; overrides?: ConfigOverrides } = {}) {
   const ctx = {} as { upstream: FakeUpstream; service: TestService; api: ReturnType<typeof apiClient> };
   beforeAll(async () => {
     ctx.upstream = await startFakeUpstream();
     ctx.service = await startTestService({
       ...opts.overrides,
-      UPSTREAMS: [{ name: "fake", base_url: ctx.upstream.baseURL, models: opts.models ?? ["fake-model"] }],
+      UPSTREAMS: [{ name: "fake", base_url: ctx.upstream.baseURL, api_key: opts.apiKey, models: opts.models ?? ["fake-model"] }],
     });
     ctx.api = apiClient(`${ctx.service.url}/v1`);
   });

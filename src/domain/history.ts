@@ -21,7 +21,16 @@ export function belongsInHistory(m: Pick<MessageRow, "role" | "status" | "conten
 /** belongsInHistory as a condition on stored rows, for queries that read only the history (keep the two alike). */
 export const inHistorySql = sql`(${messages.status} <> 'failed' and (${messages.role} <> 'assistant' or ${messages.status} = 'completed' or (${messages.status} = 'cancelled' and ${messages.content} <> '')))`;
 
-type HistoryRow = Pick<MessageRow, "role" | "status" | "content" | "parts" | "name" | "toolCalls" | "toolCallId" | "reasoning">;
+/** The fields a plain chat message has none of: absent (or null) on most rows. */
+type RichFields = Partial<Pick<MessageRow, "parts" | "name" | "toolCalls" | "toolCallId" | "reasoning">>;
+type HistoryRow = Pick<MessageRow, "role" | "status" | "content"> & RichFields;
+
+/**
+ * The rich fields in one column, null when a message has none: a turn reads its whole window, and each
+ * column read costs a decode per row in postgres.js and drizzle (five null columns per message cost a
+ * plain chat's turns measurably). json_build_object embeds the json columns' text as stored (key order kept).
+ */
+const richFieldsSql = sql<RichFields | null>`case when ${messages.parts} is null and ${messages.name} is null and ${messages.toolCalls} is null and ${messages.toolCallId} is null and ${messages.reasoning} is null then null else json_build_object('parts', ${messages.parts}, 'name', ${messages.name}, 'toolCalls', ${messages.toolCalls}, 'toolCallId', ${messages.toolCallId}, 'reasoning', ${messages.reasoning}) end`;
 
 /**
  * A stored message as it is sent upstream: text-only content as the plain
@@ -31,14 +40,18 @@ type HistoryRow = Pick<MessageRow, "role" | "status" | "content" | "parts" | "na
  * never do (they may be cut off, and nothing answers them).
  */
 export function toChatMessage(m: HistoryRow, opts: { sendReasoning: boolean }): ChatMessage {
+  // Most messages are plain text: no spreads, no checks of fields they lack.
+  if (m.parts == null && m.name == null && m.toolCalls == null && m.toolCallId == null && m.reasoning == null) {
+    return { role: m.role, content: m.content };
+  }
   const toolCalls = m.role === "assistant" && m.status === "completed" && m.toolCalls?.length ? m.toolCalls : null;
   const content = m.parts ?? (toolCalls && m.content === "" ? null : m.content);
   return {
     role: m.role,
     content: content as ChatMessage["content"],
-    ...(m.name !== null ? { name: m.name } : {}),
+    ...(m.name != null ? { name: m.name } : {}),
     ...(toolCalls ? { tool_calls: toolCalls } : {}),
-    ...(m.role === "tool" && m.toolCallId !== null ? { tool_call_id: m.toolCallId } : {}),
+    ...(m.role === "tool" && m.toolCallId != null ? { tool_call_id: m.toolCallId } : {}),
     ...(opts.sendReasoning && m.role === "assistant" && m.reasoning ? { reasoning_content: m.reasoning } : {}),
   };
 }
@@ -48,10 +61,11 @@ export function toChatMessage(m: HistoryRow, opts: { sendReasoning: boolean }): 
  * the summary holds it): upstreams refuse a `tool` message that answers no earlier `tool_calls`.
  */
 function withoutOrphanedToolResults<T extends HistoryRow>(sent: T[]): T[] {
+  if (!sent.some((m) => m.role === "tool")) return sent;
   const calls = new Set<string>();
   return sent.filter((m) => {
     if (m.role === "assistant" && m.status === "completed") for (const c of m.toolCalls ?? []) calls.add(c.id);
-    return m.role !== "tool" || m.toolCallId === null || calls.has(m.toolCallId);
+    return m.role !== "tool" || m.toolCallId == null || calls.has(m.toolCallId);
   });
 }
 
@@ -110,22 +124,12 @@ export async function buildHistory(
   const sent =
     fromSeq < reply.seq
       ? await db
-          .select({
-            role: messages.role,
-            status: messages.status,
-            content: messages.content,
-            tokens: messages.tokens,
-            parts: messages.parts,
-            name: messages.name,
-            toolCalls: messages.toolCalls,
-            toolCallId: messages.toolCallId,
-            reasoning: messages.reasoning,
-          })
+          .select({ role: messages.role, status: messages.status, content: messages.content, tokens: messages.tokens, rich: richFieldsSql })
           .from(messages)
           .where(and(inConversation, gte(messages.seq, fromSeq), lt(messages.seq, reply.seq)))
           .orderBy(asc(messages.seq))
       : [];
-  const included = sent.filter(belongsInHistory);
+  const included = sent.filter(belongsInHistory).map((m) => (m.rich === null ? m : { ...m, ...m.rich }));
   if (included.length === 0 && total > 0) {
     // Not even the newest message fits (the model or system prompt changed since it was accepted).
     const [newest] = await db.select({ tokens: messages.tokens }).from(messages).where(and(inConversation, eq(messages.seq, reply.seq - 1)));

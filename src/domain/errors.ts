@@ -107,3 +107,11 @@ export class UnknownApiKeyError extends ParleyError {
     super(`No API key with prefix '${prefix}'.`, "prefix");
   }
 }
+
+/**
+ * An error and the causes it wraps, outermost first, at most `depth` deep: drivers' errors arrive wrapped
+ * (drizzle's DrizzleQueryError keeps the driver's as its cause), so a code is looked for down the chain.
+ */
+export function* errorChain(err: unknown, depth = 5): Generator<unknown> {
+  for (let e: unknown = err, seen = 0; e && seen < depth; e = (e as { cause?: unknown }).cause, seen++) yield e;
+}

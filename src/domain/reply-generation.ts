@@ -13,6 +13,7 @@ import { keepReplyAlive } from "../streams/reply-liveness.ts";
 import type { ReplySlots } from "../access/reply-slots.ts";
 import type { ContextWindows } from "../context/context-windows.ts";
 import { ContextLengthExceededError } from "../context/turn-budget.ts";
+import { errorChain } from "./errors.ts";
 import { buildHistory, type BuiltHistory } from "./history.ts";
 import { callModel, describeFailure, type ModelCallOutcome } from "./model-call.ts";
 import { streamedColumns } from "./messages.ts";
@@ -158,8 +159,7 @@ async function retryWhileUnreachable<T>(write: () => Promise<T>, boundMs: number
 const PERMANENT_SQLSTATE = /^(22|23|42|28)/;
 
 function mayPass(err: unknown): boolean {
-  // Drivers' errors arrive wrapped (drizzle's DrizzleQueryError keeps the driver's as its cause).
-  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+  for (const e of errorChain(err)) {
     const code = (e as { code?: unknown }).code;
     if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) && PERMANENT_SQLSTATE.test(code)) return false;
   }

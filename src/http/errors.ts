@@ -7,6 +7,7 @@ import {
   AuthenticationError,
   ConversationBusyError,
   DependencyUnavailableError,
+  errorChain,
   IdempotencyConflictError,
   InvalidRequestError,
   ModelNotFoundError,
@@ -95,8 +96,7 @@ const UNREACHABLE = new Set([
   "25P03",
 ]);
 function isDependencyDown(err: unknown): boolean {
-  // Drivers' errors arrive wrapped (drizzle's DrizzleQueryError keeps the driver's as its cause).
-  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+  for (const e of errorChain(err)) {
     const code = (e as { code?: unknown }).code;
     if (typeof code === "string" && UNREACHABLE.has(code)) return true;
     const message = e instanceof Error ? e.message : "";

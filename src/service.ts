@@ -117,11 +117,17 @@ export async function startService(config: Config, log: Logger): Promise<Running
       onError: (err) => log.warn({ err }, "worker error"),
     });
     const lostReplies = new LostReplySweep(deps, { graceMs: config.LOST_REPLY_GRACE_MS, livenessMs: replyLivenessMs });
+    // A sweep slower than the interval (Postgres slow or away, bounded by its timeouts) is not joined by a
+    // second one: the two would check the same replies, and the sweep's two-sightings rule keeps state.
+    let sweeping = false;
     sweep = setInterval(() => {
+      if (sweeping) return;
+      sweeping = true;
       lostReplies
         .run()
         .then(() => forgetExpiredIdempotencyKeys(deps.db, config.IDEMPOTENCY_KEY_TTL_HOURS * 3_600_000))
-        .catch((err: unknown) => log.warn({ err }, "sweeping lost replies failed"));
+        .catch((err: unknown) => log.warn({ err }, "sweeping lost replies failed"))
+        .finally(() => (sweeping = false));
     }, config.LOST_REPLY_SWEEP_MS);
     log.info({ concurrency: config.WORKER_CONCURRENCY }, "worker started");
   }

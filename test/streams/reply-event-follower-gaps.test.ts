@@ -4,9 +4,10 @@ import { Redis } from "ioredis";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ReplyEventFollower, type RecordedEnd } from "../../src/streams/reply-event-follower.ts";
-import { ReplyEventLog, type ReplyEvent } from "../../src/streams/reply-events.ts";
+import type { ReplyEvent } from "../../src/streams/reply-events.ts";
 import { followedContent } from "../support/http.ts";
 import { eventually, sleep } from "../support/waiting.ts";
+import { useReplyEventLog } from "../support/reply-event-log.ts";
 
 /**
  * What a follower is sent adds up to the stored reply (applying
@@ -17,18 +18,7 @@ import { eventually, sleep } from "../support/waiting.ts";
 
 const prefix = `parley-test-${randomBytes(4).toString("hex")}`;
 const silent = pino({ level: "silent" });
-let redis: Redis;
-let log: ReplyEventLog;
-
-beforeAll(() => {
-  redis = new Redis(inject("redisUrl"));
-  log = new ReplyEventLog({ redis, prefix, ttlSeconds: 60 });
-});
-afterAll(async () => {
-  const keys = await redis.keys(`${prefix}:*`);
-  if (keys.length) await redis.del(...keys);
-  redis.disconnect();
-});
+const replyLog = useReplyEventLog(prefix);
 
 const newReplyId = () => `msg_${randomBytes(6).toString("hex")}`;
 
@@ -43,9 +33,9 @@ function collect(iter: AsyncIterable<ReplyEvent>) {
 }
 
 
-const delta = (id: string, content: string) => log.appendDelta(id, { id, delta: { content } });
+const delta = (id: string, content: string) => replyLog.log.appendDelta(id, { id, delta: { content } });
 const end = (id: string, content: string) =>
-  log.end(id, [
+  replyLog.log.end(id, [
     { event: "message.completed", data: { id, status: "completed", content } },
     { event: "done", data: "[DONE]" },
   ]);
@@ -55,7 +45,7 @@ describe("a follower whose subscriber reconnects", () => {
   let follower: ReplyEventFollower;
   beforeAll(() => {
     subscriber = new Redis(inject("redisUrl"), { maxRetriesPerRequest: null });
-    follower = new ReplyEventFollower({ subscriber, commands: redis, log: silent, stallMs: 60_000 });
+    follower = new ReplyEventFollower({ subscriber, commands: replyLog.redis, log: silent, stallMs: 60_000 });
   });
   afterAll(async () => {
     await follower.close();
@@ -64,9 +54,9 @@ describe("a follower whose subscriber reconnects", () => {
 
   it("gets what was published before the subscription was confirmed again, read from the stream", async () => {
     const id = newReplyId();
-    await log.append(id, [{ event: "message.created", data: { id } }]);
+    await replyLog.log.append(id, [{ event: "message.created", data: { id } }]);
     const subscriberId = await subscriber.client("ID");
-    const following = collect(follower.follow(log.key(id), null));
+    const following = collect(follower.follow(replyLog.log.key(id), null));
     await delta(id, "A");
     await eventually(async () => following.events.some((e) => e.event === "message.delta"), { what: "the first delta arrives", timeoutMs: 20_000, everyMs: 20 });
 
@@ -75,7 +65,7 @@ describe("a follower whose subscriber reconnects", () => {
     const subscribe = subscriber.subscribe.bind(subscriber) as (...channels: string[]) => Promise<unknown>;
     (subscriber as unknown as { subscribe: typeof subscribe }).subscribe = (...channels) => sleep(300).then(() => subscribe(...channels));
     const ready = once(subscriber, "ready");
-    await redis.client("KILL", "ID", String(subscriberId));
+    await replyLog.redis.client("KILL", "ID", String(subscriberId));
     await ready;
     // Published while the subscriber is connected but not subscribed yet.
     await delta(id, "B");
@@ -94,7 +84,7 @@ describe("a follower ending from the stored row after its events were lost", () 
   let follower: ReplyEventFollower;
   beforeAll(() => {
     subscriber = new Redis(inject("redisUrl"), { maxRetriesPerRequest: null });
-    follower = new ReplyEventFollower({ subscriber, commands: redis, log: silent, stallMs: 200 });
+    follower = new ReplyEventFollower({ subscriber, commands: replyLog.redis, log: silent, stallMs: 200 });
   });
   afterAll(async () => {
     await follower.close();
@@ -104,12 +94,12 @@ describe("a follower ending from the stored row after its events were lost", () 
   /** A reply streamed "Hello" to a follower, then Redis lost its events; the row ended with `stored`. */
   async function lostAfterHello(stored: string, resumed = false) {
     const id = newReplyId();
-    const [createdId] = await log.append(id, [{ event: "message.created", data: { id } }]);
+    const [createdId] = await replyLog.log.append(id, [{ event: "message.created", data: { id } }]);
     let recorded: RecordedEnd | null = null;
-    const following = collect(follower.follow(log.key(id), resumed ? createdId! : null, { recordedEnd: async () => recorded }));
+    const following = collect(follower.follow(replyLog.log.key(id), resumed ? createdId! : null, { recordedEnd: async () => recorded }));
     await delta(id, "Hello");
     await eventually(async () => following.events.some((e) => e.event === "message.delta"), { what: "the delta arrives", timeoutMs: 20_000, everyMs: 20 });
-    await redis.del(log.key(id), `${prefix}:reply-fence:{${id}}`);
+    await replyLog.redis.del(replyLog.log.key(id), `${prefix}:reply-fence:{${id}}`);
     recorded = {
       event: "message.completed",
       data: JSON.stringify({ id, status: "completed", content: stored }),

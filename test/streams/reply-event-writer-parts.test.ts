@@ -1,10 +1,8 @@
 import { randomBytes } from "node:crypto";
-import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { StreamedReply, streamedReplyOf } from "../../src/domain/reply-delta.ts";
 import { ReplyEventsUnavailableError, ReplyEventWriter, ReplyStreamClosedError } from "../../src/streams/reply-event-writer.ts";
-import { ReplyEventLog } from "../../src/streams/reply-events.ts";
-import { startOwnRedis, type OwnRedis } from "../support/redis-server.ts";
+import { useReplyEventLog } from "../support/reply-event-log.ts";
 
 /** What a reply streams besides text (tool-call fragments, reasoning, logprobs): put together, and accounted like text. */
 
@@ -59,30 +57,20 @@ describe("putting a streamed reply together", () => {
 });
 
 describe("the writer's account of tool calls and reasoning", () => {
-  let redis: Redis;
-  let log: ReplyEventLog;
-  beforeAll(() => {
-    redis = new Redis(inject("redisUrl"));
-    log = new ReplyEventLog({ redis, prefix, ttlSeconds: 60 });
-  });
-  afterAll(async () => {
-    const keys = await redis.keys(`${prefix}:*`);
-    if (keys.length) await redis.del(...keys);
-    redis.disconnect();
-  });
+  const replyLog = useReplyEventLog(prefix);
 
   it("publishes tool-call and reasoning deltas, and what it published is what the stream holds", async () => {
     const id = newId();
-    const writer = new ReplyEventWriter({ events: log, replyId: id, attempt: 1, outageMs: 1_000 });
+    const writer = new ReplyEventWriter({ events: replyLog.log, replyId: id, attempt: 1, outageMs: 1_000 });
     await writer.start();
     await writer.delta({ reasoning: "think" });
     await writer.delta({ toolCalls: [{ index: 0, id: "c", type: "function", function: { name: "f", arguments: '{"a"' } }] });
-    await log.seal(id);
+    await replyLog.log.seal(id);
     await expect(writer.delta({ toolCalls: [{ index: 0, function: { arguments: ":1}" } }] }).then(() => writer.drain())).rejects.toBeInstanceOf(
       ReplyStreamClosedError,
     );
     // The refused fragment is neither in the stream nor in what the run stores.
-    const held = streamedReplyOf(await log.readAfter(id, null));
+    const held = streamedReplyOf(await replyLog.log.readAfter(id, null));
     expect(writer.publishedReply.toolCalls).toEqual([{ id: "c", type: "function", function: { name: "f", arguments: '{"a"' } }]);
     expect(held.toolCalls).toEqual(writer.publishedReply.toolCalls);
     expect(held.reasoning).toBe("think");
@@ -91,31 +79,19 @@ describe("the writer's account of tool calls and reasoning", () => {
 });
 
 describe("the writer's account while Redis is away", () => {
-  let own: OwnRedis;
-  let redis: Redis;
-  let log: ReplyEventLog;
-  beforeAll(async () => {
-    own = await startOwnRedis();
-    redis = new Redis(own.url, { maxRetriesPerRequest: 2 });
-    redis.on("error", () => {});
-    log = new ReplyEventLog({ redis, prefix, ttlSeconds: 60 });
-  });
-  afterAll(async () => {
-    redis?.disconnect();
-    await own?.kill();
-  });
+  const replyLog = useReplyEventLog(prefix, { own: true });
 
   it("holds tool-call fragments through a restart and starts the lost stream over with the whole calls", async () => {
     const id = newId();
-    const writer = new ReplyEventWriter({ events: log, replyId: id, attempt: 1, outageMs: 20_000 });
+    const writer = new ReplyEventWriter({ events: replyLog.log, replyId: id, attempt: 1, outageMs: 20_000 });
     await writer.start();
     await writer.delta({ reasoning: "plan", toolCalls: [{ index: 0, id: "c0", type: "function", function: { name: "f", arguments: "" } }] });
-    await own.kill();
+    await replyLog.own.kill();
     for (const piece of ['{"x"', ":", "1", "}"]) {
       await writer.delta({ toolCalls: [{ index: 0, function: { arguments: piece } }] });
       await sleep(50);
     }
-    await own.start();
+    await replyLog.own.start();
     await writer.delta({ toolCalls: [{ index: 1, id: "c1", type: "function", function: { name: "g", arguments: "{}" } }] });
     expect(await writer.end(end(id))).toBe("ok");
     const expected = [
@@ -123,21 +99,21 @@ describe("the writer's account while Redis is away", () => {
       { id: "c1", type: "function", function: { name: "g", arguments: "{}" } },
     ];
     expect(writer.publishedReply.toolCalls).toEqual(expected);
-    const held = streamedReplyOf(await log.readAfter(id, null));
+    const held = streamedReplyOf(await replyLog.log.readAfter(id, null));
     expect(held.toolCalls).toEqual(expected);
     expect(held.reasoning).toBe("plan");
   }, 60_000);
 
   it("past the bound has published only what the stream took", async () => {
     const id = newId();
-    const writer = new ReplyEventWriter({ events: log, replyId: id, attempt: 1, outageMs: 1_500 });
+    const writer = new ReplyEventWriter({ events: replyLog.log, replyId: id, attempt: 1, outageMs: 1_500 });
     await writer.start();
     await writer.delta({ reasoning: "kept" });
-    await own.kill();
+    await replyLog.own.kill();
     await writer.delta({ reasoning: " lost", toolCalls: [{ index: 0, id: "c", type: "function", function: { name: "f", arguments: "{}" } }] });
     await expect(writer.drain()).rejects.toBeInstanceOf(ReplyEventsUnavailableError);
     expect(writer.publishedReply.reasoning).toBe("kept");
     expect(writer.publishedReply.toolCalls).toBeNull();
-    await own.start();
+    await replyLog.own.start();
   }, 60_000);
 });

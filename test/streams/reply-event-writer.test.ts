@@ -1,9 +1,8 @@
 import { randomBytes } from "node:crypto";
-import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ReplyEventsUnavailableError, ReplyEventWriter, ReplyStreamClosedError } from "../../src/streams/reply-event-writer.ts";
-import { ReplyEventLog, type ReplyEvent } from "../../src/streams/reply-events.ts";
-import { startOwnRedis, type OwnRedis } from "../support/redis-server.ts";
+import type { ReplyEvent } from "../../src/streams/reply-events.ts";
+import { useReplyEventLog } from "../support/reply-event-log.ts";
 
 const prefix = `parley-test-${randomBytes(4).toString("hex")}`;
 const newId = () => `msg_${randomBytes(8).toString("hex")}`;
@@ -24,90 +23,67 @@ const end = (id: string) => [
 ];
 
 describe("the reply's fence", () => {
-  let redis: Redis;
-  let log: ReplyEventLog;
-  beforeAll(() => {
-    redis = new Redis(inject("redisUrl"));
-    log = new ReplyEventLog({ redis, prefix, ttlSeconds: 60 });
-  });
-  afterAll(async () => {
-    const keys = await redis.keys(`${prefix}:*`);
-    if (keys.length) await redis.del(...keys);
-    redis.disconnect();
-  });
+  const replyLog = useReplyEventLog(prefix);
 
   it("takes nothing after the end: no delta, no second end", async () => {
     const id = newId();
-    await log.append(id, [{ event: "message.created", data: { id } }]);
-    expect((await log.end(id, end(id))).status).toBe("ok");
-    expect(await log.write(id, [{ event: "message.delta", data: { id, delta: { content: "late" } } }], { attempt: 1, seq: 1 })).toEqual({ status: "ended" });
-    expect(await log.appendDelta(id, { id, delta: { content: "late" } })).toBe("");
-    expect((await log.end(id, end(id))).status).toBe("ended");
-    expect(names(await log.readAfter(id, null))).toEqual(["message.created", "message.completed", "done"]);
+    await replyLog.log.append(id, [{ event: "message.created", data: { id } }]);
+    expect((await replyLog.log.end(id, end(id))).status).toBe("ok");
+    expect(await replyLog.log.write(id, [{ event: "message.delta", data: { id, delta: { content: "late" } } }], { attempt: 1, seq: 1 })).toEqual({ status: "ended" });
+    expect(await replyLog.log.appendDelta(id, { id, delta: { content: "late" } })).toBe("");
+    expect((await replyLog.log.end(id, end(id))).status).toBe("ended");
+    expect(names(await replyLog.log.readAfter(id, null))).toEqual(["message.created", "message.completed", "done"]);
     // The fence lives as long as the stream.
-    expect(await redis.ttl(`${prefix}:reply-fence:{${id}}`)).toBeGreaterThan(0);
+    expect(await replyLog.redis.ttl(`${prefix}:reply-fence:{${id}}`)).toBeGreaterThan(0);
   });
 
   it("refuses an older attempt once a newer one has written, and takes a retried write once", async () => {
     const id = newId();
     const delta = (content: string) => [{ event: "message.delta" as const, data: { id, delta: { content } } }];
-    expect((await log.write(id, delta("one"), { attempt: 1, seq: 1 })).status).toBe("ok");
-    expect(await log.write(id, delta("one"), { attempt: 1, seq: 1 })).toEqual({ status: "written" });
-    expect((await log.write(id, [], { attempt: 2, seq: 1 })).status).toBe("ok");
-    expect(await log.write(id, delta("two"), { attempt: 1, seq: 2 })).toEqual({ status: "superseded" });
-    expect(await log.end(id, end(id), { attempt: 1, seq: 3 })).toEqual({ status: "superseded" });
-    expect((await log.write(id, delta("mine"), { attempt: 2, seq: 2 })).status).toBe("ok");
-    expect(contentOf(await log.readAfter(id, null))).toBe("onemine");
+    expect((await replyLog.log.write(id, delta("one"), { attempt: 1, seq: 1 })).status).toBe("ok");
+    expect(await replyLog.log.write(id, delta("one"), { attempt: 1, seq: 1 })).toEqual({ status: "written" });
+    expect((await replyLog.log.write(id, [], { attempt: 2, seq: 1 })).status).toBe("ok");
+    expect(await replyLog.log.write(id, delta("two"), { attempt: 1, seq: 2 })).toEqual({ status: "superseded" });
+    expect(await replyLog.log.end(id, end(id), { attempt: 1, seq: 3 })).toEqual({ status: "superseded" });
+    expect((await replyLog.log.write(id, delta("mine"), { attempt: 2, seq: 2 })).status).toBe("ok");
+    expect(contentOf(await replyLog.log.readAfter(id, null))).toBe("onemine");
   });
 
   it("once sealed, refuses deltas but takes one end", async () => {
     const id = newId();
-    const writer = new ReplyEventWriter({ events: log, replyId: id, attempt: 1, outageMs: 1_000 });
+    const writer = new ReplyEventWriter({ events: replyLog.log, replyId: id, attempt: 1, outageMs: 1_000 });
     await writer.start();
     await writer.delta("kept");
-    await log.seal(id);
+    await replyLog.log.seal(id);
     await expect(writer.delta(" refused").then(() => writer.drain())).rejects.toBeInstanceOf(ReplyStreamClosedError);
     expect(writer.stopped.aborted).toBe(true);
     expect(writer.published).toBe("kept");
-    expect((await log.end(id, end(id))).status).toBe("ok");
-    expect(contentOf(await log.readAfter(id, null))).toBe("kept");
+    expect((await replyLog.log.end(id, end(id))).status).toBe("ok");
+    expect(contentOf(await replyLog.log.readAfter(id, null))).toBe("kept");
   });
 });
 
 describe("a run's writer while Redis is away", () => {
-  let own: OwnRedis;
-  let redis: Redis;
-  let log: ReplyEventLog;
-  beforeAll(async () => {
-    own = await startOwnRedis();
-    // As the service's command connection: commands fail fast while it reconnects.
-    redis = new Redis(own.url, { maxRetriesPerRequest: 2 });
-    redis.on("error", () => {});
-    log = new ReplyEventLog({ redis, prefix, ttlSeconds: 60 });
-  });
-  afterAll(async () => {
-    redis?.disconnect();
-    await own?.kill();
-  });
+  const replyLog = useReplyEventLog(prefix, { own: true });
 
   it("holds the deltas in order through a restart and writes them once it is back, starting the lost stream over", async () => {
     const id = newId();
-    const writer = new ReplyEventWriter({ events: log, replyId: id, attempt: 1, outageMs: 20_000 });
+    const writer = new ReplyEventWriter({ events: replyLog.log, replyId: id, attempt: 1, outageMs: 20_000 });
     await writer.start();
     let expected = "";
     for (let i = 0; i < 5; i++) await writer.delta(` a${i}`), (expected += ` a${i}`);
-    await own.kill();
+    await replyLog.own.kill();
     // Each delta is taken at once while Redis is away (held, not waited for).
     for (let i = 0; i < 20; i++) {
       await writer.delta(` b${i}`);
       expected += ` b${i}`;
       await sleep(50);
     }
-    await own.start();
+    await replyLog.own.start();
     for (let i = 0; i < 5; i++) await writer.delta(` c${i}`), (expected += ` c${i}`);
     expect(await writer.end(end(id))).toBe("ok");
     expect(writer.published).toBe(expected);
-    const events = await log.readAfter(id, null);
+    const events = await replyLog.log.readAfter(id, null);
     // Redis came back empty: the stream starts over with everything written before, then goes on.
     expect(names(events)[0]).toBe("message.reset");
     expect(contentOf(events)).toBe(expected);
@@ -118,18 +94,18 @@ describe("a run's writer while Redis is away", () => {
 
   it("gives up past the bound, having published exactly what the stream holds, and still writes the end once Redis is back", async () => {
     const id = newId();
-    const writer = new ReplyEventWriter({ events: log, replyId: id, attempt: 1, outageMs: 1_500 });
+    const writer = new ReplyEventWriter({ events: replyLog.log, replyId: id, attempt: 1, outageMs: 1_500 });
     await writer.start();
     await writer.delta("before");
-    await own.kill();
+    await replyLog.own.kill();
     await writer.delta(" during");
     await expect(writer.drain()).rejects.toBeInstanceOf(ReplyEventsUnavailableError);
     expect(writer.stopped.aborted).toBe(true);
     await expect(writer.delta(" after")).rejects.toBeInstanceOf(ReplyEventsUnavailableError);
     expect(writer.published).toBe("before");
-    await own.start();
+    await replyLog.own.start();
     expect(await writer.end(end(id))).toBe("ok");
     // Redis came back empty: the end starts the stream over with what was published.
-    expect(contentOf(await log.readAfter(id, null))).toBe("before");
+    expect(contentOf(await replyLog.log.readAfter(id, null))).toBe("before");
   }, 60_000);
 });

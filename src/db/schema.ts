@@ -1,6 +1,7 @@
 import { sql } from "drizzle-orm";
 import {
   bigint,
+  boolean,
   check,
   primaryKey,
   index,
@@ -77,6 +78,8 @@ export const conversations = pgTable(
     summaryThroughSeq: integer("summary_through_seq").notNull().default(0),
     summaryTokens: integer("summary_tokens").notNull().default(0),
     summaryUpdatedAt: timestamp("summary_updated_at", { withTimezone: true }),
+    // Made by the Responses API to hold a `previous_response_id` chain: not listed with the tenant's conversations.
+    hidden: boolean("hidden").notNull().default(false),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
     updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
   },
@@ -175,6 +178,38 @@ export const messages = pgTable(
   ],
 );
 
+/**
+ * A Responses API response: a turn of a conversation (the caller's, or a hidden one holding a
+ * `previous_response_id` chain). Its input items are the conversation's messages from `input_from_seq`
+ * up to its reply, its output is the reply; `request` is what the request fixed (model, instructions,
+ * tools, …) as the response object echoes it.
+ */
+export const responses = pgTable(
+  "responses",
+  {
+    id: text("id").primaryKey(),
+    tenantId: text("tenant_id").notNull(),
+    conversationId: text("conversation_id")
+      .notNull()
+      .references(() => conversations.id, { onDelete: "cascade" }),
+    // The reply message; not a foreign key, since a conversation's items (and so the reply) can be deleted on their own.
+    replyId: text("reply_id").notNull(),
+    inputFromSeq: integer("input_from_seq").notNull(),
+    previousResponseId: text("previous_response_id"),
+    // Whether the conversation is the caller's (shown as `conversation` on the response) or a hidden chain's.
+    conversationGiven: boolean("conversation_given").notNull(),
+    // json, not jsonb: tools and schemas are echoed with their keys in the order given.
+    request: json("request").$type<Record<string, unknown>>().notNull(),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex("responses_reply_id_idx").on(t.replyId),
+    // Deleting a conversation deletes its responses (the cascade looks them up by it).
+    index("responses_conversation_id_idx").on(t.conversationId),
+  ],
+);
+
+export type ResponseRow = typeof responses.$inferSelect;
 export type ConversationRow = typeof conversations.$inferSelect;
 export type ApiKeyRow = typeof apiKeys.$inferSelect;
 export type MessageRow = typeof messages.$inferSelect;

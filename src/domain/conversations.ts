@@ -136,7 +136,7 @@ export async function listConversations(
   const rows = await deps.db
     .select()
     .from(conversations)
-    .where(and(eq(conversations.tenantId, tenantId), cursor ? cmp(conversations.id, cursor) : undefined))
+    .where(and(eq(conversations.tenantId, tenantId), eq(conversations.hidden, false), cursor ? cmp(conversations.id, cursor) : undefined))
     .orderBy(scan.direction === "asc" ? asc(conversations.id) : desc(conversations.id))
     .limit(scan.take);
   return toPage(rows, scan);

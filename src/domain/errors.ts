@@ -25,7 +25,7 @@ export class InvalidRequestError extends ParleyError {
 
 export class NotFoundError extends ParleyError {
   readonly code = "not_found";
-  constructor(resource: "conversation" | "message", id: string, param: string | null = null) {
+  constructor(resource: "conversation" | "message" | "response" | "item", id: string, param: string | null = null) {
     super(`No ${resource} found with id '${id}'.`, param);
   }
 }
@@ -48,6 +48,17 @@ export class ConversationBusyError extends ParleyError {
       `The conversation has a reply in flight (${replyId}); wait for it to finish or cancel it before adding messages.`,
     );
     this.replyId = replyId;
+  }
+}
+
+/**
+ * A turn meant to follow a given message found the conversation had moved on (another turn came first).
+ * Internal: the Responses API answers it by branching (src/domain/responses.ts); it never reaches a client.
+ */
+export class HistoryMovedOnError extends ParleyError {
+  readonly code = "history_moved_on";
+  constructor() {
+    super("The conversation has had another turn since the message this one follows.");
   }
 }
 

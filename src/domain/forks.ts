@@ -31,6 +31,8 @@ export async function forkConversation(
   tenantId: string,
   conversationId: string,
   input: ForkConversationInput,
+  /** `hidden`: the fork holds a Responses API chain, not listed with the tenant's conversations. */
+  opts: { hidden?: boolean } = {},
 ): Promise<ConversationRow> {
   if (!looksLikeId("conv", conversationId)) throw new NotFoundError("conversation", conversationId);
   if (!looksLikeId("msg", input.message_id)) throw new NotFoundError("message", input.message_id, "message_id");
@@ -65,6 +67,7 @@ export async function forkConversation(
         params: source.params,
         metadata: input.metadata ?? source.metadata,
         contextStrategy: source.contextStrategy,
+        hidden: opts.hidden ?? false,
         messageCount: history.length,
         lastSeq: at.seq,
         createdAt: now,

@@ -5,6 +5,7 @@ import type { Database } from "../db/client.ts";
 import { messages, type ConversationRow, type MessageRow } from "../db/schema.ts";
 import type { ChatMessage } from "../providers/types.ts";
 import { summaryMessage } from "./summary-message.ts";
+import { turnSettings } from "./turn-settings.ts";
 
 /**
  * Whether an earlier message is part of what the model sees. A failed reply is
@@ -91,11 +92,10 @@ export async function buildHistory(
   model: string,
 ): Promise<BuiltHistory> {
   const { db } = deps;
-  const budget = turnBudget(model, deps.contextWindows.forModel(model), conversation.system, {
-    ...conversation.params,
-    ...(reply.params ?? {}),
-  });
-  const summarizing = conversation.contextStrategy === "summarize";
+  const params = { ...conversation.params, ...(reply.params ?? {}) };
+  const settings = turnSettings(conversation, params);
+  const budget = turnBudget(model, deps.contextWindows.forModel(model), settings.system, params);
+  const summarizing = settings.contextStrategy === "summarize";
   const summary = summarizing && conversation.summary !== null ? conversation.summary : null;
   if (summary !== null) budget.historyTokens -= conversation.summaryTokens;
   const inConversation = eq(messages.conversationId, conversation.id);
@@ -107,7 +107,7 @@ export async function buildHistory(
 
   let fromSeq = 1;
   if (total > budget.historyTokens) {
-    if (conversation.contextStrategy === "strict") {
+    if (settings.contextStrategy === "strict") {
       throw new ContextLengthExceededError(budget, { what: "The conversation's history", tokens: total }, null);
     }
     // The suffix after message m holds total - m.historyTokens tokens: start after the first m where that fits.
@@ -137,9 +137,9 @@ export async function buildHistory(
   }
 
   const history: ChatMessage[] = [];
-  if (conversation.system) history.push({ role: "system", content: conversation.system });
+  if (settings.system) history.push({ role: "system", content: settings.system });
   if (summary !== null) history.push(summaryMessage(summary));
-  const sendReasoning = { ...conversation.params, ...(reply.params ?? {}) }.send_reasoning === true;
+  const sendReasoning = params.send_reasoning === true;
   const answered = withoutOrphanedToolResults(included);
   for (const m of answered) history.push(toChatMessage(m, { sendReasoning }));
   const tokens =

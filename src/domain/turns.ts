@@ -6,7 +6,7 @@ import type { ModelRegistry } from "../providers/registry.ts";
 import type { ModelJobQueue } from "../queue/completions.ts";
 import type { ReplySlots } from "./reply-slots.ts";
 import type { ReplyEventLog } from "../streams/reply-events.ts";
-import { ConversationBusyError, DependencyUnavailableError, InvalidRequestError, ModelNotFoundError, NotFoundError } from "./errors.ts";
+import { ConversationBusyError, DependencyUnavailableError, HistoryMovedOnError, InvalidRequestError, ModelNotFoundError, NotFoundError } from "./errors.ts";
 import { looksLikeId, newMessageId } from "./ids.ts";
 import type { ContextWindows } from "../context/context-windows.ts";
 import { assertTurnFits, turnBudget } from "../context/turn-budget.ts";
@@ -14,9 +14,10 @@ import { checkChatMessage, chatMessageShape } from "./chat-message.ts";
 import { completedMessageRows, givenMessage, toolResultsWithoutCall, type GivenMessage } from "./message-rows.ts";
 import { restoreTurnToHistory } from "./failed-turns.ts";
 import { finishReply, inFlightStatuses } from "./replies.ts";
+import { turnSettings } from "./turn-settings.ts";
 import { metadataSchema, paramsSchema, toMessageResource } from "./resources.ts";
 
-type Transaction = Parameters<Parameters<Database["transaction"]>[0]>[0];
+export type Transaction = Parameters<Parameters<Database["transaction"]>[0]>[0];
 
 export interface TurnDeps {
   db: Database;
@@ -82,6 +83,13 @@ export interface NewTurn {
   requestId?: string;
   /** Aborted once the request has been answered without the turn (its deadline passed): then nothing is stored. */
   signal?: AbortSignal;
+  /**
+   * The turn follows the message with this seq, which must still be the conversation's last
+   * (else HistoryMovedOnError): a `previous_response_id` continues its chain only from its end.
+   */
+  expectLastSeq?: number;
+  /** Stores what belongs with the turn (a response's record) in the turn's own transaction, so both or neither are stored. */
+  onStored?: (tx: Transaction, stored: { messages: MessageRow[]; reply: MessageRow | null }) => Promise<void>;
 }
 
 /** One message through the messages API: the checks of its flags, then a turn. */
@@ -159,6 +167,7 @@ export async function appendTurn(
           and(
             eq(conversations.id, conversationId),
             eq(conversations.tenantId, tenantId),
+            turn.expectLastSeq === undefined ? undefined : eq(conversations.lastSeq, turn.expectLastSeq),
             notExists(tx.select({ one: sql`1` }).from(messages).where(inFlight)),
           ),
         )
@@ -171,7 +180,7 @@ export async function appendTurn(
         });
       // Asked on this transaction's own connection: a second one from the pool while holding this one
       // is how concurrent appends once took every connection and waited for each other forever.
-      if (!bumped) throw await whyNoTurn(tx, tenantId, conversationId);
+      if (!bumped) throw await whyNoTurn(tx, tenantId, conversationId, turn.expectLastSeq);
       const model = turn.model ?? bumped.model;
       if (turn.reply) assertOneChoice(bumped.params);
       await assertToolResultsAnswerCalls(tx, conversationId, turn.messages);
@@ -213,8 +222,9 @@ export async function appendTurn(
       if (turn.reply) {
         // Refused here, in the transaction, so a turn that could never be sent stores nothing.
         const params = { ...bumped.params, ...(turn.params ?? {}) };
-        assertTurnFits(turnBudget(model, deps.contextWindows.forModel(model), bumped.system, params), {
-          strategy: bumped.contextStrategy,
+        const settings = turnSettings(bumped, params);
+        assertTurnFits(turnBudget(model, deps.contextWindows.forModel(model), settings.system, params), {
+          strategy: settings.contextStrategy,
           newTokens: given.reduce((n, m) => n + m.tokens, 0),
           historyTokensAfter,
           param: turn.param ?? "content",
@@ -247,12 +257,13 @@ export async function appendTurn(
         .returning();
       rows.sort((a, b) => a.seq - b.seq);
       const reply = turn.reply ? (rows.pop() ?? null) : null;
+      await turn.onStored?.(tx, { messages: rows, reply });
       return { messages: rows, reply };
     })
     .catch(async (err: unknown) => {
       await giveSlotBack();
       if (!isUniqueViolation(err, "messages_one_reply_in_flight_idx")) throw err;
-      throw await whyNoTurn(deps.db, tenantId, conversationId);
+      throw await whyNoTurn(deps.db, tenantId, conversationId, turn.expectLastSeq);
     });
 
   if (stored.reply) {
@@ -329,7 +340,7 @@ function isUniqueViolation(err: unknown, constraint: string): boolean {
  * Why a conversation took no turn: it does not exist (for this tenant), or a reply is in flight. One
  * statement, on whatever connection the caller holds (its transaction's, or the pool after it ended).
  */
-async function whyNoTurn(db: Database | Transaction, tenantId: string, conversationId: string): Promise<Error> {
+async function whyNoTurn(db: Database | Transaction, tenantId: string, conversationId: string, expectLastSeq?: number): Promise<Error> {
   const busyReply = db
     .select({ id: messages.id })
     .from(messages)
@@ -340,6 +351,7 @@ async function whyNoTurn(db: Database | Transaction, tenantId: string, conversat
     .from(conversations)
     .where(and(eq(conversations.id, conversationId), eq(conversations.tenantId, tenantId)));
   if (!conversation) return new NotFoundError("conversation", conversationId);
+  if (expectLastSeq !== undefined && conversation.busyReplyId === null) return new HistoryMovedOnError();
   // The reply may have ended in between; the caller can simply try again.
   return new ConversationBusyError(conversation.busyReplyId ?? "a reply that has just ended");
 }

@@ -30,8 +30,8 @@ function toUsage(u: OpenAI.CompletionUsage | null | undefined): TokenUsage | nul
 const isPlainObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === "object" && v !== null && !Array.isArray(v);
 
-/** Parley's own fields: they never reach the upstream from `params`. */
-const NOT_UPSTREAM = new Set(["stream", "model", "messages", "send_reasoning"]);
+/** Parley's own fields (a turn's settings among them, src/domain/turn-settings.ts): they never reach the upstream from `params`. */
+const NOT_UPSTREAM = new Set(["stream", "model", "messages", "send_reasoning", "instructions", "truncation"]);
 
 /**
  * The body as the client gave it: model and messages first, then its other

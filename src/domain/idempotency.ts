@@ -24,7 +24,8 @@ import { IdempotencyConflictError } from "./errors.ts";
 export type IdempotentResult =
   | { kind: "conversation"; conversationId: string; response: unknown }
   | { kind: "turn"; conversationId: string; messageIds: string[]; replyId: string | null }
-  | { kind: "completion"; completionId: string; created: number };
+  | { kind: "completion"; completionId: string; created: number }
+  | { kind: "response"; responseId: string; completionId?: string; created?: number };
 
 export interface IdempotencyScope {
   db: Database;

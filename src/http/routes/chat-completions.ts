@@ -5,6 +5,7 @@ import { IdempotencyConflictError, InvalidRequestError } from "../../domain/erro
 import { givenMessage } from "../../domain/message-rows.ts";
 import { getMessage } from "../../domain/messages.ts";
 import type { ReplyControlDeps } from "../../domain/reply-control.ts";
+import { whenClientLeaves } from "../client-leaves.ts";
 import { idempotently, type IdempotencyDeps } from "../idempotency.ts";
 import { lostCompletionEnd, openReplyEvents } from "../reply-follow.ts";
 import { abandonStatelessCompletion, startStatelessCompletion } from "../../domain/stateless-completions.ts";
@@ -69,15 +70,6 @@ const bound = createRoute({
 function respond(c: Context<AppEnv>, deps: ChatCompletionRouteDeps, stream: boolean, relay: Omit<RelayOptions, "heartbeatMs" | "log">) {
   const opts: RelayOptions = { ...relay, heartbeatMs: deps.heartbeatMs, log: c.var.log };
   return stream ? chatCompletionStreamResponse(c, opts) : chatCompletionResponse(c, opts);
-}
-
-/** Runs `abandon` once if the client goes away before its response is complete (the request's signal aborts only then). */
-function whenClientLeaves(c: Context<AppEnv>, abandon: () => Promise<void>): void {
-  const signal = c.req.raw.signal;
-  const log = c.var.log;
-  const run = () => void abandon().catch((err: unknown) => log.warn({ err }, "could not stop an abandoned completion"));
-  if (signal.aborted) run();
-  else signal.addEventListener("abort", run, { once: true });
 }
 
 export function chatCompletionRoutes(deps: ChatCompletionRouteDeps) {

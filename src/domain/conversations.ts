@@ -9,7 +9,7 @@ import type { ReplyEventLog } from "../streams/reply-events.ts";
 import { checkChatMessage, chatMessageShape } from "./chat-message.ts";
 import { InvalidRequestError, ModelNotFoundError, NotFoundError } from "./errors.ts";
 import { looksLikeId, newConversationId } from "./ids.ts";
-import { completedMessageRows, givenMessage, toolResultsWithoutCall } from "./message-rows.ts";
+import { completedMessageRows, givenMessage, toolResultsWithoutCall, type GivenMessage } from "./message-rows.ts";
 import { contentSoFar } from "./messages.ts";
 import { planPageScan, toPage, type Page, type PageQuery } from "./pagination.ts";
 import { inFlightStatuses } from "./replies.ts";
@@ -64,14 +64,18 @@ function assertServed(models: ModelRegistry, model: string): void {
   if (!models.resolve(model)) throw new ModelNotFoundError(model, models.describeServed());
 }
 
+/**
+ * `imported`: the history to store, when the caller translated it from another dialect (the
+ * Conversations API's items); else `input.messages`. Errors about it name `messages.N`.
+ */
 export async function createConversation(
   deps: ConversationDeps,
   tenantId: string,
   input: CreateConversationInput,
+  imported: GivenMessage[] = (input.messages ?? []).map((m) => givenMessage(m, m.metadata)),
 ): Promise<{ conversation: ConversationRow; messages: MessageRow[] }> {
   const model = input.model ?? deps.defaultModel;
   assertServed(deps.models, model);
-  const imported = (input.messages ?? []).map((m) => givenMessage(m, m.metadata));
   // A new conversation has no stored calls: each tool result answers a call imported before it.
   const [unanswered] = toolResultsWithoutCall(imported);
   if (unanswered) {

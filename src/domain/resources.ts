@@ -62,7 +62,7 @@ export const messageSchema = z
     id: z.string().openapi({ example: "msg_01jf3t8vvaf8s9k0d7k6x1s2y3" }),
     object: z.literal("message"),
     conversation_id: z.string(),
-    seq: z.int().openapi({ description: "Position in the conversation: 1, 2, 3… with no gaps." }),
+    seq: z.int().openapi({ description: "Position in the conversation: 1, 2, 3…, increasing; an item deleted leaves a gap." }),
     role: z.enum(messageRoles),
     content: z.string().openapi({
       description: "The text: as given, or the texts of `content_parts` joined; \"\" on a reply that only called tools.",

@@ -13,8 +13,10 @@ import { checkJsonBody } from "./json-body.ts";
 import { requestDeadline } from "./request-deadline.ts";
 import { adminKeyRoutes } from "./routes/admin-keys.ts";
 import { chatCompletionRoutes } from "./routes/chat-completions.ts";
+import { conversationItemRoutes } from "./routes/conversation-items.ts";
 import { conversationRoutes } from "./routes/conversations.ts";
 import { healthRoutes } from "./routes/health.ts";
+import { responseRoutes } from "./routes/responses.ts";
 import { messageRoutes, type MessageRouteDeps } from "./routes/messages.ts";
 import { modelRoutes } from "./routes/models.ts";
 import { validationHook } from "./validation.ts";
@@ -77,8 +79,10 @@ export function createApp(deps: AppDeps) {
   v1.use(requireApiKey(deps.authenticator), limitRequestRate(deps.requestRate), limitBody, checkJsonBody);
   v1.route("/conversations", conversationRoutes(deps));
   v1.route("/conversations", messageRoutes(deps));
+  v1.route("/conversations", conversationItemRoutes(deps));
   v1.route("/models", modelRoutes(deps));
   v1.route("/", chatCompletionRoutes(deps));
+  v1.route("/", responseRoutes(deps));
   app.route("/v1", v1);
 
   const admin = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });

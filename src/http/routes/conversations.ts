@@ -18,15 +18,27 @@ import { conversationSchema, listOf, toConversationResource } from "../../domain
 import type { AppEnv } from "../env.ts";
 import { idempotently, type IdempotencyDeps } from "../idempotency.ts";
 import { validationHook } from "../validation.ts";
+import { blameItem, givenItemsSchema, messagesOfItems } from "./conversation-items.ts";
 import { conversationIdParam, errorResponse, jsonBody, jsonResponse } from "./schemas.ts";
 
 const params = z.object({ conversation_id: conversationIdParam });
+
+/** Parley's create body, or OpenAI's Conversations API one: `items` instead of `messages`. */
+const createBodySchema = z
+  .object({ ...createConversationSchema.shape, items: givenItemsSchema(0).optional() })
+  .strict()
+  .superRefine((body, ctx) => {
+    if (body.items !== undefined && body.messages !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["items"], message: "Give `items` or `messages`, not both." });
+    }
+  })
+  .openapi("CreateConversation");
 
 const create = createRoute({
   method: "post",
   path: "/",
   summary: "Create a conversation",
-  request: { body: jsonBody(createConversationSchema) },
+  request: { body: jsonBody(createBodySchema) },
   responses: {
     201: jsonResponse(conversationSchema, "The new conversation."),
     400: errorResponse("Invalid input."),
@@ -80,6 +92,9 @@ const update = createRoute({
   },
 });
 
+// OpenAI's Conversations API updates with a POST (`{metadata}`); the same body and answer as the PATCH.
+const updateByPost = createRoute({ ...update, method: "post", summary: "Change a conversation (as PATCH does; the Conversations API's update)" });
+
 const remove = createRoute({
   method: "delete",
   path: "/{conversation_id}",
@@ -113,7 +128,15 @@ export function conversationRoutes(deps: ConversationDeps & ConversationDeletion
   return new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
     .openapi(create, async (c) => {
       const body = c.req.valid("json");
-      return created(c, body, async () => (await createConversation(deps, c.var.tenantId, body)).conversation);
+      const { items, ...input } = body;
+      if (items === undefined) return created(c, body, async () => (await createConversation(deps, c.var.tenantId, input)).conversation);
+      return created(c, body, async () => {
+        const given = messagesOfItems(items, "items");
+        const made = await createConversation(deps, c.var.tenantId, input, given).catch((err: unknown) => {
+          throw blameItem(err, given, items, "items");
+        });
+        return made.conversation;
+      });
     })
     .openapi(fork, async (c) => {
       const body = c.req.valid("json");
@@ -129,6 +152,11 @@ export function conversationRoutes(deps: ConversationDeps & ConversationDeletion
       return c.json(toConversationResource(row), 200);
     })
     .openapi(update, async (c) => {
+      const id = c.req.valid("param").conversation_id;
+      const row = await updateConversation(deps, c.var.tenantId, id, c.req.valid("json"));
+      return c.json(toConversationResource(row), 200);
+    })
+    .openapi(updateByPost, async (c) => {
       const id = c.req.valid("param").conversation_id;
       const row = await updateConversation(deps, c.var.tenantId, id, c.req.valid("json"));
       return c.json(toConversationResource(row), 200);

@@ -130,7 +130,7 @@ export function contentText(content: string | ContentPart[] | null | undefined):
 export const imageParts = (content: string | ContentPart[] | null | undefined): ImagePart[] =>
   Array.isArray(content) ? content.filter((p): p is ImagePart => p.type === "image_url") : [];
 
-/** Bytes a data URL carries once decoded (from its base64 length); 0 for any other URL, which Parley never fetches. */
+/** Bytes a data URL carries once decoded (from its base64 length); 0 for any other URL, which Parley never fetches (MAX_IMAGE_BYTES_PER_MESSAGE). */
 export function dataUrlBytes(url: string): number {
   const match = DATA_IMAGE_URL.exec(url);
   if (!match) return 0;
@@ -139,6 +139,3 @@ export function dataUrlBytes(url: string): number {
   return Math.max(0, Math.floor((data.length * 3) / 4) - padding);
 }
 
-/** The decoded bytes of every data-URL image in a message's content, summed (MAX_IMAGE_BYTES_PER_MESSAGE). */
-export const imageBytes = (content: string | ContentPart[] | null | undefined): number =>
-  imageParts(content).reduce((n, p) => n + dataUrlBytes(p.image_url.url), 0);

@@ -1,5 +1,5 @@
 import type { Config } from "../config.ts";
-import { imageBytes } from "../domain/chat-message.ts";
+import { dataUrlBytes } from "../domain/chat-message.ts";
 
 /**
  * The configurable size limits on what a request may carry. The route schemas
@@ -92,8 +92,24 @@ function checkMetadata(metadata: unknown, at: string, limits: InputLimits): Limi
   return null;
 }
 
+/** The lists of messages a body may carry: chat messages, a response's input items, a conversation's items. */
+export const MESSAGE_LISTS: readonly string[] = ["messages", "input", "items"];
+
+/** Decoded bytes of the data-URL images among parts: chat `image_url` parts ({url}) and Responses `input_image` ones (a URL string). */
+function partsImageBytes(content: unknown[]): number {
+  let bytes = 0;
+  for (const part of content) {
+    if (!isRecord(part)) continue;
+    const image = part.image_url;
+    const url = typeof image === "string" ? image : isRecord(image) && typeof image.url === "string" ? image.url : null;
+    if (url !== null) bytes += dataUrlBytes(url);
+  }
+  return bytes;
+}
+
 function checkMessage(message: Record<string, unknown>, at: string, limits: InputLimits): LimitBreach | null {
-  for (const field of ["content", "system"] as const) {
+  // A response's `instructions` and `input` (a string), and a function call's `output`, are texts too.
+  for (const field of ["content", "system", "instructions", "input", "output"] as const) {
     const length = contentLength(message[field], limits.maxContentChars);
     if (length > limits.maxContentChars) {
       return {
@@ -104,7 +120,7 @@ function checkMessage(message: Record<string, unknown>, at: string, limits: Inpu
     }
   }
   if (Array.isArray(message.content)) {
-    const bytes = imageBytes(message.content as Parameters<typeof imageBytes>[0]);
+    const bytes = partsImageBytes(message.content);
     if (bytes > limits.maxImageBytesPerMessage) {
       return {
         status: 413,
@@ -125,23 +141,25 @@ export function findBodyLimitBreach(body: unknown, limits: InputLimits): LimitBr
   }
   const own = checkMessage(body, "", limits);
   if (own) return own;
-  const list = body.messages;
-  if (!Array.isArray(list)) return null;
-  const tooMany = tooManyMessages(list, limits);
-  if (tooMany) return tooMany;
-  for (const [i, m] of list.entries()) {
-    const breach = isRecord(m) ? checkMessage(m, `messages.${i}.`, limits) : null;
-    if (breach) return breach;
+  for (const field of MESSAGE_LISTS) {
+    const list = body[field];
+    if (!Array.isArray(list)) continue;
+    const tooMany = tooManyMessages(list, limits, field);
+    if (tooMany) return tooMany;
+    for (const [i, m] of list.entries()) {
+      const breach = isRecord(m) ? checkMessage(m, `${field}.${i}.`, limits) : null;
+      if (breach) return breach;
+    }
   }
   return null;
 }
 
-export function tooManyMessages(list: unknown[], limits: InputLimits): LimitBreach | null {
+export function tooManyMessages(list: unknown[], limits: InputLimits, field = "messages"): LimitBreach | null {
   if (list.length <= limits.maxMessages) return null;
   return {
-    param: "messages",
+    param: field,
     code: "too_many_messages",
-    message: `messages has ${list.length} items; the limit is ${limits.maxMessages} per request (MAX_MESSAGES_PER_REQUEST).`,
+    message: `${field} has ${list.length} items; the limit is ${limits.maxMessages} per request (MAX_MESSAGES_PER_REQUEST).`,
   };
 }
 

@@ -1,7 +1,7 @@
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "./env.ts";
 import { ApiError } from "./errors.ts";
-import { MAX_JSON_DEPTH, tooManyMessages, type InputLimits, type LimitBreach } from "./input-limits.ts";
+import { MAX_JSON_DEPTH, MESSAGE_LISTS, tooManyMessages, type InputLimits, type LimitBreach } from "./input-limits.ts";
 
 /** The media types Hono's JSON validator parses (`application/json`, `application/…+json`). */
 const JSON_MEDIA_TYPE = /^application\/([\w.-]+\+)?json$/i;
@@ -74,8 +74,8 @@ export function findRawBodyBreach(
     if (typeof v !== "object" || v === null || depth > MAX_JSON_DEPTH) continue;
     if (Array.isArray(v)) {
       const tooMany =
-        path === "messages"
-          ? tooManyMessages(v, limits)
+        MESSAGE_LISTS.includes(path)
+          ? tooManyMessages(v, limits, path)
           : v.length > limits.maxJsonArrayItems
             ? {
                 param: path || null,

@@ -1,4 +1,4 @@
-import { and, asc, eq, gte, lt } from "drizzle-orm";
+import { and, asc, eq, gte, inArray, lt } from "drizzle-orm";
 import { conversations, messages, responses, type ContextStrategy, type MessageRow, type ResponseRow } from "../db/schema.ts";
 import type { ChatMessage } from "../providers/types.ts";
 import { ConversationBusyError, HistoryMovedOnError, InvalidRequestError, NotFoundError } from "./errors.ts";
@@ -203,4 +203,14 @@ export async function historyAfterResponse(
   if (!conversation) throw new NotFoundError("response", previousResponseId, "previous_response_id");
   const built = await buildHistory(deps, conversation, { seq: previous.reply.seq + 1, params }, model);
   return built.messages;
+}
+
+/** The tenant's messages with these ids (an input's item references name them), in no particular order. */
+export async function messagesByIds(deps: Pick<TurnDeps, "db">, tenantId: string, ids: string[]): Promise<MessageRow[]> {
+  const wanted = [...new Set(ids.filter((id) => looksLikeId("msg", id)))];
+  if (wanted.length === 0) return [];
+  return deps.db
+    .select()
+    .from(messages)
+    .where(and(inArray(messages.id, wanted), eq(messages.tenantId, tenantId)));
 }

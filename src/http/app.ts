@@ -16,6 +16,7 @@ import { chatCompletionRoutes } from "./routes/chat-completions.ts";
 import { conversationItemRoutes } from "./routes/conversation-items.ts";
 import { conversationRoutes } from "./routes/conversations.ts";
 import { healthRoutes } from "./routes/health.ts";
+import { responseRoutes } from "./routes/responses.ts";
 import { messageRoutes, type MessageRouteDeps } from "./routes/messages.ts";
 import { modelRoutes } from "./routes/models.ts";
 import { validationHook } from "./validation.ts";
@@ -81,6 +82,7 @@ export function createApp(deps: AppDeps) {
   v1.route("/conversations", conversationItemRoutes(deps));
   v1.route("/models", modelRoutes(deps));
   v1.route("/", chatCompletionRoutes(deps));
+  v1.route("/", responseRoutes(deps));
   app.route("/v1", v1);
 
   const admin = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });

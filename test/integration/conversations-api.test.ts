@@ -354,3 +354,17 @@ describe("adding items", () => {
     expect(otherTenantsOrNone.status).toBe(404);
   });
 });
+
+describe("deleting the newest item", () => {
+  // Fails until turns.ts, replies.ts and history.ts find "the message before" as the newest row with a lower
+  // seq instead of the row at seq - 1 (a deleted newest item leaves nothing there): see the report of issue 14's
+  // Conversations API work. Remove `.fails` with that change.
+  it.fails("keeps the running totals of the next turn right", async () => {
+    const client = openai();
+    const conv = await client.conversations.create({ items: [{ role: "user", content: "First question, quite long." }, { role: "user", content: "Oops" }] });
+    const [, oops] = await rowIds(conv.id);
+    await client.conversations.items.delete(oops!, { conversation_id: conv.id });
+    expect((await ctx.api.post(`/conversations/${conv.id}/messages`, { content: "Second" })).status).toBe(201);
+    await expectRunningTotalsConsistent(conv.id);
+  });
+});

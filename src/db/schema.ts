@@ -99,6 +99,8 @@ export interface StoredUsage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  prompt_tokens_details?: Record<string, unknown>;
+  completion_tokens_details?: Record<string, unknown>;
 }
 
 export interface StoredError {

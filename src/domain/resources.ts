@@ -29,7 +29,13 @@ export const paramsSchema = z
   });
 
 export const usageSchema = z
-  .object({ prompt_tokens: z.int(), completion_tokens: z.int(), total_tokens: z.int() })
+  .object({
+    prompt_tokens: z.int(),
+    completion_tokens: z.int(),
+    total_tokens: z.int(),
+    prompt_tokens_details: z.record(z.string(), z.unknown()).optional().openapi({ description: "As the upstream reported them (e.g. `cached_tokens`)." }),
+    completion_tokens_details: z.record(z.string(), z.unknown()).optional().openapi({ description: "As the upstream reported them (e.g. `reasoning_tokens`)." }),
+  })
   .openapi("Usage");
 
 export const conversationSchema = z

@@ -24,7 +24,11 @@ function toUsage(u: OpenAI.CompletionUsage | null | undefined): TokenUsage | nul
   const prompt = u.prompt_tokens ?? 0;
   const completion = u.completion_tokens ?? 0;
   // Some servers leave out total_tokens; it is the sum wherever it is sent.
-  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: u.total_tokens ?? prompt + completion };
+  const usage: TokenUsage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: u.total_tokens ?? prompt + completion };
+  // The details are kept as given: the Responses API reports cached and reasoning tokens from them.
+  if (isPlainObject(u.prompt_tokens_details)) usage.prompt_tokens_details = u.prompt_tokens_details;
+  if (isPlainObject(u.completion_tokens_details)) usage.completion_tokens_details = u.completion_tokens_details;
+  return usage;
 }
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> =>

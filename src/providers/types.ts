@@ -49,6 +49,9 @@ export interface TokenUsage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  /** As the upstream gave them, when it did (cached prompt tokens, reasoning tokens, …). */
+  prompt_tokens_details?: Record<string, unknown>;
+  completion_tokens_details?: Record<string, unknown>;
 }
 
 /** Why the model stopped, in the chat-completions vocabulary. */

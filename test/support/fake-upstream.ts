@@ -50,6 +50,8 @@ export type FakeBehaviour =
       logprobs?: boolean;
       /** Answer with `n` choices as the request asks (choice i > 0 says `<text> (choice i)`); streamed choice by choice, interleaved. */
       honourN?: boolean;
+      /** Add these to the usage (as OpenAI reports cached and reasoning tokens). */
+      usageDetails?: { prompt_tokens_details?: Record<string, unknown>; completion_tokens_details?: Record<string, unknown> };
     }
   /**
    * Decide per request: `pick` sees the request (body and raw text) and returns the behaviour to use, so a
@@ -266,6 +268,7 @@ export async function startFakeUpstream(
       total_tokens: 0,
     };
     usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+    if (b.kind === "ok") Object.assign(usage, b.usageDetails);
     const created = Math.floor(Date.now() / 1000);
 
     if (!body.stream) {
@@ -371,7 +374,7 @@ async function answerRich(
   });
   const finishReason = b.toolCalls?.length ? "tool_calls" : "stop";
   const completionTokens = choices.reduce((n, c) => n + c.tokens.length + c.fragments.length + reasoning.length, 0);
-  const usage = { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+  const usage = { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens, ...b.usageDetails };
   const created = Math.floor(Date.now() / 1000);
 
   if (b.ttftMs) await sleep(b.ttftMs);

@@ -269,6 +269,13 @@ export function responseStatusOf(status: MessageRow["status"], finishReason: str
   return status;
 }
 
+/**
+ * A reply's items as a response's output: an assistant message that says
+ * nothing (a reply queued, or one that failed before its first token) is not
+ * output, as a response with nothing to show has none.
+ */
+export const responseOutput = (items: Item[]): Item[] => items.filter((i) => !(i.type === "message" && i.content.length === 0));
+
 const errorOf = (e: StoredError | null): ResponseOutcome["error"] => (e ? { code: e.code, message: e.message } : null);
 const unixSeconds = (d: Date): number => Math.floor(d.getTime() / 1000);
 
@@ -276,7 +283,7 @@ const unixSeconds = (d: Date): number => Math.floor(d.getTime() / 1000);
 export function responseOutcomeOfReply(row: MessageRow, opts: { include?: readonly string[] } = {}): ResponseOutcome {
   return {
     status: responseStatusOf(row.status, row.finishReason),
-    output: messageToItems(row, opts),
+    output: responseOutput(messageToItems(row, opts)),
     usage: row.usage,
     error: errorOf(row.error),
     finishReason: row.finishReason,
@@ -314,7 +321,7 @@ export function responseOutcomeOfCompletion(
 ): ResponseOutcome {
   return {
     status: responseStatusOf(end.status, end.finish_reason),
-    output: messageToItems(completionEndRow(end), opts),
+    output: responseOutput(messageToItems(completionEndRow(end), opts)),
     usage: end.usage as ChatUsage | null,
     error: errorOf(end.error),
     finishReason: end.finish_reason,

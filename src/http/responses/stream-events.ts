@@ -16,6 +16,7 @@ import {
 } from "./items.ts";
 import {
   replyMessageId,
+  responseOutput,
   responseStatusOf,
   toResponseObject,
   type ChatUsage,
@@ -376,7 +377,7 @@ export class ResponseEventTranslator {
     for (const [i, c] of (row.toolCalls ?? []).entries()) final.calls.set(i, { id: c.id, name: c.function.name, arguments: c.function.arguments });
     if (!this.#extend(final, emit, true)) return;
 
-    const output = messageToItems(row, { include: this.#base.include });
+    const output = responseOutput(messageToItems(row, { include: this.#base.include }));
     const status = itemStatusOf(row);
     for (const item of [...this.#items.values()].sort((a, b) => a.outputIndex - b.outputIndex)) {
       this.#close(item, status, emit, output.find((o) => o.id === item.id));
@@ -392,7 +393,7 @@ export class ResponseEventTranslator {
       finishReason: end.finish_reason,
       completedAt: end.completed_at ?? unixSecondsOfStreamId(eventId),
     };
-    // Items of the end no delta showed (an empty message: a reply that said nothing) come last.
+    // Items of the end no delta showed (none, unless the deltas were lost) come last.
     for (const o of output) if (!outcome.output.includes(o)) outcome.output.push(o);
     const response = toResponseObject(this.#base, outcome);
     const type = response.status === "completed" ? "response.completed" : response.status === "failed" ? "response.failed" : "response.incomplete";

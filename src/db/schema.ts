@@ -69,7 +69,7 @@ export const conversations = pgTable(
     params: json("params").$type<Record<string, unknown>>().notNull().default({}),
     metadata: jsonb("metadata").$type<Record<string, string>>().notNull().default({}),
     messageCount: integer("message_count").notNull().default(0),
-    // The seq of the newest message; appends bump it under the row lock, so seqs never gap or repeat.
+    // The seq of the newest message; appends bump it under the row lock, so seqs never repeat (a deleted item leaves a gap).
     lastSeq: integer("last_seq").notNull().default(0),
     // How a turn's history is fitted into the model's context window (see src/context).
     contextStrategy: text("context_strategy", { enum: contextStrategies }).notNull().default("auto"),

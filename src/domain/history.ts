@@ -1,4 +1,4 @@
-import { and, asc, eq, gte, lt, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gte, lt, sql } from "drizzle-orm";
 import type { ContextWindows } from "../context/context-windows.ts";
 import { ContextLengthExceededError, turnBudget } from "../context/turn-budget.ts";
 import type { Database } from "../db/client.ts";
@@ -99,10 +99,13 @@ export async function buildHistory(
   const summary = summarizing && conversation.summary !== null ? conversation.summary : null;
   if (summary !== null) budget.historyTokens -= conversation.summaryTokens;
   const inConversation = eq(messages.conversationId, conversation.id);
+  // The newest message before the reply (not the one at seq - 1: a deleted item leaves a gap in seqs).
   const [last] = await db
-    .select({ historyTokens: messages.historyTokens })
+    .select({ historyTokens: messages.historyTokens, tokens: messages.tokens })
     .from(messages)
-    .where(and(inConversation, eq(messages.seq, reply.seq - 1)));
+    .where(and(inConversation, lt(messages.seq, reply.seq)))
+    .orderBy(desc(messages.seq))
+    .limit(1);
   const total = last?.historyTokens ?? 0;
 
   let fromSeq = 1;
@@ -132,8 +135,7 @@ export async function buildHistory(
   const included = sent.filter(belongsInHistory).map((m) => (m.rich === null ? m : { ...m, ...m.rich }));
   if (included.length === 0 && total > 0) {
     // Not even the newest message fits (the model or system prompt changed since it was accepted).
-    const [newest] = await db.select({ tokens: messages.tokens }).from(messages).where(and(inConversation, eq(messages.seq, reply.seq - 1)));
-    throw new ContextLengthExceededError(budget, { what: "The newest message", tokens: newest?.tokens ?? total }, null);
+    throw new ContextLengthExceededError(budget, { what: "The newest message", tokens: last?.tokens ?? total }, null);
   }
 
   const history: ChatMessage[] = [];

@@ -1,4 +1,4 @@
-import { and, eq, inArray, sql } from "drizzle-orm";
+import { and, desc, eq, inArray, lt, sql } from "drizzle-orm";
 import { alias } from "drizzle-orm/pg-core";
 import type { Database } from "../db/client.ts";
 import { conversations, messages, type MessageRow, type StoredError, type StoredToolCall, type StoredUsage } from "../db/schema.ts";
@@ -79,7 +79,9 @@ export async function finishReply(
         historyTokens: sql`coalesce((${on
           .select({ total: previous.historyTokens })
           .from(previous)
-          .where(and(eq(previous.conversationId, messages.conversationId), eq(previous.seq, sql`${messages.seq} - 1`)))}), 0) + ${counted}`,
+          .where(and(eq(previous.conversationId, messages.conversationId), lt(previous.seq, messages.seq)))
+          .orderBy(desc(previous.seq))
+          .limit(1)}), 0) + ${counted}`,
         ...(outcome.context ? { contextMessages: outcome.context.messages, contextTokens: outcome.context.tokens } : {}),
         completedAt: sql`now()`,
       })

@@ -52,7 +52,9 @@ export async function runSummaryJob(deps: SummaryDeps, job: SummaryJob, run: Job
   const [before] = await deps.db
     .select({ total: messages.historyTokens })
     .from(messages)
-    .where(and(inConversation, eq(messages.seq, from)));
+    .where(and(inConversation, lte(messages.seq, from)))
+    .orderBy(desc(messages.seq))
+    .limit(1);
   // The last message that still fits in this call, by the running totals (at least one, so the job moves on).
   const [last] = await deps.db
     .select({ seq: messages.seq })

@@ -1,5 +1,5 @@
 import { z } from "@hono/zod-openapi";
-import { and, eq, inArray, notExists, sql } from "drizzle-orm";
+import { and, desc, eq, inArray, lt, notExists, sql } from "drizzle-orm";
 import type { Database } from "../db/client.ts";
 import { conversations, messages, type MessageRow } from "../db/schema.ts";
 import type { ModelRegistry } from "../providers/registry.ts";
@@ -125,8 +125,8 @@ export async function appendMessage(
 /**
  * Stores messages and, when asked, a `queued` reply, with the next seqs in one
  * transaction; then announces the reply on its event stream and enqueues its
- * job. The conversation row lock serialises concurrent appends, so seqs have
- * no gaps and no duplicates; any append while a reply is in flight is refused.
+ * job. The conversation row lock serialises concurrent appends, so seqs never
+ * repeat; any append while a reply is in flight is refused.
  */
 export async function appendTurn(
   deps: TurnDeps,
@@ -204,13 +204,13 @@ export async function appendTurn(
       const firstSeq = bumped.lastSeq - count + (turn.replaces ? 0 : 1);
       // One timestamp for the whole turn: it is how failed-turns.ts finds a turn's messages.
       const now = new Date();
-      const [previous] =
-        firstSeq > 1
-          ? await tx
-              .select({ historyTokens: messages.historyTokens })
-              .from(messages)
-              .where(and(eq(messages.conversationId, conversationId), eq(messages.seq, firstSeq - 1)))
-          : [];
+      // The newest earlier message, not the one at firstSeq - 1: a deleted item leaves a gap in seqs.
+      const [previous] = await tx
+        .select({ historyTokens: messages.historyTokens })
+        .from(messages)
+        .where(and(eq(messages.conversationId, conversationId), lt(messages.seq, firstSeq)))
+        .orderBy(desc(messages.seq))
+        .limit(1);
       const given = completedMessageRows(turn.messages, {
         tenantId,
         conversationId,

@@ -356,10 +356,8 @@ describe("adding items", () => {
 });
 
 describe("deleting the newest item", () => {
-  // Fails until turns.ts, replies.ts and history.ts find "the message before" as the newest row with a lower
-  // seq instead of the row at seq - 1 (a deleted newest item leaves nothing there): see the report of issue 14's
-  // Conversations API work. Remove `.fails` with that change.
-  it.fails("keeps the running totals of the next turn right", async () => {
+  // "The message before" a turn is the newest row with a lower seq, not the row at seq - 1: a deleted newest item leaves nothing there.
+  it("keeps the running totals of the next turn right", async () => {
     const client = openai();
     const conv = await client.conversations.create({ items: [{ role: "user", content: "First question, quite long." }, { role: "user", content: "Oops" }] });
     const [, oops] = await rowIds(conv.id);

@@ -197,7 +197,7 @@ export const outputTextSchema = z
   .object({
     type: z.literal("output_text"),
     text: z.string(),
-    annotations: z.array(z.never()),
+    annotations: z.array(z.unknown()).max(0),
     logprobs: z.array(logprobSchema).optional(),
   })
   .openapi("OutputText");

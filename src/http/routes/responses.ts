@@ -411,7 +411,8 @@ export function responseRoutes(deps: ResponseRouteDeps) {
       let start = 0;
       if (after !== undefined) {
         const at = all.findIndex((i) => i.id === after);
-        if (at < 0) throw new InvalidRequestError(`No item '${after}' in this response's input.`, "after", "item_not_found");
+        // A 404 as documented above, and as the conversation's items answer an unknown `after`.
+        if (at < 0) throw new NotFoundError("item", after, "after");
         start = at + 1;
       }
       const data = all.slice(start, start + limit);

@@ -1,7 +1,7 @@
 import { z } from "@hono/zod-openapi";
 import { describe, expect, it } from "vitest";
 import type { MessageRow } from "../../src/db/schema.ts";
-import { InvalidRequestError } from "../../src/domain/errors.ts";
+import { NotFoundError } from "../../src/domain/errors.ts";
 import type { GivenMessage } from "../../src/domain/message-rows.ts";
 import { validationErrorBody } from "../../src/http/errors.ts";
 import {
@@ -226,9 +226,9 @@ describe("item references", () => {
     } catch (err) {
       thrown = err;
     }
-    expect(thrown).toBeInstanceOf(InvalidRequestError);
-    expect((thrown as InvalidRequestError).param).toBe("input.1.id");
-    expect((thrown as InvalidRequestError).code).toBe("item_not_found");
+    expect(thrown).toBeInstanceOf(NotFoundError);
+    expect((thrown as NotFoundError).param).toBe("input.1.id");
+    expect((thrown as NotFoundError).code).toBe("not_found");
     expect((thrown as Error).message).toContain("msg_missing");
   });
 });

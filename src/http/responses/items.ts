@@ -1,7 +1,7 @@
 import { z } from "@hono/zod-openapi";
 import type { MessageRow } from "../../db/schema.ts";
 import { isAcceptedImageUrl, type ContentPart, type ToolCall } from "../../domain/chat-message.ts";
-import { InvalidRequestError } from "../../domain/errors.ts";
+import { NotFoundError } from "../../domain/errors.ts";
 import type { GivenMessage } from "../../domain/message-rows.ts";
 import { storableText } from "../../domain/storable-json.ts";
 
@@ -487,9 +487,9 @@ export function inputItemsToMessages(items: readonly InputItem[], opts: { refere
   return out;
 }
 
-/** An item_reference (or an item route's id) naming no item the caller can see. */
-export class ItemNotFoundError extends InvalidRequestError {
+/** An item_reference naming no item the caller can see: a 404, as OpenAI answers an unknown id. */
+export class ItemNotFoundError extends NotFoundError {
   constructor(id: string, param: string | null) {
-    super(`No item found with id '${id}'.`, param, "item_not_found");
+    super("item", id, param);
   }
 }

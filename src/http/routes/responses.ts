@@ -80,7 +80,7 @@ const includeQuery = z
 const eventsDescription =
   "With `stream: true`: the response's events as SSE (`event:` the type, `data:` the event with its `sequence_number`): " +
   "`response.created`, `response.in_progress`, output item, content part, text, reasoning and function-call argument " +
-  "deltas and their ends, then `response.completed`, `response.incomplete`, `response.failed` or `response.cancelled`.";
+  "deltas and their ends, then `response.completed`, `response.incomplete` (also for a cancelled response, whose `status` says `cancelled`) or `response.failed`.";
 
 const create = createRoute({
   method: "post",

@@ -39,7 +39,7 @@ function expectConformingBodies(steps: readonly { response: { body?: unknown } }
 }
 
 /** Runs a streamText result to its end; its raw events conform and are numbered on by one per step. */
-async function drain(result: ReturnType<typeof streamText>) {
+async function drain(result: { fullStream: AsyncIterable<{ type: string; rawValue?: unknown; error?: unknown }> }) {
   const raw: { type: string; sequence_number: number }[] = [];
   for await (const part of result.fullStream) {
     if (part.type === "raw") raw.push(part.rawValue as { type: string; sequence_number: number });

@@ -25,7 +25,7 @@ import {
   type Item,
 } from "../responses/items.ts";
 import { validationHook } from "../validation.ts";
-import { conversationIdParam, errorResponse, jsonBody, jsonResponse } from "./schemas.ts";
+import { conversationIdParam, errorResponse, includeOf, includeQuery, jsonBody, jsonResponse } from "./schemas.ts";
 
 /**
  * OpenAI's Conversations API items on Parley's conversations: each stored
@@ -39,15 +39,6 @@ export const MAX_ITEMS_PER_REQUEST = 20;
 const itemIdParam = z.string().openapi({ param: { name: "item_id", in: "path" }, example: "fc_01jf3t8vvaf8s9k0d7k6x1s2y3_0" });
 const conversationParams = z.object({ conversation_id: conversationIdParam });
 const itemParams = z.object({ conversation_id: conversationIdParam, item_id: itemIdParam });
-
-// The openai SDK sends arrays as `include[]=…`; others send `include=…` (repeated or once).
-const includeValues = z.union([z.string(), z.array(z.string())]).optional();
-const includeQuery = {
-  include: includeValues.openapi({ description: "`message.output_text.logprobs`: a reply's logprobs on its output_text (when stored)." }),
-  "include[]": includeValues.openapi({ description: "The same, as the openai SDK sends it." }),
-};
-const includeOf = (q: { include?: string | string[] | undefined; "include[]"?: string | string[] | undefined }): string[] =>
-  [q.include ?? [], q["include[]"] ?? []].flat();
 
 /** The items of a request (create, add): 1 to 20 input items. */
 export const givenItemsSchema = (min: number) =>

@@ -51,9 +51,8 @@ import {
 } from "../responses/response-object.ts";
 import { conversationIdOf, PARLEY_TURN_KEYS, responseRequestSchema, toChatParams } from "../responses/request.ts";
 import { ResponseEventTranslator } from "../responses/stream-events.ts";
-import { includeValues } from "../responses/request.ts";
 import { validationHook } from "../validation.ts";
-import { errorResponse, jsonBody, jsonOrEventStreamResponse, jsonResponse } from "./schemas.ts";
+import { errorResponse, includeOf, includeQuery, jsonBody, jsonOrEventStreamResponse, jsonResponse } from "./schemas.ts";
 
 /**
  * OpenAI's Responses API, translated onto Parley's turns (src/domain/responses.ts):
@@ -71,11 +70,6 @@ export interface ResponseRouteDeps extends TurnDeps, ReplyControlDeps, Idempoten
 
 const responseIdParam = z.string().openapi({ param: { name: "response_id", in: "path" }, example: "resp_01jf3t8vvaf8s9k0d7k6x1s2y3" });
 const params = z.object({ response_id: responseIdParam });
-const includeQuery = z
-  .union([z.enum(includeValues), z.array(z.enum(includeValues))])
-  .optional()
-  .transform((v) => (v === undefined ? [] : Array.isArray(v) ? v : [v]))
-  .openapi({ description: "Extra fields in the items: `message.output_text.logprobs`." });
 
 const eventsDescription =
   "With `stream: true`: the response's events as SSE (`event:` the type, `data:` the event with its `sequence_number`): " +
@@ -119,7 +113,7 @@ const retrieve = createRoute({
     query: z.object({
       stream: z.enum(["true", "false"]).optional(),
       starting_after: z.coerce.number().int().min(-1).optional().openapi({ description: "Send only events with a larger `sequence_number`." }),
-      include: includeQuery,
+      ...includeQuery,
     }),
   },
   responses: {
@@ -164,7 +158,7 @@ const inputItems = createRoute({
       limit: z.coerce.number().int().min(1).max(100).default(20),
       order: z.enum(["asc", "desc"]).default("desc"),
       after: z.string().optional().openapi({ description: "An item id: list the items after it (in `order`)." }),
-      include: includeQuery,
+      ...includeQuery,
     }),
   },
   responses: {
@@ -388,8 +382,9 @@ export function responseRoutes(deps: ResponseRouteDeps) {
     .openapi(retrieve, async (c) => {
       const { response_id: id } = c.req.valid("param");
       const query = c.req.valid("query");
+      const include = includeOf(query);
       const found = await findResponse(deps, c.var.tenantId, id);
-      if (query.stream !== "true") return c.json(await storedResponseObject(deps, found, query.include.length ? query.include : undefined), 200);
+      if (query.stream !== "true") return c.json(await storedResponseObject(deps, found, include.length ? include : undefined), 200);
       const base = responseBaseSchema.parse(found.response.request);
       const follow = await followReply(c.var.tenantId, found);
       return responseEventStream(c, deps, follow, new ResponseEventTranslator(base, found.reply?.id ?? null), query.starting_after ?? -1) as never;
@@ -404,7 +399,8 @@ export function responseRoutes(deps: ResponseRouteDeps) {
       return c.json({ id, object: "response.deleted" as const, deleted: true as const }, 200);
     })
     .openapi(inputItems, async (c) => {
-      const { limit, order, after, include } = c.req.valid("query");
+      const { limit, order, after, ...query } = c.req.valid("query");
+      const include = includeOf(query);
       const found = await findResponse(deps, c.var.tenantId, c.req.valid("param").response_id);
       const all = (await responseInput(deps, found)).flatMap((row) => messageToItems(row, { include }));
       if (order === "desc") all.reverse();

@@ -45,3 +45,13 @@ export const messageIdParam = z.string().openapi({
   param: { name: "message_id", in: "path" },
   example: "msg_01jf3t8vvaf8s9k0d7k6x1s2y3",
 });
+
+// The openai SDK sends arrays as `include[]=…`; others send `include=…` (repeated or once).
+const includeValues = z.union([z.string(), z.array(z.string())]).optional();
+/** The `include` query of the item-listing routes (Responses and Conversations APIs). */
+export const includeQuery = {
+  include: includeValues.openapi({ description: "`message.output_text.logprobs`: a reply's logprobs on its output_text (when stored)." }),
+  "include[]": includeValues.openapi({ description: "The same, as the openai SDK sends it." }),
+};
+export const includeOf = (q: { include?: string | string[] | undefined; "include[]"?: string | string[] | undefined }): string[] =>
+  [q.include ?? [], q["include[]"] ?? []].flat();

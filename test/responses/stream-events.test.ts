@@ -2,7 +2,7 @@ import OpenAI from "openai";
 import { describe, expect, it } from "vitest";
 import type { MessageRow } from "../../src/db/schema.ts";
 import { responseRequestSchema } from "../../src/http/responses/request.ts";
-import { responseBaseOf, type ResponseBase } from "../../src/http/responses/response-object.ts";
+import { responseBaseOf, toResponseObject, type ResponseBase } from "../../src/http/responses/response-object.ts";
 import { ResponseEventTranslator, responseEventsFromRow, type ResponseStreamEvent } from "../../src/http/responses/stream-events.ts";
 import type { ReplyEvent } from "../../src/streams/reply-events.ts";
 import { specIssues, StreamingEvent } from "../support/open-responses.ts";
@@ -342,6 +342,136 @@ describe("a reply's stream as Responses events", () => {
   });
 });
 
+describe("reasoning summaries (a request with reasoning.summary)", () => {
+  const summarized = (summary = "auto") => baseOf({ reasoning: { summary } });
+  const summaryTypes = [
+    "response.reasoning_summary_part.added",
+    "response.reasoning_summary_text.delta",
+    "response.reasoning_summary_text.done",
+    "response.reasoning_summary_part.done",
+  ];
+  const summaryEvents = (events: ResponseStreamEvent[]) => events.filter((e) => summaryTypes.includes(e.type));
+  const fragments = (events: ResponseStreamEvent[], type: string) => events.filter((e) => e.type === type).map((e) => (e as { delta: string }).delta);
+  const thinkingLog = nativeLog(
+    created(),
+    delta({ reasoning: "Let me " }),
+    delta({ reasoning: "think." }),
+    delta({ content: "42" }),
+    end("completed", { content: "42", reasoning: "Let me think." }),
+    done(),
+  );
+
+  it("the reasoning item also streams its reasoning as its one summary part, fragment for fragment", async () => {
+    const { events } = translate(thinkingLog, summarized());
+    expectWellFormed(events);
+    expect(types(events)).toEqual([
+      "response.created",
+      "response.in_progress",
+      "response.output_item.added",
+      "response.content_part.added",
+      "response.reasoning_summary_part.added",
+      "response.reasoning_text.delta",
+      "response.reasoning_summary_text.delta",
+      "response.reasoning_text.delta",
+      "response.reasoning_summary_text.delta",
+      "response.reasoning_text.done",
+      "response.content_part.done",
+      "response.reasoning_summary_text.done",
+      "response.reasoning_summary_part.done",
+      "response.output_item.done",
+      "response.output_item.added",
+      "response.content_part.added",
+      "response.output_text.delta",
+      "response.output_text.done",
+      "response.content_part.done",
+      "response.output_item.done",
+      "response.completed",
+    ]);
+    const at = { item_id: RS, output_index: 0, summary_index: 0 };
+    expect(events[2]).toMatchObject({ item: { id: RS, type: "reasoning", summary: [], content: [] } });
+    expect(events[4]).toEqual({ type: "response.reasoning_summary_part.added", ...at, part: { type: "summary_text", text: "" }, sequence_number: 4 });
+    expect(fragments(events, "response.reasoning_summary_text.delta")).toEqual(["Let me ", "think."]);
+    expect(fragments(events, "response.reasoning_summary_text.delta")).toEqual(fragments(events, "response.reasoning_text.delta"));
+    expect(events[11]).toEqual({ type: "response.reasoning_summary_text.done", ...at, text: "Let me think.", sequence_number: 11 });
+    // Completed normally: no `status` (the OpenAI SDK's type has it only for a part cut short).
+    expect(events[12]).toEqual({ type: "response.reasoning_summary_part.done", ...at, part: { type: "summary_text", text: "Let me think." }, sequence_number: 12 });
+    const item = { id: RS, type: "reasoning", summary: [{ type: "summary_text", text: "Let me think." }], content: [{ type: "reasoning_text", text: "Let me think." }] };
+    expect(events[13]).toMatchObject({ type: "response.output_item.done", item });
+    expect(last(events).response.reasoning).toEqual({ effort: null, summary: "auto" });
+    expect(last(events).response.output[0]).toEqual(item);
+    const response = await sdkFinal(events);
+    expect(response.output[0]).toEqual(item);
+    expect(response.output_text).toBe("42");
+  });
+
+  it.each(["concise", "detailed"])("%s: the same whole reasoning (a chat-completions upstream has no shorter summary)", (level) => {
+    const { events } = translate(thinkingLog, summarized(level));
+    expectWellFormed(events);
+    expect(last(events).response.output[0]).toMatchObject({ summary: [{ type: "summary_text", text: "Let me think." }] });
+  });
+
+  it.each([
+    ["no reasoning field", {}],
+    ["reasoning without summary", { reasoning: { effort: "low" } }],
+    ["summary: null", { reasoning: { effort: "low", summary: null } }],
+  ])("without a summary asked (%s) nothing changes: no summary events, empty summaries", (_, extra) => {
+    const { events } = translate(thinkingLog, baseOf(extra));
+    expectWellFormed(events);
+    expect(summaryEvents(events)).toEqual([]);
+    expect(events.find((e) => e.type === "response.output_item.done")).toMatchObject({ item: { id: RS, summary: [] } });
+    expect(last(events).response.output[0]).toMatchObject({ id: RS, summary: [] });
+  });
+
+  it("no reasoning, no summary events", () => {
+    const { events } = translate(nativeLog(created(), delta({ content: "Hi" }), end("completed", { content: "Hi" })), summarized());
+    expectWellFormed(events);
+    expect(summaryEvents(events)).toEqual([]);
+  });
+
+  it("a restart that repeats the reasoning sends no summary twice; the same log gives the same events", async () => {
+    const log = nativeLog(
+      created(),
+      delta({ reasoning: "Hm" }),
+      reset(),
+      delta({ reasoning: "H" }),
+      delta({ reasoning: "mm." }),
+      delta({ content: "Yes." }),
+      end("completed", { content: "Yes.", reasoning: "Hmm." }),
+      done(),
+    );
+    const { events, finished } = translate(log, summarized());
+    expectWellFormed(events);
+    expect(finished).toBe(true);
+    expect(fragments(events, "response.reasoning_text.delta")).toEqual(["Hm", "m."]);
+    expect(fragments(events, "response.reasoning_summary_text.delta")).toEqual(["Hm", "m."]);
+    expect(events.filter((e) => e.type === "response.reasoning_summary_part.added")).toHaveLength(1);
+    expect(translate(log, summarized()).events).toEqual(events);
+    for (const n of [3, 6, 10]) expect(translate(log, summarized()).events.filter((e) => e.sequence_number > n)).toEqual(events.slice(n + 1));
+    expect((await sdkFinal(events)).output[0]).toMatchObject({ summary: [{ type: "summary_text", text: "Hmm." }] });
+  });
+
+  it("reasoning cut short (cancelled while thinking): its summary part ends with status incomplete", () => {
+    const { events } = translate(nativeLog(created(), delta({ reasoning: "Wait" }), end("cancelled", { reasoning: "Wait" })), summarized());
+    expectWellFormed(events);
+    expect(events.find((e) => e.type === "response.reasoning_summary_part.done")).toMatchObject({ status: "incomplete", part: { text: "Wait" } });
+    expect(last(events).response).toMatchObject({ status: "cancelled", output: [{ id: RS, summary: [{ type: "summary_text", text: "Wait" }] }] });
+  });
+
+  it("sends the summary of reasoning only the end brought (a follower that read the row)", () => {
+    const { events } = translate(nativeLog(created(), delta({ reasoning: "Abo" }), end("completed", { content: "", reasoning: "About it." })), summarized());
+    expectWellFormed(events);
+    expect(fragments(events, "response.reasoning_summary_text.delta")).toEqual(["Abo", "ut it."]);
+  });
+
+  it("the Response object: reasoning items carry their summary when asked, and only then", () => {
+    const reasoning = { id: RS, type: "reasoning" as const, summary: [], content: [{ type: "reasoning_text" as const, text: "Because." }] };
+    const message = { id: REPLY, type: "message" as const, status: "completed" as const, role: "assistant" as const, content: [] };
+    const outcome = { status: "completed" as const, output: [reasoning, message], usage: null, error: null, finishReason: "stop", completedAt: 1 };
+    expect(toResponseObject(summarized(), outcome).output).toEqual([{ ...reasoning, summary: [{ type: "summary_text", text: "Because." }] }, message]);
+    expect(toResponseObject(baseOf(), outcome).output).toEqual([reasoning, message]);
+  });
+});
+
 describe("a reply whose event log expired", () => {
   const row = {
     id: REPLY,
@@ -377,5 +507,14 @@ describe("a reply whose event log expired", () => {
     expect(responseEventsFromRow(baseOf(), row)).toEqual(events);
     const response = await sdkFinal(events);
     expect(response.output.map((i) => i.type)).toEqual(["reasoning", "message", "function_call"]);
+  });
+
+  it("with reasoning.summary, its reasoning is also told as its summary", async () => {
+    const base = baseOf({ reasoning: { summary: "auto" } });
+    const events = responseEventsFromRow(base, row);
+    expectWellFormed(events);
+    expect(events.filter((e) => e.type === "response.reasoning_summary_text.delta")).toMatchObject([{ item_id: RS, delta: "Thought." }]);
+    expect(responseEventsFromRow(base, row)).toEqual(events);
+    expect((await sdkFinal(events)).output[0]).toMatchObject({ id: RS, summary: [{ type: "summary_text", text: "Thought." }] });
   });
 });

@@ -254,6 +254,19 @@ export type FunctionCallOutputItem = z.infer<typeof functionCallOutputItemSchema
 export type ReasoningItem = z.infer<typeof reasoningItemSchema>;
 export type Item = z.infer<typeof itemSchema>;
 
+/**
+ * A reasoning item with its reasoning also as its summary, for a request that
+ * asked for summaries (`reasoning.summary`). A chat-completions upstream sends
+ * its reasoning and no shorter summary of it, so the summary is the whole text
+ * (whatever level was asked): clients that read only summaries, as the AI
+ * SDK's OpenAI provider does, still see it. Other items are as they are.
+ */
+export function withReasoningSummary(item: Item): Item {
+  if (item.type !== "reasoning") return item;
+  const text = item.content.map((c) => c.text).join("");
+  return { ...item, summary: text ? [{ type: "summary_text", text }] : [] };
+}
+
 // ---------------------------------------------------------------- item ids
 
 const MESSAGE_PREFIX = "msg_";

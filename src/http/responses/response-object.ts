@@ -2,7 +2,7 @@ import { z } from "@hono/zod-openapi";
 import type { MessageRow, StoredError } from "../../db/schema.ts";
 import type { CompletionEnd } from "../../domain/stateless-completions.ts";
 import type { ToolCall } from "../../domain/chat-message.ts";
-import { itemSchema, messageToItems, type Item } from "./items.ts";
+import { itemSchema, messageToItems, withReasoningSummary, type Item } from "./items.ts";
 import { includeValues, reasoningEfforts, type ResponseRequest } from "./request.ts";
 
 /**
@@ -224,6 +224,9 @@ export function incompleteReason(finishReason: string | null): "max_output_token
   return null;
 }
 
+/** Whether the request asked for reasoning summaries: its reasoning items then carry one (see withReasoningSummary). */
+export const asksReasoningSummary = (base: Pick<ResponseBase, "reasoning">): boolean => base.reasoning?.summary != null;
+
 export function toResponseObject(base: ResponseBase, outcome: ResponseOutcome): ResponseObject {
   const reason = outcome.status === "incomplete" ? incompleteReason(outcome.finishReason) : null;
   return {
@@ -240,7 +243,7 @@ export function toResponseObject(base: ResponseBase, outcome: ResponseOutcome): 
     max_output_tokens: base.max_output_tokens,
     max_tool_calls: base.max_tool_calls,
     model: base.model,
-    output: outcome.output,
+    output: asksReasoningSummary(base) ? outcome.output.map(withReasoningSummary) : outcome.output,
     parallel_tool_calls: base.parallel_tool_calls,
     previous_response_id: base.previous_response_id,
     prompt_cache_key: base.prompt_cache_key,

@@ -10,11 +10,13 @@ import {
   messageToItems,
   reasoningItemId,
   responsesLogprobs,
+  withReasoningSummary,
   type Item,
   type ItemStatus,
   type Logprob,
 } from "./items.ts";
 import {
+  asksReasoningSummary,
   replyMessageId,
   responseOutput,
   responseStatusOf,
@@ -40,6 +42,7 @@ interface StreamEventBase {
 type Lifecycle = "response.created" | "response.queued" | "response.in_progress" | "response.completed" | "response.failed" | "response.incomplete";
 type OutputText = { type: "output_text"; text: string; annotations: never[]; logprobs?: Logprob[] };
 type ReasoningText = { type: "reasoning_text"; text: string };
+type SummaryText = { type: "summary_text"; text: string };
 export type ResponseStreamEvent = StreamEventBase &
   (
     | { type: Lifecycle; response: ResponseObject }
@@ -55,6 +58,18 @@ export type ResponseStreamEvent = StreamEventBase &
     | { type: "response.output_text.done"; item_id: string; output_index: number; content_index: number; text: string; logprobs: Logprob[] }
     | { type: "response.reasoning_text.delta"; item_id: string; output_index: number; content_index: number; delta: string }
     | { type: "response.reasoning_text.done"; item_id: string; output_index: number; content_index: number; text: string }
+    | { type: "response.reasoning_summary_part.added"; item_id: string; output_index: number; summary_index: number; part: SummaryText }
+    | { type: "response.reasoning_summary_text.delta"; item_id: string; output_index: number; summary_index: number; delta: string }
+    | { type: "response.reasoning_summary_text.done"; item_id: string; output_index: number; summary_index: number; text: string }
+    | {
+        type: "response.reasoning_summary_part.done";
+        item_id: string;
+        output_index: number;
+        summary_index: number;
+        part: SummaryText;
+        /** As the OpenAI SDK reads it: only when the reasoning was cut short. */
+        status?: "incomplete";
+      }
     | { type: "response.function_call_arguments.delta"; item_id: string; output_index: number; delta: string }
     | { type: "response.function_call_arguments.done"; item_id: string; output_index: number; name: string; arguments: string }
     | {
@@ -137,10 +152,16 @@ export class ResponseEventTranslator {
   #open: OpenItem | null = null;
   /** The logprobs of the delta being translated, for its text (when the request included them). */
   #deltaLogprobs: Logprob[] = [];
+  /**
+   * The request asked for reasoning summaries: the reasoning item also streams
+   * its text as its one summary part, delta for delta (see withReasoningSummary).
+   */
+  readonly #summarizes: boolean;
 
   constructor(base: ResponseBase, replyId: string | null) {
     this.#base = base;
     this.#replyId = replyId;
+    this.#summarizes = asksReasoningSummary(base);
   }
 
   /** True once the response has ended (its completed, failed or incomplete event) or stopped with an error. */
@@ -289,6 +310,9 @@ export class ResponseEventTranslator {
     if (key === "reasoning") {
       emit({ type: "response.output_item.added", output_index, item: { id, type: "reasoning", summary: [], content: [] } });
       emit({ type: "response.content_part.added", item_id: id, output_index, content_index: 0, part: { type: "reasoning_text", text: "" } });
+      if (this.#summarizes) {
+        emit({ type: "response.reasoning_summary_part.added", item_id: id, output_index, summary_index: 0, part: { type: "summary_text", text: "" } });
+      }
     } else if (key === "content") {
       emit({ type: "response.output_item.added", output_index, item: { id, type: "message", status: "in_progress", role: "assistant", content: [] } });
       emit({
@@ -312,8 +336,10 @@ export class ResponseEventTranslator {
   #send(item: OpenItem, delta: string, emit: (e: NewEvent) => void): void {
     item.sent += delta;
     const at = { item_id: item.id, output_index: item.outputIndex };
-    if (item.key === "reasoning") emit({ type: "response.reasoning_text.delta", ...at, content_index: 0, delta });
-    else if (item.key === "content") {
+    if (item.key === "reasoning") {
+      emit({ type: "response.reasoning_text.delta", ...at, content_index: 0, delta });
+      if (this.#summarizes) emit({ type: "response.reasoning_summary_text.delta", ...at, summary_index: 0, delta });
+    } else if (item.key === "content") {
       const logprobs = this.#deltaLogprobs;
       this.#deltaLogprobs = [];
       item.logprobs.push(...logprobs);
@@ -329,11 +355,18 @@ export class ResponseEventTranslator {
     if (item.key === "reasoning") {
       emit({ type: "response.reasoning_text.done", ...at, content_index: 0, text: item.sent });
       emit({ type: "response.content_part.done", ...at, content_index: 0, part: { type: "reasoning_text", text: item.sent } });
-      emit({
-        type: "response.output_item.done",
-        output_index: item.outputIndex,
-        item: { id: item.id, type: "reasoning", summary: [], content: [{ type: "reasoning_text", text: item.sent }] },
-      });
+      if (this.#summarizes) {
+        emit({ type: "response.reasoning_summary_text.done", ...at, summary_index: 0, text: item.sent });
+        emit({
+          type: "response.reasoning_summary_part.done",
+          ...at,
+          summary_index: 0,
+          part: { type: "summary_text", text: item.sent },
+          ...(status === "completed" ? {} : { status: "incomplete" as const }),
+        });
+      }
+      const done: Item = { id: item.id, type: "reasoning", summary: [], content: [{ type: "reasoning_text", text: item.sent }] };
+      emit({ type: "response.output_item.done", output_index: item.outputIndex, item: this.#summarizes ? withReasoningSummary(done) : done });
     } else if (item.key === "content") {
       const finalText = final?.type === "message" ? final.content.find((p) => p.type === "output_text") : undefined;
       const logprobs = finalText && "logprobs" in finalText && finalText.logprobs ? finalText.logprobs : item.logprobs;

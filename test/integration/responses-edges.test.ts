@@ -1,0 +1,213 @@
+import OpenAI, { APIError } from "openai";
+import { describe, expect, it } from "vitest";
+import { toolLoop, upstreamError, type FakeToolCall } from "../support/fake-upstream.ts";
+import { openaiAt } from "../support/openai-clients.ts";
+import { ResponseResource, specIssues, StreamingEvent } from "../support/open-responses.ts";
+import { useServiceWithFakeUpstream } from "../support/service.ts";
+import { eventually } from "../support/waiting.ts";
+
+/*
+ * The Responses API past the main paths, with the openai client: failures streamed and retrieved, background
+ * streams, idempotent streams, store: false chains, instructions over a conversation's system prompt,
+ * branching from a response of the caller's conversation, several tool calls, and what input_items lists.
+ */
+
+const ctx = useServiceWithFakeUpstream({ overrides: { DEFAULT_MODEL: "fake-model" } });
+const openai = () => openaiAt(`${ctx.service.url}/v1`);
+
+type StreamEvent = OpenAI.Responses.ResponseStreamEvent;
+
+function conforming<T>(response: T): T {
+  expect(specIssues(ResponseResource, response)).toEqual([]);
+  return response;
+}
+
+async function collect(stream: AsyncIterable<StreamEvent>): Promise<StreamEvent[]> {
+  const events: StreamEvent[] = [];
+  for await (const e of stream) events.push(e);
+  for (const e of events) expect({ type: e.type, issues: specIssues(StreamingEvent, e) }).toEqual({ type: e.type, issues: [] });
+  const first = events[0]?.sequence_number ?? 0;
+  expect(events.map((e) => e.sequence_number)).toEqual(events.map((_, i) => first + i));
+  return events;
+}
+
+const types = (events: readonly StreamEvent[]) => events.map((e) => e.type);
+const lastResponse = (events: readonly StreamEvent[]) => (events.at(-1) as { response: OpenAI.Responses.Response }).response;
+const upstreamMessages = (i: number) => ctx.upstream.requests[i]?.body.messages;
+
+const weather: OpenAI.Responses.FunctionTool = {
+  type: "function",
+  name: "get_weather",
+  description: null,
+  parameters: { type: "object", properties: { city: { type: "string" } } },
+  strict: null,
+};
+const lisbon: Required<FakeToolCall> = { id: "call_lisbon", name: "get_weather", arguments: '{"city":"Lisbon"}' };
+const porto: Required<FakeToolCall> = { id: "call_porto", name: "get_weather", arguments: '{"city":"Porto"}' };
+
+describe("failures", () => {
+  it("an upstream that drops mid-stream: the stream ends with response.failed keeping the partial text; retrieve agrees", async () => {
+    ctx.upstream.setBehaviour({ kind: "drop", afterTokens: 2 });
+    const events = await collect(await openai().responses.create({ model: "fake-model", input: "drop me", stream: true }));
+    expect(events.at(-1)?.type).toBe("response.failed");
+    const failed = lastResponse(events);
+    expect(failed.status).toBe("failed");
+    expect(failed.error).toEqual(expect.objectContaining({ code: expect.any(String), message: expect.any(String) }));
+    const stored = conforming(await openai().responses.retrieve(failed.id));
+    expect(stored.status).toBe("failed");
+    expect(stored.output).toEqual(failed.output);
+  });
+
+  it("an upstream 400 on a streamed request: the stream says response.failed with the upstream's message", async () => {
+    ctx.upstream.setBehaviour(upstreamError(400, { message: "fake refuses", code: "bad_thing" }));
+    const events = await collect(await openai().responses.create({ model: "fake-model", input: "refuse me", stream: true }));
+    expect(types(events)).toEqual(["response.created", "response.in_progress", "response.failed"]);
+    expect(lastResponse(events).error?.message).toContain("fake refuses");
+    expect(ctx.upstream.requests).toHaveLength(1);
+  });
+
+  it("a background response whose upstream fails is retrieved as failed", async () => {
+    ctx.upstream.setBehaviour(upstreamError(400, { message: "fake refuses in the background" }));
+    const created = await openai().responses.create({ model: "fake-model", input: "x", background: true });
+    const failed = await eventually(
+      async () => {
+        const r = conforming(await openai().responses.retrieve(created.id));
+        return r.status === "failed" && r;
+      },
+      { what: "the response failed", timeoutMs: 10_000 },
+    );
+    expect(failed.error?.message).toContain("fake refuses in the background");
+  });
+});
+
+describe("streams", () => {
+  it("background with stream: queued first, then in progress, then the text", async () => {
+    const events = await collect(await openai().responses.create({ model: "fake-model", input: "bg stream", background: true, stream: true }));
+    expect(types(events).slice(0, 3)).toEqual(["response.created", "response.queued", "response.in_progress"]);
+    expect((events[0] as { response: OpenAI.Responses.Response }).response.status).toBe("queued");
+    expect(events.at(-1)?.type).toBe("response.completed");
+  });
+
+  it("an Idempotency-Key repeat of a streamed create streams the same events", async () => {
+    const key = `edge-key-${Date.now()}`;
+    const body = { model: "fake-model", input: "stream once", stream: true as const };
+    const first = await collect(await openai().responses.create(body, { headers: { "Idempotency-Key": key } }));
+    const again = await collect(await openai().responses.create(body, { headers: { "Idempotency-Key": key } }));
+    expect(again).toEqual(first);
+    expect(ctx.upstream.requests).toHaveLength(1);
+  });
+
+  it("the stream helper gathers two parallel function calls", async () => {
+    ctx.upstream.setBehaviour({ kind: "ok", toolCalls: [lisbon, porto], argumentFragmentChars: 4 });
+    const stream = openai().responses.stream({ model: "fake-model", input: "both cities", tools: [weather] });
+    const events: StreamEvent[] = [];
+    stream.on("event", (e) => events.push(e));
+    const response = conforming(await stream.finalResponse());
+    expect(response.output.map((i) => (i.type === "function_call" ? [i.call_id, i.arguments] : [i.type]))).toEqual([
+      ["call_lisbon", lisbon.arguments],
+      ["call_porto", porto.arguments],
+    ]);
+    const added = events.filter((e) => e.type === "response.output_item.added").map((e) => (e as { output_index: number }).output_index);
+    expect(added).toEqual([0, 1]);
+  });
+
+  it("tool_choice naming a function reaches the upstream in chat form", async () => {
+    ctx.upstream.setBehaviour({ kind: "ok", toolCalls: [lisbon] });
+    const response = conforming(
+      await openai().responses.create({ model: "fake-model", input: "x", tools: [weather], tool_choice: { type: "function", name: "get_weather" } }),
+    );
+    expect(ctx.upstream.requests[0]?.body.tool_choice).toEqual({ type: "function", function: { name: "get_weather" } });
+    expect(response.tool_choice).toEqual({ type: "function", name: "get_weather" });
+  });
+});
+
+describe("state", () => {
+  it("store: false continues a stored chain without storing itself", async () => {
+    const first = await openai().responses.create({ model: "fake-model", input: "stored" });
+    const unstored = conforming(await openai().responses.create({ model: "fake-model", input: "not stored", previous_response_id: first.id, store: false }));
+    expect(unstored.output_text).toBe("Reply to: not stored");
+    expect(upstreamMessages(1)).toEqual([
+      { role: "user", content: "stored" },
+      { role: "assistant", content: "Reply to: stored" },
+      { role: "user", content: "not stored" },
+    ]);
+    await openai().responses.create({ model: "fake-model", input: "next", previous_response_id: first.id });
+    expect(upstreamMessages(2)).toEqual([
+      { role: "user", content: "stored" },
+      { role: "assistant", content: "Reply to: stored" },
+      { role: "user", content: "next" },
+    ]);
+  });
+
+  it("instructions replace the conversation's system prompt for that response only", async () => {
+    const { body: conv } = await ctx.api.post("/conversations", { model: "fake-model", system: "Conversation system." });
+    await openai().responses.create({ model: "fake-model", input: "one", conversation: conv.id, instructions: "Turn system." });
+    await openai().responses.create({ model: "fake-model", input: "two", conversation: conv.id });
+    expect(upstreamMessages(0)?.[0]).toEqual({ role: "system", content: "Turn system." });
+    expect(upstreamMessages(1)).toEqual([
+      { role: "system", content: "Conversation system." },
+      { role: "user", content: "one" },
+      { role: "assistant", content: "Reply to: one" },
+      { role: "user", content: "two" },
+    ]);
+  });
+
+  it("previous_response_id naming a response of the caller's conversation branches off it, leaving the conversation as it was", async () => {
+    const conversation = await openai().conversations.create({});
+    const r1 = await openai().responses.create({ model: "fake-model", input: "c1", conversation: conversation.id });
+    await openai().responses.create({ model: "fake-model", input: "c2", conversation: conversation.id });
+    const branch = conforming(await openai().responses.create({ model: "fake-model", input: "off c1", previous_response_id: r1.id }));
+    expect(branch.conversation).toBeNull();
+    expect(upstreamMessages(2)).toEqual([
+      { role: "user", content: "c1" },
+      { role: "assistant", content: "Reply to: c1" },
+      { role: "user", content: "off c1" },
+    ]);
+    const items: OpenAI.Conversations.ConversationItem[] = [];
+    for await (const item of openai().conversations.items.list(conversation.id)) items.push(item);
+    expect(items).toHaveLength(4);
+  });
+
+  it("input_items lists only the response's own input, not the chain's history", async () => {
+    const first = await openai().responses.create({ model: "fake-model", input: "earlier" });
+    const second = await openai().responses.create({
+      model: "fake-model",
+      previous_response_id: first.id,
+      input: [
+        { role: "user", content: "a" },
+        { role: "user", content: "b" },
+      ],
+    });
+    const listed = await openai().responses.inputItems.list(second.id);
+    // Newest first by default.
+    expect(listed.data.map((i) => (i.type === "message" ? i.content.map((p) => ("text" in p ? p.text : "")).join("") : i.type))).toEqual(["b", "a"]);
+  });
+
+  it("a deleted response cannot be continued: 404 naming previous_response_id", async () => {
+    const gone = await openai().responses.create({ model: "fake-model", input: "gone" });
+    await openai().responses.delete(gone.id);
+    const err = await openai()
+      .responses.create({ model: "fake-model", input: "x", previous_response_id: gone.id })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(APIError);
+    expect(err).toMatchObject({ status: 404, param: "previous_response_id" });
+  });
+
+  it("a tool loop on a conversation: the call and its output are conversation items", async () => {
+    ctx.upstream.setBehaviour(toolLoop({ calls: [lisbon] }));
+    const conversation = await openai().conversations.create({});
+    const first = await openai().responses.create({ model: "fake-model", input: "weather?", tools: [weather], conversation: conversation.id });
+    expect(first.output.map((i) => i.type)).toEqual(["function_call"]);
+    const second = await openai().responses.create({
+      model: "fake-model",
+      tools: [weather],
+      conversation: conversation.id,
+      input: [{ type: "function_call_output", call_id: "call_lisbon", output: "sunny" }],
+    });
+    expect(second.output_text).toBe("Tool said: sunny");
+    const items: OpenAI.Conversations.ConversationItem[] = [];
+    for await (const item of openai().conversations.items.list(conversation.id, { order: "asc" })) items.push(item);
+    expect(items.map((i) => i.type)).toEqual(["message", "function_call", "function_call_output", "message"]);
+    expect(items[1]?.id).toBe(first.output[0]?.id);
+  });
+});

@@ -88,7 +88,14 @@ export async function createResponse(deps: TurnDeps, tenantId: string, r: NewRes
     return { response: record as ResponseRow, reply: turn.reply, input: turn.messages };
   };
 
-  if (r.conversationId !== undefined) return turnInto(r.conversationId, true);
+  if (r.conversationId !== undefined) {
+    const conversationId = r.conversationId;
+    return turnInto(conversationId, true).catch((err: unknown) => {
+      // The turn says which conversation is missing; the caller is told which field named it.
+      const named = new NotFoundError("conversation", conversationId, "conversation");
+      throw err instanceof NotFoundError && err.param === null && err.message === named.message ? named : err;
+    });
+  }
 
   if (r.previousResponseId !== undefined) {
     const previous = await findResponse(deps, tenantId, r.previousResponseId, "previous_response_id");

@@ -211,3 +211,55 @@ describe("state", () => {
     expect(items[1]?.id).toBe(first.output[0]?.id);
   });
 });
+
+describe("replay once the events have expired", () => {
+  it("streams a response from its stored row: the same items and final response as the live stream", async () => {
+    ctx.upstream.setBehaviour({ kind: "ok", reasoning: ["Hm", "m."], toolCalls: [lisbon], text: "Let me look." });
+    const live = await collect(await openai().responses.create({ model: "fake-model", input: "expire me", tools: [weather], stream: true }));
+    const done = lastResponse(live);
+    const [record] = await ctx.service.sql`select reply_id from responses where id = ${done.id}`;
+    const replyId = record!.reply_id as string;
+    // The events stay in Redis for REPLY_EVENTS_TTL_SECONDS; drop them as expiry would, once the worker wrote its last.
+    const { Redis } = await import("ioredis");
+    const redis = new Redis(ctx.service.config.REDIS_URL);
+    const key = `${ctx.service.config.REDIS_PREFIX}:reply-events:{${replyId}}`;
+    await eventually(
+      async () => {
+        const [last] = (await redis.xrevrange(key, "+", "-", "COUNT", 1)) as [string, string[]][];
+        return last?.[1].includes("done") ? true : null;
+      },
+      { what: "the reply's done event", timeoutMs: 20_000 },
+    );
+    await redis.del(key);
+    redis.disconnect();
+
+    const replay = await collect(await openai().responses.retrieve(done.id, { stream: true }));
+    expect(replay.at(-1)?.type).toBe("response.completed");
+    expect(lastResponse(replay)).toEqual(done);
+    const itemsDone = (events: StreamEvent[]) => events.filter((e) => e.type === "response.output_item.done");
+    expect(itemsDone(replay)).toEqual(itemsDone(live).map((e, i) => ({ ...e, sequence_number: itemsDone(replay)[i]?.sequence_number })));
+  });
+});
+
+describe("refusals", () => {
+  it("an unknown conversation is a 404 naming conversation; an unserved model a 404 naming model", async () => {
+    const noConversation = await openai()
+      .responses.create({ model: "fake-model", input: "x", conversation: "conv_01jf3t8vvaf8s9k0d7k6x1s2y3" })
+      .catch((e: unknown) => e);
+    expect(noConversation).toMatchObject({ status: 404, param: "conversation" });
+    const noModel = await openai()
+      .responses.create({ model: "no-such-model", input: "x" })
+      .catch((e: unknown) => e);
+    expect(noModel).toMatchObject({ status: 404, param: "model" });
+    expect(ctx.upstream.requests).toHaveLength(0);
+  });
+
+  it("a chain's hidden conversations are not listed among the caller's conversations", async () => {
+    const first = await openai().responses.create({ model: "fake-model", input: "hidden" });
+    await openai().responses.create({ model: "fake-model", input: "hidden 2", previous_response_id: first.id });
+    const [record] = await ctx.service.sql`select conversation_id from responses where id = ${first.id}`;
+    const { body } = await ctx.api.get("/conversations?limit=100");
+    expect(body.data.map((c: { id: string }) => c.id)).not.toContain(record!.conversation_id);
+  });
+});
+

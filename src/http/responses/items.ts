@@ -3,6 +3,7 @@ import type { MessageRow } from "../../db/schema.ts";
 import { isAcceptedImageUrl, type ContentPart, type ToolCall } from "../../domain/chat-message.ts";
 import { NotFoundError } from "../../domain/errors.ts";
 import type { GivenMessage } from "../../domain/message-rows.ts";
+import { listOf } from "../../domain/resources.ts";
 import { storableText } from "../../domain/storable-json.ts";
 
 /**
@@ -253,6 +254,9 @@ export type FunctionCallItem = z.infer<typeof functionCallItemSchema>;
 export type FunctionCallOutputItem = z.infer<typeof functionCallOutputItemSchema>;
 export type ReasoningItem = z.infer<typeof reasoningItemSchema>;
 export type Item = z.infer<typeof itemSchema>;
+
+/** A page of items (a conversation's, a response's input). */
+export const itemListSchema = listOf(itemSchema, "ItemList");
 
 /**
  * A reasoning item with its reasoning also as its summary, for a request that

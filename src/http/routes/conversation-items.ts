@@ -17,6 +17,7 @@ import { idempotently, type IdempotencyDeps } from "../idempotency.ts";
 import {
   inputItemSchema,
   inputItemsToMessages,
+  itemListSchema,
   itemSchema,
   messageToItems,
   parseItemId,
@@ -50,15 +51,6 @@ export const givenItemsSchema = (min: number) =>
 
 const addItemsSchema = z.object({ items: givenItemsSchema(1) }).strict().openapi("AddConversationItems");
 
-const itemListSchema = z
-  .object({
-    object: z.literal("list"),
-    data: z.array(itemSchema),
-    first_id: z.string().nullable(),
-    last_id: z.string().nullable(),
-    has_more: z.boolean(),
-  })
-  .openapi("ConversationItemList");
 
 const add = createRoute({
   method: "post",

@@ -32,7 +32,7 @@ import { idempotently, type IdempotencyDeps } from "../idempotency.ts";
 import { lostCompletionEnd, openReplyEvents, type FollowReply } from "../reply-follow.ts";
 import {
   inputItemsToMessages,
-  itemSchema,
+  itemListSchema,
   messageToItems,
   parseItemId,
   referencedItemIds,
@@ -162,18 +162,7 @@ const inputItems = createRoute({
     }),
   },
   responses: {
-    200: jsonResponse(
-      z
-        .object({
-          object: z.literal("list"),
-          data: z.array(itemSchema),
-          first_id: z.string().nullable(),
-          last_id: z.string().nullable(),
-          has_more: z.boolean(),
-        })
-        .openapi("ResponseItemList"),
-      "The input items.",
-    ),
+    200: jsonResponse(itemListSchema, "The input items."),
     404: errorResponse("No such response, or `after` names no item of it."),
   },
 });

@@ -175,4 +175,33 @@ describe("the AI SDK's default provider on /v1/responses", () => {
       { role: "user", content: said("what is my name?") },
     ]);
   });
+
+  it("a tool loop with reasoning: the second step refers to the stored reasoning item, which resolves (and, as in every history, is not sent back)", async () => {
+    ctx.upstream.setBehaviour(toolLoop({ calls: [lisbon], extra: { reasoning: ["Need", " weather."] } }));
+    const result = await generateText({ model: provider()("fake-model"), prompt: "Lisbon?", tools, stopWhen: stepCountIs(5), maxRetries: 0, include });
+    expect(result.text).toBe("Tool said: sunny in Lisbon");
+    expectConformingBodies(result.steps);
+    const input = (result.steps[1]?.request.body as { input: { type?: string }[] }).input;
+    expect(input.map((i) => i.type ?? "message")).toEqual(["message", "item_reference", "function_call", "function_call_output"]);
+    expect(upstreamMessages(1)).toEqual([
+      { role: "user", content: said("Lisbon?") },
+      {
+        role: "assistant",
+        content: null,
+        tool_calls: [{ id: "call_lisbon", type: "function", function: { name: "get_weather", arguments: lisbon.arguments } }],
+      },
+      { role: "tool", tool_call_id: "call_lisbon", content: "sunny in Lisbon" },
+    ]);
+  });
+
+  it("streamText over a reasoning reply: the text arrives and the stream does not fail on the reasoning events", async () => {
+    ctx.upstream.setBehaviour({ kind: "ok", reasoning: ["Think", "ing."], text: "Answer." });
+    const result = streamText({ model: provider()("fake-model"), prompt: "why?", includeRawChunks: true, maxRetries: 0 });
+    const raw = await drain(result);
+    expect(await result.text).toBe("Answer.");
+    expect(raw.filter((e) => e.type === "response.reasoning_text.delta")).toHaveLength(2);
+    // The SDK reads reasoning from an item's `summary` only; Parley's reasoning item carries its text as `content`.
+    expect((await result.reasoning).map((r) => r.providerMetadata?.openai?.itemId)).toEqual([expect.stringMatching(/^rs_/)]);
+  });
 });
+

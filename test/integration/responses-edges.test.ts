@@ -263,3 +263,124 @@ describe("refusals", () => {
   });
 });
 
+describe("lifecycle", () => {
+  it("two responses continuing the same previous one at the same time each see only their own line", async () => {
+    const root = await openai().responses.create({ model: "fake-model", input: "root" });
+    ctx.upstream.setBehaviour({ kind: "ok", tokenDelayMs: 30 });
+    const [a, b] = await Promise.all(
+      ["left", "right"].map((input) => openai().responses.create({ model: "fake-model", input, previous_response_id: root.id })),
+    );
+    expect([a!.output_text, b!.output_text]).toEqual(["Reply to: left", "Reply to: right"]);
+    const sent = ctx.upstream.requests.slice(1).map((r) => r.body.messages);
+    expect(sent).toHaveLength(2);
+    for (const messages of sent) {
+      expect(messages.slice(0, 2)).toEqual([
+        { role: "user", content: "root" },
+        { role: "assistant", content: "Reply to: root" },
+      ]);
+      expect(messages).toHaveLength(3);
+    }
+    const [ca, cb] = await Promise.all(
+      [a!, b!].map((r) => openai().responses.create({ model: "fake-model", input: "next", previous_response_id: r.id })),
+    );
+    expect(ca!.status).toBe("completed");
+    expect(cb!.status).toBe("completed");
+    const lines = ctx.upstream.requests.slice(3).map((r) => (r.body.messages as { content: string }[]).map((m) => m.content));
+    expect(lines.map((l) => l[2]).sort()).toEqual(["left", "right"]);
+    for (const l of lines) expect(l).toHaveLength(5);
+  });
+
+  it("the same Idempotency-Key sent twice at once: one response, one upstream call", async () => {
+    ctx.upstream.setBehaviour({ kind: "ok", tokenDelayMs: 30 });
+    const key = `race-key-${Date.now()}`;
+    const body = { model: "fake-model", input: "race" };
+    const results = await Promise.allSettled([0, 1].map(() => openai().responses.create(body, { headers: { "Idempotency-Key": key } })));
+    const ids = results.flatMap((r) => (r.status === "fulfilled" ? [r.value.id] : []));
+    const refused = results.flatMap((r) => (r.status === "rejected" ? [r.reason] : []));
+    // The loser either waits and answers the same response or is told the first is still running (409).
+    for (const e of refused) expect(e).toMatchObject({ status: 409 });
+    expect(new Set(ids).size).toBe(1);
+    expect(ctx.upstream.requests).toHaveLength(1);
+  });
+
+  it("a background response cancelled while queued ends cancelled with no output, and its stream ends", async () => {
+    ctx.upstream.setBehaviour({ kind: "hang" });
+    const created = await openai().responses.create({ model: "fake-model", input: "never mind", background: true });
+    const following = openai().responses.retrieve(created.id, { stream: true }).then(collect);
+    const cancelled = conforming(await openai().responses.cancel(created.id));
+    expect(cancelled.status).toBe("cancelled");
+    const events = await following;
+    expect(lastResponse(events).status).toBe("cancelled");
+    const again = conforming(await openai().responses.cancel(created.id));
+    expect(again.status).toBe("cancelled");
+  });
+
+  it("deleting a response in flight stops it; its followers' stream ends", async () => {
+    ctx.upstream.setBehaviour({ kind: "ok", replyTokens: 50, tokenDelayMs: 50 });
+    const created = await openai().responses.create({ model: "fake-model", input: "delete while running", background: true });
+    const following = openai().responses.retrieve(created.id, { stream: true }).then(collect);
+    await eventually(async () => (await openai().responses.retrieve(created.id)).output_text.length > 0, { what: "some output", timeoutMs: 10_000 });
+    await openai().responses.delete(created.id);
+    const events = await following;
+    expect(lastResponse(events).status).toBe("cancelled");
+    expect(await openai().responses.retrieve(created.id).catch((e: unknown) => e)).toMatchObject({ status: 404 });
+  });
+
+  it("a response whose conversation was deleted is gone (404), and cannot be continued", async () => {
+    const conversation = await openai().conversations.create({});
+    const r = await openai().responses.create({ model: "fake-model", input: "x", conversation: conversation.id });
+    await openai().conversations.delete(conversation.id);
+    expect(await openai().responses.retrieve(r.id).catch((e: unknown) => e)).toMatchObject({ status: 404 });
+    expect(await openai().responses.inputItems.list(r.id).catch((e: unknown) => e)).toMatchObject({ status: 404 });
+    const next = await openai()
+      .responses.create({ model: "fake-model", input: "y", previous_response_id: r.id })
+      .catch((e: unknown) => e);
+    expect(next).toMatchObject({ status: 404, param: "previous_response_id" });
+  });
+
+  it("a response whose reply item was deleted from its conversation still answers retrieve (with no output)", async () => {
+    const conversation = await openai().conversations.create({});
+    const r = await openai().responses.create({ model: "fake-model", input: "x", conversation: conversation.id });
+    await openai().conversations.items.delete((r.output[0] as OpenAI.Responses.ResponseOutputMessage).id, { conversation_id: conversation.id });
+    const found = conforming(await openai().responses.retrieve(r.id));
+    expect(found).toMatchObject({ id: r.id, output: [] });
+  });
+});
+
+describe("fields", () => {
+  it("temperature, top_p and metadata are echoed; sampling reaches the upstream", async () => {
+    const r = conforming(
+      await openai().responses.create({ model: "fake-model", input: "x", temperature: 0.3, top_p: 0.9, metadata: { app: "edges" }, user: "u1" }),
+    );
+    expect(r).toMatchObject({ temperature: 0.3, top_p: 0.9, metadata: { app: "edges" } });
+    expect(ctx.upstream.requests[0]?.body).toMatchObject({ temperature: 0.3, top_p: 0.9 });
+    expect(conforming(await openai().responses.retrieve(r.id))).toMatchObject({ temperature: 0.3, top_p: 0.9, metadata: { app: "edges" } });
+  });
+
+  it("logprobs when included: asked of the upstream, on the output text, streamed and stored", async () => {
+    ctx.upstream.setBehaviour({ kind: "ok", logprobs: true });
+    const events = await collect(
+      await openai().responses.create({ model: "fake-model", input: "lp", top_logprobs: 2, include: ["message.output_text.logprobs"], stream: true }),
+    );
+    expect(ctx.upstream.requests[0]?.body).toMatchObject({ logprobs: true, top_logprobs: 2 });
+    const deltas = events.filter((e) => e.type === "response.output_text.delta");
+    expect(deltas.every((d) => (d as { logprobs: unknown[] }).logprobs.length === 1)).toBe(true);
+    const done = lastResponse(events);
+    const part = (done.output[0] as OpenAI.Responses.ResponseOutputMessage).content[0] as OpenAI.Responses.ResponseOutputText;
+    expect(part.logprobs).toHaveLength(3); // "Reply", " to:", " lp"
+    const stored = await openai().responses.retrieve(done.id, { include: ["message.output_text.logprobs"] });
+    expect(((stored.output[0] as OpenAI.Responses.ResponseOutputMessage).content[0] as OpenAI.Responses.ResponseOutputText).logprobs).toEqual(part.logprobs);
+  });
+
+  it("an empty input continuing a chain is a turn of its own: the upstream gets the history as it was", async () => {
+    const first = await openai().responses.create({ model: "fake-model", input: "first" });
+    const r = conforming(await openai().responses.create({ model: "fake-model", input: [], previous_response_id: first.id }));
+    expect(r.status).toBe("completed");
+    expect(upstreamMessages(1)).toEqual([
+      { role: "user", content: "first" },
+      { role: "assistant", content: "Reply to: first" },
+    ]);
+    expect((await openai().responses.inputItems.list(r.id)).data).toEqual([]);
+  });
+});
+

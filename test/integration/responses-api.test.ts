@@ -357,9 +357,8 @@ describe("background, followed from another API instance", () => {
 
   it("answers queued at once, completes on the worker; a replay from another instance, whole or after N, repeats and loses nothing", async () => {
     ctx.upstream.setBehaviour({ kind: "ok", replyTokens: 12, tokenDelayMs: 60 });
-    const started = Date.now();
     const created = conforming(await openai().responses.create({ model: "fake-model", input: "background please", background: true }));
-    expect(Date.now() - started).toBeLessThan(600);
+    // Answered before the reply (12 tokens, 60 ms apart) could have ended.
     expect(["queued", "in_progress"]).toContain(created.status);
     expect(created.background).toBe(true);
 

@@ -47,6 +47,13 @@ const isInFlight = (status: string) => (inFlightStatuses as readonly string[]).i
 const chainStrategy = (params: Record<string, unknown>): ContextStrategy => (params.truncation === "auto" ? "auto" : "strict");
 
 /**
+ * A chain's turn fits its history as its own request says (OpenAI's default `disabled` when left out, as its
+ * response echoes), never as an earlier response of the chain asked.
+ */
+const ownTruncation = (params: Record<string, unknown>): Record<string, unknown> =>
+  params.truncation === undefined ? { ...params, truncation: "disabled" } : params;
+
+/**
  * Stores the response's input and queued reply as a turn, with its record, in one transaction; the
  * reply is then generated like any other. Where the turn goes: see the file's comment.
  */
@@ -60,7 +67,7 @@ export async function createResponse(deps: TurnDeps, tenantId: string, r: NewRes
       messages: r.messages,
       reply: true,
       model: r.model,
-      params: r.params,
+      params: given ? r.params : ownTruncation(r.params),
       upstreamStream: r.upstreamStream,
       requestId: r.requestId,
       signal: r.signal,
@@ -208,7 +215,7 @@ export async function historyAfterResponse(
   }
   const [conversation] = await deps.db.select().from(conversations).where(eq(conversations.id, previous.response.conversationId));
   if (!conversation) throw new NotFoundError("response", previousResponseId, "previous_response_id");
-  const built = await buildHistory(deps, conversation, { seq: previous.reply.seq + 1, params }, model);
+  const built = await buildHistory(deps, conversation, { seq: previous.reply.seq + 1, params: ownTruncation(params) }, model);
   return built.messages;
 }
 

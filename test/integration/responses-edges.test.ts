@@ -384,3 +384,46 @@ describe("fields", () => {
   });
 });
 
+describe("history kept by the client", () => {
+  it("a response's output items sent back verbatim as input (message, reasoning, function call) are taken", async () => {
+    ctx.upstream.setBehaviour(toolLoop({ calls: [lisbon], extra: { reasoning: ["Hm."] } }));
+    const first = await openai().responses.create({ model: "fake-model", input: "weather?", tools: [weather], store: false });
+    expect(first.output.map((i) => i.type)).toEqual(["reasoning", "function_call"]);
+    const input: OpenAI.Responses.ResponseInput = [
+      { role: "user", content: "weather?" },
+      ...(first.output as OpenAI.Responses.ResponseInputItem[]),
+      { type: "function_call_output", call_id: "call_lisbon", output: "sunny" },
+    ];
+    const second = conforming(await openai().responses.create({ model: "fake-model", input, tools: [weather], store: false }));
+    expect(second.output_text).toBe("Tool said: sunny");
+    const third = conforming(
+      await openai().responses.create({
+        model: "fake-model",
+        input: [...input, ...(second.output as OpenAI.Responses.ResponseInputItem[]), { role: "user", content: "thanks" }],
+        store: false,
+      }),
+    );
+    expect(third.status).toBe("completed");
+    expect(upstreamMessages(2)).toEqual([
+      { role: "user", content: "weather?" },
+      { role: "assistant", content: null, tool_calls: [{ id: "call_lisbon", type: "function", function: { name: "get_weather", arguments: lisbon.arguments } }] },
+      { role: "tool", tool_call_id: "call_lisbon", content: "sunny" },
+      { role: "assistant", content: "Tool said: sunny" },
+      { role: "user", content: "thanks" },
+    ]);
+  });
+
+  it("a stored response's output items sent back with logprobs included are taken", async () => {
+    ctx.upstream.setBehaviour({ kind: "ok", logprobs: true });
+    const first = await openai().responses.create({ model: "fake-model", input: "hi", include: ["message.output_text.logprobs"] });
+    const second = conforming(
+      await openai().responses.create({
+        model: "fake-model",
+        input: [{ role: "user", content: "hi" }, ...(first.output as OpenAI.Responses.ResponseInputItem[]), { role: "user", content: "again" }],
+      }),
+    );
+    expect(second.status).toBe("completed");
+    expect(upstreamMessages(1)?.[1]).toEqual({ role: "assistant", content: "Reply to: hi" });
+  });
+});
+

@@ -90,6 +90,8 @@ export async function buildHistory(
   conversation: Pick<ConversationRow, "id" | "system" | "params" | "contextStrategy" | "summary" | "summaryThroughSeq" | "summaryTokens">,
   reply: Pick<MessageRow, "seq" | "params">,
   model: string,
+  /** Tokens of messages sent after this history that are not stored (a `store: false` response's input): the history fits in what they leave. */
+  pendingTokens = 0,
 ): Promise<BuiltHistory> {
   const { db } = deps;
   const params = { ...conversation.params, ...(reply.params ?? {}) };
@@ -98,6 +100,7 @@ export async function buildHistory(
   const summarizing = settings.contextStrategy === "summarize";
   const summary = summarizing && conversation.summary !== null ? conversation.summary : null;
   if (summary !== null) budget.historyTokens -= conversation.summaryTokens;
+  budget.historyTokens -= pendingTokens;
   const inConversation = eq(messages.conversationId, conversation.id);
   // The newest message before the reply (not the one at seq - 1: a deleted item leaves a gap in seqs).
   const [last] = await db

@@ -5,7 +5,7 @@ import { ConversationBusyError, HistoryMovedOnError, InvalidRequestError, NotFou
 import { forkConversation } from "./forks.ts";
 import { buildHistory } from "./history.ts";
 import { looksLikeId, newConversationId, newResponseId } from "./ids.ts";
-import type { GivenMessage } from "./message-rows.ts";
+import { givenMessageTokens, type GivenMessage } from "./message-rows.ts";
 import { cancelReply, type ReplyControlDeps } from "./reply-control.ts";
 import { inFlightStatuses } from "./replies.ts";
 import { appendTurn, type TurnDeps } from "./turns.ts";
@@ -85,7 +85,9 @@ export async function createResponse(deps: TurnDeps, tenantId: string, r: NewRes
             inputFromSeq: stored.messages[0]?.seq ?? stored.reply.seq,
             previousResponseId: r.previousResponseId ?? null,
             conversationGiven: given,
-            request: r.request,
+            // The truncation the turn was fitted by, as the response echoes it: a conversation's own strategy when
+            // the request named none (`strict` is `disabled`; `auto` and `summarize` cut what does not fit).
+            request: { ...r.request, truncation: stored.settings.contextStrategy === "strict" ? "disabled" : "auto" },
             createdAt: stored.reply.createdAt,
           })
           .returning();
@@ -207,6 +209,7 @@ export async function historyAfterResponse(
   previousResponseId: string,
   model: string,
   params: Record<string, unknown>,
+  input: GivenMessage[],
 ): Promise<ChatMessage[]> {
   const previous = await findResponse(deps, tenantId, previousResponseId, "previous_response_id");
   if (!previous.reply) throw new NotFoundError("response", previousResponseId, "previous_response_id");
@@ -215,7 +218,7 @@ export async function historyAfterResponse(
   }
   const [conversation] = await deps.db.select().from(conversations).where(eq(conversations.id, previous.response.conversationId));
   if (!conversation) throw new NotFoundError("response", previousResponseId, "previous_response_id");
-  const built = await buildHistory(deps, conversation, { seq: previous.reply.seq + 1, params: ownTruncation(params) }, model);
+  const built = await buildHistory(deps, conversation, { seq: previous.reply.seq + 1, params: ownTruncation(params) }, model, input.reduce((n, m) => n + givenMessageTokens(m), 0));
   return built.messages;
 }
 

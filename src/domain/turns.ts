@@ -14,7 +14,7 @@ import { checkChatMessage, chatMessageShape } from "./chat-message.ts";
 import { completedMessageRows, givenMessage, toolResultsWithoutCall, type GivenMessage } from "./message-rows.ts";
 import { restoreTurnToHistory } from "./failed-turns.ts";
 import { finishReply, inFlightStatuses } from "./replies.ts";
-import { turnSettings } from "./turn-settings.ts";
+import { turnSettings, type TurnSettings } from "./turn-settings.ts";
 import { metadataSchema, paramsSchema, toMessageResource } from "./resources.ts";
 
 export type Transaction = Parameters<Parameters<Database["transaction"]>[0]>[0];
@@ -89,7 +89,7 @@ export interface NewTurn {
    */
   expectLastSeq?: number;
   /** Stores what belongs with the turn (a response's record) in the turn's own transaction, so both or neither are stored. */
-  onStored?: (tx: Transaction, stored: { messages: MessageRow[]; reply: MessageRow | null }) => Promise<void>;
+  onStored?: (tx: Transaction, stored: { messages: MessageRow[]; reply: MessageRow | null; settings: TurnSettings }) => Promise<void>;
 }
 
 /** One message through the messages API: the checks of its flags, then a turn. */
@@ -219,10 +219,10 @@ export async function appendTurn(
         historyTokensBefore: previous?.historyTokens ?? 0,
       });
       const historyTokensAfter = given.at(-1)?.historyTokens ?? previous?.historyTokens ?? 0;
+      const params = { ...bumped.params, ...(turn.params ?? {}) };
+      const settings = turnSettings(bumped, params);
       if (turn.reply) {
         // Refused here, in the transaction, so a turn that could never be sent stores nothing.
-        const params = { ...bumped.params, ...(turn.params ?? {}) };
-        const settings = turnSettings(bumped, params);
         assertTurnFits(turnBudget(model, deps.contextWindows.forModel(model), settings.system, params), {
           strategy: settings.contextStrategy,
           newTokens: given.reduce((n, m) => n + m.tokens, 0),
@@ -257,7 +257,7 @@ export async function appendTurn(
         .returning();
       rows.sort((a, b) => a.seq - b.seq);
       const reply = turn.reply ? (rows.pop() ?? null) : null;
-      await turn.onStored?.(tx, { messages: rows, reply });
+      await turn.onStored?.(tx, { messages: rows, reply, settings });
       return { messages: rows, reply };
     })
     .catch(async (err: unknown) => {

@@ -18,9 +18,9 @@ import { useServiceWithFakeUpstream } from "../support/service.ts";
 const ctx = useServiceWithFakeUpstream();
 const provider = () => createOpenAI({ baseURL: `${ctx.service.url}/v1`, apiKey: TEST_API_KEY });
 const upstreamMessages = (i: number) => ctx.upstream.requests[i]?.body.messages;
-/** The SDK sends a prompt as an input_text part, which reaches the upstream as a text part (not a string). */
-const said = (text: string) => [{ type: "text", text }];
-const replyTo = (text: string) => ctx.upstream.replyTextFor(JSON.stringify(said(text)));
+/** The SDK sends a prompt as one input_text part, which reaches the upstream as a plain string. */
+const said = (text: string) => text;
+const replyTo = (text: string) => ctx.upstream.replyTextFor(said(text));
 /** Keep each step's request and response body, to check what went over the wire. */
 const include = { requestBody: true, responseBody: true };
 

@@ -338,16 +338,32 @@ describe("lifecycle", () => {
     expect(next).toMatchObject({ status: 404, param: "previous_response_id" });
   });
 
-  it("a response whose reply item was deleted from its conversation still answers retrieve (with no output)", async () => {
+  it("a response whose reply item was deleted from its conversation still answers retrieve (with no output), streamed or not", async () => {
     const conversation = await openai().conversations.create({});
     const r = await openai().responses.create({ model: "fake-model", input: "x", conversation: conversation.id });
     await openai().conversations.items.delete((r.output[0] as OpenAI.Responses.ResponseOutputMessage).id, { conversation_id: conversation.id });
     const found = conforming(await openai().responses.retrieve(r.id));
     expect(found).toMatchObject({ id: r.id, output: [] });
+    const events = await collect(await openai().responses.retrieve(r.id, { stream: true }));
+    expect(types(events)).toEqual(["response.created", "response.in_progress", "response.completed"]);
+    expect(lastResponse(events)).toMatchObject({ id: r.id, status: "completed", output: [] });
   });
 });
 
 describe("fields", () => {
+  it("a message of one input_text part reaches the upstream as a plain string (as chat templates expect); more parts stay parts", async () => {
+    await openai().responses.create({ model: "fake-model", input: [{ role: "user", content: [{ type: "input_text", text: "one part" }] }] });
+    expect(upstreamMessages(0)).toEqual([{ role: "user", content: "one part" }]);
+    const two = [
+      { type: "input_text" as const, text: "first, " },
+      { type: "input_text" as const, text: "second" },
+    ];
+    const r = await openai().responses.create({ model: "fake-model", input: [{ role: "user", content: two }] });
+    expect(upstreamMessages(1)).toEqual([{ role: "user", content: two.map((p) => ({ type: "text", text: p.text })) }]);
+    const items = await openai().responses.inputItems.list(r.id);
+    expect(items.data[0]).toMatchObject({ type: "message", content: two });
+  });
+
   it("temperature, top_p and metadata are echoed; sampling reaches the upstream", async () => {
     const r = conforming(
       await openai().responses.create({ model: "fake-model", input: "x", temperature: 0.3, top_p: 0.9, metadata: { app: "edges" }, user: "u1" }),

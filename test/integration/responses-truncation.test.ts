@@ -73,3 +73,31 @@ describe("truncation on a chain", () => {
   });
 });
 
+
+describe("truncation beyond chains", () => {
+  it("store: false continuing a chain fits the history in what its own input leaves (disabled refuses, auto drops)", async () => {
+    const two = await chainOfTwo();
+    // 2 × 100 + replies stored; 40 more would not fit with them.
+    const refused = await openai()
+      .responses.create({ model: "fake-small", input: messageOf(60), previous_response_id: two.id, store: false })
+      .catch((e: unknown) => e);
+    expect(refused).toMatchObject({ status: 400, code: "context_length_exceeded" });
+    expect(ctx.upstream.requests).toHaveLength(2);
+    const fitted = await openai().responses.create({ model: "fake-small", input: messageOf(60), previous_response_id: two.id, store: false, truncation: "auto" });
+    expect(fitted.status).toBe("completed");
+    expect(sentContents()).toEqual(["ok", messageOf(100), "ok", messageOf(60)]);
+  });
+
+  it("a response on a conversation echoes the truncation its turn was fitted by: the conversation's strategy unless the request names one", async () => {
+    const auto = await openai().conversations.create({});
+    await ctx.api.patch(`/conversations/${auto.id}`, { context_strategy: "auto" });
+    const onAuto = await openai().responses.create({ model: "fake-small", input: "hi", conversation: auto.id });
+    expect(onAuto.truncation).toBe("auto");
+    const strict = await ctx.api.post("/conversations", { model: "fake-small", context_strategy: "strict" });
+    const onStrict = await openai().responses.create({ model: "fake-small", input: "hi", conversation: (strict.body as { id: string }).id });
+    expect(onStrict.truncation).toBe("disabled");
+    const asked = await openai().responses.create({ model: "fake-small", input: "again", conversation: auto.id, truncation: "disabled" });
+    expect(asked.truncation).toBe("disabled");
+    expect((await openai().responses.retrieve(asked.id)).truncation).toBe("disabled");
+  });
+});

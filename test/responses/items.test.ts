@@ -105,7 +105,7 @@ describe("input items → the one message model → items", () => {
       ],
       messages: [
         { role: "system", content: "Be brief.", parts: null },
-        { role: "developer", content: "Answer in French.", parts: [{ type: "text", text: "Answer in French." }] },
+        { role: "developer", content: "Answer in French.", parts: null },
       ],
       items: [
         [{ id: ROW_ID, type: "message", status: "completed", role: "system", content: [{ type: "input_text", text: "Be brief." }] }],

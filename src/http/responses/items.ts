@@ -418,6 +418,9 @@ function givenUserSide(role: "user" | "system" | "developer", content: unknown):
       : { type: "text", text: p.text ?? "" },
   );
   const text = joinTexts(parts.flatMap((p) => (p.type === "text" ? [p.text] : [])));
+  // One text part (what the AI SDK sends for every message) is a plain string upstream, as most chat templates
+  // of open models expect; its item reads back as the same one input_text part.
+  if (parts.length === 1 && parts[0]?.type === "text") return { role, content: text, parts: null };
   return { role, content: text, parts };
 }
 

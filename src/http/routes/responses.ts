@@ -1,3 +1,4 @@
+import { Readable } from "node:stream";
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
@@ -245,12 +246,23 @@ async function referencedItems(deps: ResponseRouteDeps, tenantId: string, items:
   return found;
 }
 
+/** The events of a response whose reply is gone: it ended completed, with nothing. */
+function deletedReplyEvents(replyId: string, createdAt: Date): ReplyEvent[] {
+  const end = { id: replyId, status: "completed", content: "", finish_reason: null, usage: null, error: null };
+  const ms = createdAt.getTime();
+  return [
+    { id: `${ms}-0`, event: "message.completed", data: JSON.stringify(end) },
+    { id: `${ms}-1`, event: "done", data: "[DONE]" },
+  ];
+}
+
 const withoutTurnKeys = (params: Record<string, unknown>) =>
   Object.fromEntries(Object.entries(params).filter(([k]) => !(PARLEY_TURN_KEYS as readonly string[]).includes(k)));
 
 export function responseRoutes(deps: ResponseRouteDeps) {
-  const followReply = (tenantId: string, found: StoredResponse) => {
-    if (!found.reply) throw new NotFoundError("response", found.response.id);
+  const followReply = async (tenantId: string, found: StoredResponse): Promise<FollowReply> => {
+    // Its reply was deleted as a conversation item: the response ended with no output, as its JSON says.
+    if (!found.reply) return () => Readable.from(deletedReplyEvents(found.response.replyId, found.response.createdAt));
     return openReplyEvents(deps, { tenantId, conversationId: found.response.conversationId, replyId: found.reply.id, lastEventId: null });
   };
   const followCompletion = (id: string): FollowReply => (signal) =>
@@ -259,7 +271,7 @@ export function responseRoutes(deps: ResponseRouteDeps) {
   /** Answers a stored response: its events, at once (background), or once it ends. */
   const answerStored = async (c: Context<AppEnv>, found: StoredResponse, opts: { stream: boolean; background: boolean }) => {
     const base = responseBaseSchema.parse(found.response.request);
-    if (opts.stream) return responseEventStream(c, deps, await followReply(c.var.tenantId, found), new ResponseEventTranslator(base, found.reply?.id ?? null));
+    if (opts.stream) return responseEventStream(c, deps, await followReply(c.var.tenantId, found), new ResponseEventTranslator(base, found.response.replyId));
     if (opts.background) return c.json(await storedResponseObject(deps, found), 200);
     const end = await endOf(c, await followReply(c.var.tenantId, found));
     const object = await storedResponseObject(deps, await findResponse(deps, c.var.tenantId, found.response.id));
@@ -304,7 +316,7 @@ export function responseRoutes(deps: ResponseRouteDeps) {
             const messages = inputItemsToMessages(items, { references: await referencedItems(deps, tenantId, items) });
             const history: ChatMessage[] =
               body.previous_response_id != null
-                ? await historyAfterResponse(deps, tenantId, body.previous_response_id, body.model, chatParams)
+                ? await historyAfterResponse(deps, tenantId, body.previous_response_id, body.model, chatParams, messages)
                 : body.instructions != null
                   ? [{ role: "system", content: body.instructions }]
                   : [];
@@ -376,7 +388,7 @@ export function responseRoutes(deps: ResponseRouteDeps) {
       if (query.stream !== "true") return c.json(await storedResponseObject(deps, found, include.length ? include : undefined), 200);
       const base = responseBaseSchema.parse(found.response.request);
       const follow = await followReply(c.var.tenantId, found);
-      return responseEventStream(c, deps, follow, new ResponseEventTranslator(base, found.reply?.id ?? null), query.starting_after ?? -1) as never;
+      return responseEventStream(c, deps, follow, new ResponseEventTranslator(base, found.response.replyId), query.starting_after ?? -1) as never;
     })
     .openapi(cancel, async (c) => {
       const found = await cancelResponse(deps, c.var.tenantId, c.req.valid("param").response_id);

@@ -21,7 +21,7 @@ describe("migrations", () => {
     try {
       const tables = await sql<{ table_name: string }[]>`
         select table_name from information_schema.tables where table_schema = 'public' order by table_name`;
-      expect(tables.map((t) => t.table_name)).toEqual(["api_keys", "conversations", "idempotency_keys", "messages", "tenants"]);
+      expect(tables.map((t) => t.table_name)).toEqual(["api_keys", "conversations", "idempotency_keys", "messages", "responses", "tenants"]);
       const [applied] = await sql`select count(*)::int as n from drizzle.__drizzle_migrations`;
       expect(applied?.n).toBeGreaterThan(0);
       const indexes = await sql<{ indexname: string }[]>`select indexname from pg_indexes where tablename = 'messages'`;

@@ -21,12 +21,18 @@ export class ReplyEventsUnavailableError extends Error {
 const FIRST_RETRY_MS = 50;
 const MAX_RETRY_MS = 1_000;
 
+/** Deltas held for one write at most: past it, `delta` waits (a slow Redis slows the model call, not memory). */
+const MAX_HELD = 256;
+
 /**
  * One run's writes to its reply's stream, in order, fenced by the run's
- * attempt. While Redis is away each write is retried (for up to `outageMs`)
- * and the deltas that arrive meanwhile are held and then written as one, so a
- * short outage costs a pause, not the reply. `published` is exactly the
- * content the stream holds, whatever happens, and `publishedReply` its
+ * attempt. One write is in flight at a time; the deltas handed over meanwhile
+ * are held and go out together in the next (one script call, one event each),
+ * so a loaded worker makes fewer, larger writes instead of falling behind its
+ * upstream one round trip per token. While Redis is away each write is retried
+ * (for up to `outageMs`) and the deltas that arrive meanwhile are joined into
+ * one, so a short outage costs a pause, not the reply. `published` is exactly
+ * the content the stream holds, whatever happens, and `publishedReply` its
  * reasoning, tool calls and logprobs too: the stored reply is made of them.
  */
 export class ReplyEventWriter {
@@ -39,11 +45,12 @@ export class ReplyEventWriter {
   readonly #stop = new AbortController();
   #seq = 0;
   readonly #published = new StreamedReply();
-  #pending: ReplyDelta = {};
+  /** Deltas handed over and not yet in a write, in order. */
+  #held: ReplyDelta[] = [];
   #flushing: Promise<void> | null = null;
   #inOutage = false;
   #failure: Error | null = null;
-  /** Callers of `delta` waiting for their write: let go once it is written, or as soon as an outage starts. */
+  /** Callers of `delta` waiting for room (MAX_HELD): let go once a write takes the held deltas, or an outage starts. */
   #waiting: (() => void)[] = [];
 
   /** `ttlSeconds`: the stream's retention (the log's default when not given), renewed by the end. */
@@ -84,16 +91,21 @@ export class ReplyEventWriter {
   }
 
   /**
-   * Hands a delta over. Resolves once it is written, or at once while Redis is
-   * away (held and written with the next ones); rejects once the writer has failed.
+   * Hands a delta over: it goes out with the next write (at once when none is
+   * in flight). Resolves at once, or, with MAX_HELD deltas already held, once a
+   * write has taken them; rejects once the writer has failed. `drain` waits
+   * for the write.
    */
   delta(given: string | ReplyDelta): Promise<void> {
     if (this.#failure) return Promise.reject(this.#failure);
     const delta = typeof given === "string" ? { content: given } : given;
     if (isEmptyDelta(delta)) return Promise.resolve();
-    this.#pending = joinDeltas(this.#pending, delta);
+    const last = this.#held.at(-1);
+    // While Redis is away, held deltas are joined: what a long outage holds stays one event, not thousands.
+    if (this.#inOutage && last && (last.choice ?? 0) === (delta.choice ?? 0)) this.#held[this.#held.length - 1] = joinDeltas(last, delta);
+    else this.#held.push(delta);
     this.#flushing ??= this.#flush();
-    if (this.#inOutage) return Promise.resolve();
+    if (this.#inOutage || this.#held.length < MAX_HELD) return Promise.resolve();
     return new Promise((resolve) => this.#waiting.push(resolve));
   }
 
@@ -123,14 +135,19 @@ export class ReplyEventWriter {
   }
 
   async #flush(): Promise<void> {
-    while (!isEmptyDelta(this.#pending) && !this.#failure) {
-      const delta = this.#pending;
-      this.#pending = {};
+    while (this.#held.length > 0 && !this.#failure) {
+      const deltas = this.#held;
+      this.#held = [];
+      this.#letGo();
+      const id = this.#replyId;
+      const events: NewReplyEvent[] = deltas.map((d) => ({
+        event: "message.delta",
+        data: d.choice ? { id, choice: d.choice, delta: deltaEventData(d) } : { id, delta: deltaEventData(d) },
+      }));
       try {
-        const choice = delta.choice ? { choice: delta.choice } : {};
-        await this.#write([{ event: "message.delta", data: { id: this.#replyId, ...choice, delta: deltaEventData(delta) } }], false);
+        await this.#write(events, false);
         // `published` is the first choice's: the only one a reply has (a stateless call keeps the others itself).
-        if (!delta.choice) this.#published.add(delta);
+        for (const d of deltas) if (!d.choice) this.#published.add(d);
       } catch {
         // #failure is set: later deltas reject, drain() throws it.
       }

@@ -65,6 +65,8 @@ describe("the writer's account of tool calls and reasoning", () => {
     await writer.start();
     await writer.delta({ reasoning: "think" });
     await writer.delta({ toolCalls: [{ index: 0, id: "c", type: "function", function: { name: "f", arguments: '{"a"' } }] });
+    // A delta is handed over at once; drain waits for its write.
+    await writer.drain();
     await replyLog.log.seal(id);
     await expect(writer.delta({ toolCalls: [{ index: 0, function: { arguments: ":1}" } }] }).then(() => writer.drain())).rejects.toBeInstanceOf(
       ReplyStreamClosedError,
@@ -86,6 +88,7 @@ describe("the writer's account while Redis is away", () => {
     const writer = new ReplyEventWriter({ events: replyLog.log, replyId: id, attempt: 1, outageMs: 20_000 });
     await writer.start();
     await writer.delta({ reasoning: "plan", toolCalls: [{ index: 0, id: "c0", type: "function", function: { name: "f", arguments: "" } }] });
+    await writer.drain();
     await replyLog.own.kill();
     for (const piece of ['{"x"', ":", "1", "}"]) {
       await writer.delta({ toolCalls: [{ index: 0, function: { arguments: piece } }] });
@@ -109,6 +112,7 @@ describe("the writer's account while Redis is away", () => {
     const writer = new ReplyEventWriter({ events: replyLog.log, replyId: id, attempt: 1, outageMs: 1_500 });
     await writer.start();
     await writer.delta({ reasoning: "kept" });
+    await writer.drain();
     await replyLog.own.kill();
     await writer.delta({ reasoning: " lost", toolCalls: [{ index: 0, id: "c", type: "function", function: { name: "f", arguments: "{}" } }] });
     await expect(writer.drain()).rejects.toBeInstanceOf(ReplyEventsUnavailableError);

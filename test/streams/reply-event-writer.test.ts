@@ -54,12 +54,38 @@ describe("the reply's fence", () => {
     const writer = new ReplyEventWriter({ events: replyLog.log, replyId: id, attempt: 1, outageMs: 1_000 });
     await writer.start();
     await writer.delta("kept");
+    // A delta is handed over at once; drain waits for its write.
+    await writer.drain();
     await replyLog.log.seal(id);
     await expect(writer.delta(" refused").then(() => writer.drain())).rejects.toBeInstanceOf(ReplyStreamClosedError);
     expect(writer.stopped.aborted).toBe(true);
     expect(writer.published).toBe("kept");
     expect((await replyLog.log.end(id, end(id))).status).toBe("ok");
     expect(contentOf(await replyLog.log.readAfter(id, null))).toBe("kept");
+  });
+});
+
+describe("a run's writer under load", () => {
+  const replyLog = useReplyEventLog(prefix);
+
+  it("writes the deltas handed over during a write together in the next one, each its own event, in order", async () => {
+    const id = newId();
+    const writer = new ReplyEventWriter({ events: replyLog.log, replyId: id, attempt: 1, outageMs: 1_000 });
+    await writer.start();
+    let writes = 0;
+    const write = replyLog.log.write.bind(replyLog.log);
+    replyLog.log.write = (...args) => (writes++, write(...args));
+    try {
+      // As a model call hands them on: each awaited, none waiting on a round trip to Redis.
+      for (let i = 0; i < 100; i++) await writer.delta(` t${i}`);
+      await writer.drain();
+    } finally {
+      replyLog.log.write = write;
+    }
+    const deltas = (await replyLog.log.readAfter(id, null)).filter((e) => e.event === "message.delta");
+    expect(deltas.map((e) => JSON.parse(e.data).delta.content)).toEqual(Array.from({ length: 100 }, (_, i) => ` t${i}`));
+    expect(writer.published).toBe(Array.from({ length: 100 }, (_, i) => ` t${i}`).join(""));
+    expect(writes).toBeLessThan(10);
   });
 });
 
@@ -72,6 +98,7 @@ describe("a run's writer while Redis is away", () => {
     await writer.start();
     let expected = "";
     for (let i = 0; i < 5; i++) await writer.delta(` a${i}`), (expected += ` a${i}`);
+    await writer.drain();
     await replyLog.own.kill();
     // Each delta is taken at once while Redis is away (held, not waited for).
     for (let i = 0; i < 20; i++) {
@@ -97,6 +124,7 @@ describe("a run's writer while Redis is away", () => {
     const writer = new ReplyEventWriter({ events: replyLog.log, replyId: id, attempt: 1, outageMs: 1_500 });
     await writer.start();
     await writer.delta("before");
+    await writer.drain();
     await replyLog.own.kill();
     await writer.delta(" during");
     await expect(writer.drain()).rejects.toBeInstanceOf(ReplyEventsUnavailableError);

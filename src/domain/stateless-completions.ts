@@ -6,18 +6,21 @@ import type { CompletionJob, JobRun, ModelJobQueue } from "../queue/completions.
 import type { CancellationListener } from "../queue/reply-cancellation.ts";
 import type { ReplySlots } from "../access/reply-slots.ts";
 import { ReplyEventWriter, ReplyStreamClosedError } from "../streams/reply-event-writer.ts";
-import type { ReplyEventLog } from "../streams/reply-events.ts";
+import type { ReplyEvent, ReplyEventLog, ReplyEventName } from "../streams/reply-events.ts";
 import { DependencyUnavailableError, ModelNotFoundError } from "./errors.ts";
 import { newCompletionId } from "./ids.ts";
 import { describeFailure } from "./model-call.ts";
-import { isEmptyDelta, StreamedReply, type ReplyDelta } from "./reply-delta.ts";
+import { deltaEventData, isEmptyDelta, StreamedReply, type ReplyDelta } from "./reply-delta.ts";
 import { StorableTextStream, storableText } from "./storable-text.ts";
 import type { ReplyWriteBounds } from "./reply-generation.ts";
 
 /**
- * The stateless chat-completions API: nothing is stored in Postgres, but the
- * call goes through the same queue, worker pool and event stream as a
- * conversation's reply, so it scales and streams the same way.
+ * The stateless chat-completions API: nothing is stored in Postgres. A call
+ * with an Idempotency-Key goes through the same queue, worker pool and event
+ * stream as a conversation's reply, since a retry with its key is answered
+ * from that stream. One without a key can be resumed by nobody, so it is
+ * served inline (serveInlineCompletion): the API calls the provider itself
+ * and relays its chunks, with the same bounds and the same events.
  */
 
 export interface StatelessCompletionRequest {
@@ -58,6 +61,13 @@ export interface CompletionEnd {
   choices?: CompletionChoice[];
 }
 
+/** Where a call's deltas go: the reply's event stream (a worker's run), or the client directly (inline). */
+interface DeltaSink {
+  delta(delta: ReplyDelta): Promise<void>;
+  /** Waits until every delta handed over is taken; throws why not, if they cannot be. */
+  drain(): Promise<void>;
+}
+
 type ChoicesOutcome =
   | { status: "completed"; finishReasons: Map<number, FinishReason>; usage: TokenUsage | null }
   | { status: "failed"; error: StoredError; cause?: unknown };
@@ -73,7 +83,7 @@ async function callForEveryChoice(opts: {
   request: ChatRequest;
   upstreamStream: boolean;
   signal: AbortSignal;
-  events: ReplyEventWriter;
+  events: DeltaSink;
   choices: Map<number, StreamedReply>;
 }): Promise<ChoicesOutcome> {
   const texts = new Map<number, { content: StorableTextStream; reasoning: StorableTextStream }>();
@@ -168,6 +178,130 @@ function completionEnd(id: string, outcome: ChoicesOutcome, published: StreamedR
     });
   }
   return end;
+}
+
+/**
+ * An inline call's events, handed from the running call to its one reader in
+ * order: never more than the call says, so held in memory as a stream holds them.
+ */
+class InlineEvents {
+  readonly #held: ReplyEvent[] = [];
+  #wake: (() => void) | null = null;
+  #closed = false;
+  #seq = 0;
+
+  push(event: ReplyEventName, data: unknown): void {
+    if (this.#closed) return;
+    // Ids as a stream's would look: the chat-completions relay does not send them, but a ReplyEvent has one.
+    this.#held.push({ id: `0-${++this.#seq}`, event, data: typeof data === "string" ? data : JSON.stringify(data) });
+    this.#wakeReader();
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#wakeReader();
+  }
+
+  #wakeReader(): void {
+    const wake = this.#wake;
+    this.#wake = null;
+    wake?.();
+  }
+
+  /** The events until the call closes them, or `signal` aborts (the reader left: `onLeave` runs). */
+  async *read(signal: AbortSignal, onLeave: () => void): AsyncGenerator<ReplyEvent> {
+    const leave = () => this.#wakeReader();
+    signal.addEventListener("abort", leave, { once: true });
+    try {
+      for (;;) {
+        if (signal.aborted) return;
+        const next = this.#held.shift();
+        if (next) {
+          yield next;
+          continue;
+        }
+        if (this.#closed) return;
+        await new Promise<void>((resolve) => (this.#wake = resolve));
+      }
+    } finally {
+      signal.removeEventListener("abort", leave);
+      // A reader that stopped before the end is the only one there was: nobody is left to answer.
+      if (!this.#closed) onLeave();
+    }
+  }
+}
+
+/** A call served in the API process: its id, and its events for the one client that asked. */
+export interface InlineCompletion {
+  id: string;
+  /** The call's deltas, then its end and `done`, as a worker would write them to the stream. Read once. */
+  follow(signal: AbortSignal): AsyncIterable<ReplyEvent>;
+}
+
+/**
+ * Serves a stateless call without an Idempotency-Key in the calling process:
+ * nobody could resume it (no key, nothing stored), so it skips the queue, the
+ * worker and the event stream. It holds the tenant's reply slot for as long as
+ * it runs, calls the provider with the same bounds (the registry's providers
+ * carry the first-token and idle timeouts and the retries) and the same code
+ * as a worker's run, and ends with the same events. The client leaving
+ * (`clientGone`, or its reader stopping early) aborts the upstream call.
+ */
+export async function serveInlineCompletion(
+  deps: { models: ModelRegistry; replySlots: ReplySlots; log: Logger },
+  tenantId: string,
+  request: StatelessCompletionRequest,
+  clientGone: AbortSignal,
+): Promise<InlineCompletion> {
+  const resolved = deps.models.resolve(request.model);
+  if (!resolved) throw new ModelNotFoundError(request.model, deps.models.describeServed());
+  const id = newCompletionId();
+  await deps.replySlots.acquire(tenantId, id);
+  const stop = new AbortController();
+  const signal = AbortSignal.any([clientGone, stop.signal]);
+  const events = new InlineEvents();
+  const choices = new Map<number, StreamedReply>();
+  const sink: DeltaSink = {
+    async delta(delta) {
+      const choice = delta.choice ? { choice: delta.choice } : {};
+      events.push("message.delta", { id, ...choice, delta: deltaEventData(delta) });
+    },
+    async drain() {},
+  };
+  const release = () =>
+    deps.replySlots.release(tenantId, id).catch((err: unknown) => deps.log.warn({ err }, "could not give back the reply slot"));
+  void (async () => {
+    let released = false;
+    try {
+      const outcome = await callForEveryChoice({
+        provider: resolved.provider,
+        request: { model: resolved.upstreamModel, messages: request.messages, params: request.params },
+        upstreamStream: request.upstreamStream,
+        signal,
+        events: sink,
+        choices,
+      });
+      // Abandoned: nobody reads the end.
+      if (signal.aborted) return;
+      if (outcome.status === "failed") deps.log.warn({ completionId: id, code: outcome.error.code }, "completion failed");
+      const end = completionEnd(id, outcome, choices.get(0) ?? new StreamedReply(), choices);
+      // Given back before the end is sent, as a worker does: a client that calls again on the end finds it free.
+      await release();
+      released = true;
+      events.push(outcome.status === "completed" ? "message.completed" : "message.failed", end);
+      events.push("done", "[DONE]");
+    } catch (err) {
+      deps.log.error({ err, completionId: id }, "an inline completion failed inside Parley");
+      const end: CompletionEnd = { id, status: "failed", content: "", finish_reason: null, usage: null, error: describeFailure(err) };
+      await release();
+      released = true;
+      events.push("message.failed", end);
+    } finally {
+      events.close();
+      if (!released) await release();
+    }
+  })();
+  return { id, follow: (readerSignal) => events.read(readerSignal, () => stop.abort()) };
 }
 
 export async function startStatelessCompletion(

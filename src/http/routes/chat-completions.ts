@@ -5,10 +5,9 @@ import { IdempotencyConflictError, InvalidRequestError } from "../../domain/erro
 import { givenMessage } from "../../domain/message-rows.ts";
 import { getMessage } from "../../domain/messages.ts";
 import type { ReplyControlDeps } from "../../domain/reply-control.ts";
-import { whenClientLeaves } from "../client-leaves.ts";
 import { idempotently, type IdempotencyDeps } from "../idempotency.ts";
 import { lostCompletionEnd, openReplyEvents } from "../reply-follow.ts";
-import { abandonStatelessCompletion, startStatelessCompletion } from "../../domain/stateless-completions.ts";
+import { serveInlineCompletion, startStatelessCompletion } from "../../domain/stateless-completions.ts";
 import { storedHistoryPrefixLength } from "../../domain/history-prefix.ts";
 import { appendTurn, type TurnDeps } from "../../domain/turns.ts";
 import type { ReplyEventFollower } from "../../streams/reply-event-follower.ts";
@@ -93,20 +92,30 @@ export function chatCompletionRoutes(deps: ChatCompletionRouteDeps) {
         );
       }
       const params = toSamplingParams(body, await c.req.json());
+      const request = {
+        model: body.model,
+        messages: toChatMessages(body.messages, { sendReasoning: body.send_reasoning === true }),
+        params,
+        upstreamStream: stream,
+        requestId: c.var.requestId,
+      };
+      if (!keyed) {
+        // Nobody can resume a call without a key (README, "What is durable"): served here, not queued. It
+        // stops when its client leaves, or when the deadline answered 503 before it could start.
+        const clientGone = c.var.deadline ? AbortSignal.any([c.req.raw.signal, c.var.deadline]) : c.req.raw.signal;
+        const call = await serveInlineCompletion({ ...deps, log: c.var.log }, c.var.tenantId, request, clientGone);
+        c.var.liftDeadline?.();
+        const created = Math.floor(Date.now() / 1000);
+        return respond(c, deps, stream, { id: call.id, model: body.model, created, follow: call.follow }) as never;
+      }
       return (await idempotently(c, deps, body, {
         perform: async () => {
+          // Nothing is stored for a stateless call: a keyed one keeps its events as long as its key, and
+          // runs on when its client leaves, since a retry with its key is answered with it.
           const { id } = await startStatelessCompletion(deps, c.var.tenantId, {
-            model: body.model,
-            messages: toChatMessages(body.messages, { sendReasoning: body.send_reasoning === true }),
-            params,
-            upstreamStream: stream,
-            requestId: c.var.requestId,
-            // Nothing is stored for a stateless call: a keyed one keeps its events as long as its key.
-            ...(keyed ? { retainEventsSeconds: Math.ceil(deps.idempotencyTtlMs / 1000) } : {}),
+            ...request,
+            retainEventsSeconds: Math.ceil(deps.idempotencyTtlMs / 1000),
           });
-          // Without a key no one else can be answered: a client that leaves stops the call, upstream too.
-          // A keyed call runs on, since a retry with its key is answered with it.
-          if (!keyed) whenClientLeaves(c, () => abandonStatelessCompletion(deps, c.var.tenantId, id));
           const created = Math.floor(Date.now() / 1000);
           return { result: { kind: "completion", completionId: id, created }, value: { id, created } };
         },

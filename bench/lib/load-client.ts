@@ -1,5 +1,6 @@
 import { EventSourceParserStream } from "eventsource-parser/stream";
-import { summarize, type Summary } from "./stats.ts";
+import type { FloorLoadSpec } from "./floor.ts";
+import { overTime, percentiles, summarize, type Summary, type TimeBin } from "./stats.ts";
 
 /**
  * The load generator, run as a process of its own so its CPU is not Parley's:
@@ -10,7 +11,8 @@ export type LoadSpec =
   | { kind: "ttft"; target: "parley" | "direct"; urls: string[]; model: string; conversations?: string[]; concurrency: number; requests: number; deadlineMs: number }
   | { kind: "turns"; urls: string[]; conversations: string[]; requests: number; deadlineMs: number }
   | { kind: "streams"; urls: string[]; conversations: string[]; tokens: number; deadlineMs: number }
-  | { kind: "stateless"; urls: string[]; headers: Record<string, string>; model: string; stream: boolean; concurrency: number; requests: number; deadlineMs: number };
+  | { kind: "stateless"; urls: string[]; headers: Record<string, string>; model: string; stream: boolean; concurrency: number; requests: number; deadlineMs: number }
+  | ({ kind: "floor" } & FloorLoadSpec);
 
 export interface LoadResult {
   completed: number;
@@ -19,8 +21,12 @@ export interface LoadResult {
   seconds: number;
   perSecond: number;
   latencyMs: Summary;
+  /** The latencies as percentiles p0…p100, for the charts. */
+  distributionMs: number[];
   /** Streams only: upstream send → client receive, per token. */
   lagMs?: Summary;
+  /** Streams only: the lag per 250 ms of the run (from each token's receipt time), for the lag-over-time chart. */
+  lagOverTime?: TimeBin[];
   /** Streams only: replies whose content arrived whole and in order. */
   correct?: number;
   /** Streams that got `message.reset` (their reply was taken over by another run and started again). */
@@ -53,8 +59,15 @@ const post = (url: string, body: unknown, headers: Record<string, string> = {}) 
   });
 
 export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
+  if (spec.kind === "floor") {
+    const { runFloorLoad } = await import("./floor.ts");
+    const floor = await runFloorLoad(spec);
+    return { ...floor, perSecond: floor.completed / floor.seconds };
+  }
   const latencies: number[] = [];
   const lags: number[] = [];
+  // [received at, ms since the load began; lag]
+  const lagSamples: [number, number][] = [];
   const errors: string[] = [];
   let failed = 0;
   let correct = 0;
@@ -104,7 +117,10 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
             if (e.event === "message.delta") {
               const content = (JSON.parse(e.data) as { delta: { content: string } }).delta.content;
               const at = content.lastIndexOf("@");
-              lags.push(now() - Number(content.slice(at + 1)));
+              const received = now();
+              const lag = received - Number(content.slice(at + 1));
+              lags.push(lag);
+              lagSamples.push([received - started, lag]);
               seen.push(content);
             } else if (e.event === "message.reset") {
               // The reply starts over (another run took it): what came before is dropped, as a client must.
@@ -159,7 +175,8 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     seconds,
     perSecond: latencies.length / seconds,
     latencyMs: summarize(latencies),
-    ...(spec.kind === "streams" ? { lagMs: summarize(lags), correct, resets } : {}),
+    distributionMs: percentiles(latencies),
+    ...(spec.kind === "streams" ? { lagMs: summarize(lags), lagOverTime: overTime(lagSamples, 250), correct, resets } : {}),
   };
 }
 

@@ -1,7 +1,7 @@
 import { createConversations, type BenchContext, type ScenarioResult } from "../lib/context.ts";
 import { runLoadProcess } from "../lib/processes.ts";
 import { round } from "../lib/stats.ts";
-import { check } from "../lib/targets.ts";
+import { check, TARGETS } from "../lib/targets.ts";
 
 /**
  * Gives a conversation `n` stored, completed messages (alternating user/assistant), straight in SQL,
@@ -47,6 +47,6 @@ export async function historyGrowth(ctx: BenchContext): Promise<ScenarioResult> 
     });
   }
   const largest = result.cases.at(-1)!;
-  result.targets.push(check(`History growth ratio at ${sizes.at(-1)} messages`, Number(largest.figures[`ratio to ${sizes[0]}`]), 1.2, "×"));
+  result.targets.push(check(`History growth ratio at ${sizes.at(-1)} messages`, Number(largest.figures[`ratio to ${sizes[0]}`]), TARGETS.historyGrowth, "×"));
   return result;
 }

@@ -1,8 +1,9 @@
+import { lagOverTimeChart } from "../lib/charts.ts";
 import { createConversations, type BenchContext, type ScenarioResult } from "../lib/context.ts";
 import { peakRssMb } from "../lib/proc.ts";
 import { runLoadProcess } from "../lib/processes.ts";
 import { round } from "../lib/stats.ts";
-import { check } from "../lib/targets.ts";
+import { check, TARGETS } from "../lib/targets.ts";
 
 /** 3. Many replies streaming at once at 20 tokens/s each: correctness, relay lag, memory. */
 export async function manyStreams(ctx: BenchContext): Promise<ScenarioResult> {
@@ -34,9 +35,21 @@ export async function manyStreams(ctx: BenchContext): Promise<ScenarioResult> {
     ],
     targets: [
       check("Streams complete and correct", load.correct ?? 0, streams, "streams", true),
-      check("Relay lag p99", load.lagMs?.p99 ?? NaN, 50, "ms"),
-      check("API peak RSS", apiRss, 300, "MB"),
+      check(`Relay lag p99 with ${streams} streams`, load.lagMs?.p99 ?? NaN, TARGETS.relayLagP99Ms, "ms"),
+      check("API peak RSS", apiRss, TARGETS.apiPeakRssMb, "MB"),
+      check("Worker peak RSS", workerRss, TARGETS.workerPeakRssMb, "MB"),
     ],
-    notes: ["Relay lag: the fake upstream stamps each token with its send time; the client subtracts it on receipt (one clock)."],
+    notes: [
+      "Relay lag: the fake upstream stamps each token with its send time; the client subtracts it on receipt (one clock).",
+      "Peak RSS: the largest VmHWM among the API (worker) processes, over the whole run so far.",
+    ],
+    charts: [
+      lagOverTimeChart({
+        file: "relay-lag-over-time.svg",
+        title: `Relay lag over time, ${streams} streams at 20 tokens/s`,
+        bins: load.lagOverTime ?? [],
+        targetP99Ms: TARGETS.relayLagP99Ms,
+      }),
+    ],
   };
 }

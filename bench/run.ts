@@ -10,23 +10,25 @@ import { migrateDatabase } from "../src/db/migrate.ts";
 import { createApiKey } from "../src/domain/api-keys.ts";
 import { PARLEY_NODE_FLAGS } from "../src/runtime-flags.ts";
 import type { BenchContext, ScenarioResult } from "./lib/context.ts";
+import { renderSvg } from "./lib/charts.ts";
+import { startParley, type ParleyProcesses } from "./lib/parley.ts";
 import { root, startChild, type Child } from "./lib/processes.ts";
 import { summarizeProfile } from "./lib/profile-summary.ts";
 import { renderMarkdown, renderProfiles, type MachineInfo } from "./lib/report.ts";
 import { historyGrowth } from "./scenarios/history.ts";
 import { peerSideBySide } from "./scenarios/peer.ts";
+import { scalingOut } from "./scenarios/scaling.ts";
 import { manyStreams } from "./scenarios/streams.ts";
 import { turnThroughput } from "./scenarios/throughput.ts";
 import { ttftOverhead } from "./scenarios/ttft.ts";
-import { freePort } from "../test/support/processes.ts";
 
 /**
- * `npm run bench [-- --quick] [--only ttft,throughput,streams,history,peer]
+ * `npm run bench [-- --quick] [--only ttft,throughput,streams,history,peer,scaling]
  *  [--api N] [--workers N] [--skip-peer] [--cpu-prof] [--out DIR]`
  *
  * Starts a fake upstream, Parley (N API and M worker processes) and a load
  * generator, each a process of its own, on loopback; runs the scenarios; and
- * writes RESULTS.md and results.json (to bench/ unless --out says otherwise).
+ * writes RESULTS.md, results.json and the charts (charts/*.svg) to bench/ unless --out says otherwise.
  */
 
 const { values: args } = parseArgs({
@@ -47,6 +49,7 @@ const scenarios = {
   streams: manyStreams,
   history: historyGrowth,
   peer: peerSideBySide,
+  scaling: scalingOut,
 } as const;
 type ScenarioName = keyof typeof scenarios;
 const chosen = (args.only?.split(",") ?? Object.keys(scenarios)) as ScenarioName[];
@@ -76,6 +79,7 @@ async function machine(sql: postgres.Sql): Promise<MachineInfo> {
 }
 
 const children: Child[] = [];
+const parleys: ParleyProcesses[] = [];
 let sql: postgres.Sql | null = null;
 try {
   await migrateDatabase(databaseUrl);
@@ -95,8 +99,6 @@ try {
     REDIS_PREFIX: prefix,
     LOG_LEVEL: "info",
     HOST: "127.0.0.1",
-    // Enough for every reply of the many-streams case at once across the workers.
-    WORKER_CONCURRENCY: String(Math.ceil(1_200 / Number(args.workers))),
     UPSTREAMS: JSON.stringify([{ name: "bench", base_url: upstreamUrl, model_prefix: "bench-", strip_prefix: false }]),
     // One tenant drives all the load: its limits must not be what is measured.
     RATE_LIMIT_REQUESTS: "100000000",
@@ -110,29 +112,26 @@ try {
     ...PARLEY_NODE_FLAGS,
     ...(args["cpu-prof"] ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${role}-\${pid}.cpuprofile`] : []),
   ];
-  const apiUrls: string[] = [];
-  const apiPids: number[] = [];
-  for (let i = 0; i < Number(args.api); i++) {
-    const port = await freePort();
-    const api = await startChild(`api-${i}`, ["src/main.ts"], { env: { ...env, ROLE: "api", PORT: String(port) }, ready: "api listening", nodeFlags: nodeFlags("api") });
-    children.push(api);
-    apiUrls.push(`http://127.0.0.1:${port}/v1`);
-    apiPids.push(api.pid);
-  }
-  const workerPids: number[] = [];
-  for (let i = 0; i < Number(args.workers); i++) {
-    const worker = await startChild(`worker-${i}`, ["src/main.ts"], { env: { ...env, ROLE: "worker" }, ready: "worker started", nodeFlags: nodeFlags("worker") });
-    children.push(worker);
-    workerPids.push(worker.pid);
-  }
+  // Workers get enough concurrency for every reply of the many-streams case at once between them (startParley).
+  const main = await startParley({ api: Number(args.api), workers: Number(args.workers), env, nodeFlags });
+  parleys.push(main);
 
   const ctx: BenchContext & { skipPeer: boolean } = {
     quick: args.quick,
-    apiUrls,
-    apiPids,
-    workerPids,
+    apiUrls: main.apiUrls,
+    apiPids: main.apiPids,
+    workerPids: main.workerPids,
     upstreamUrl,
     sql,
+    databaseUrl,
+    redisUrl,
+    prefix,
+    async startParley({ api, workers, label }) {
+      // A prefix of its own (under the run's, so the cleanup below finds it): its jobs are its workers' alone.
+      const more = await startParley({ api, workers, label, env: { ...env, REDIS_PREFIX: `${prefix}-${label.replace(/[^A-Za-z0-9]/g, "")}` }, nodeFlags });
+      parleys.push(more);
+      return more;
+    },
     log,
     skipPeer: args["skip-peer"],
   };
@@ -145,6 +144,8 @@ try {
   }
 
   const info = await machine(sql);
+  for (const p of parleys.reverse()) await p.stop();
+  parleys.length = 0;
   for (const c of children.reverse()) await c.stop();
   children.length = 0;
   const profiles = args["cpu-prof"]
@@ -155,25 +156,30 @@ try {
   const setup = {
     "API processes": Number(args.api),
     "worker processes": Number(args.workers),
-    "worker concurrency": env.WORKER_CONCURRENCY,
+    "worker concurrency": Math.ceil(1_200 / Number(args.workers)),
     mode: args.quick ? "quick (tiny sizes: a smoke run, not figures to quote)" : "full",
   };
   const when = new Date().toISOString();
   const command = `npm run bench --${process.argv.slice(2).map((a) => ` ${a}`).join("")}`;
-  mkdirSync(args.out, { recursive: true });
-  writeFileSync(join(args.out, "results.json"), JSON.stringify({ when, command, machine: info, setup, scenarios: results }, null, 2));
+  mkdirSync(join(args.out, "charts"), { recursive: true });
+  for (const chart of results.flatMap((r) => r.charts ?? [])) writeFileSync(join(args.out, "charts", chart.file), await renderSvg(chart.spec));
+  // The charts' data is in each case's raw figures already: results.json names the files only.
+  const json = results.map(({ charts, ...r }) => ({ ...r, charts: charts?.map((c) => `charts/${c.file}`) }));
+  writeFileSync(join(args.out, "results.json"), JSON.stringify({ when, command, machine: info, setup, scenarios: json }, null, 2));
   const markdown = renderMarkdown({ when, command, machine: info, setup, scenarios: results });
   writeFileSync(join(args.out, "RESULTS.md"), markdown);
   if (profiles.length) writeFileSync(join(args.out, "PROFILE.md"), renderProfiles(when, command, profiles));
   console.log(markdown);
 } finally {
+  for (const p of parleys.reverse()) await p.stop();
   for (const c of children.reverse()) await c.stop().catch(() => {});
   await sql?.end({ timeout: 1 });
   const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
   await admin.unsafe(`drop database if exists ${new URL(databaseUrl).pathname.slice(1)} with (force)`).catch(() => {});
   await admin.end({ timeout: 1 });
   const redis = new Redis(redisUrl);
-  const keys = await redis.keys(`${prefix}:*`);
+  // Parley's keys, the floor's queue, and those of the extra setups (`${prefix}-<label>:…`).
+  const keys = await redis.keys(`${prefix}*`);
   for (let i = 0; i < keys.length; i += 1000) await redis.del(...keys.slice(i, i + 1000));
   redis.disconnect();
 }

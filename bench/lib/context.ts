@@ -1,4 +1,6 @@
 import type postgres from "postgres";
+import type { Chart } from "./charts.ts";
+import type { ParleyProcesses } from "./parley.ts";
 
 /** What every scenario gets: the running Parley, the fake upstream, and the sizes to use. */
 export interface BenchContext {
@@ -9,8 +11,14 @@ export interface BenchContext {
   workerPids: number[];
   /** The fake upstream's base URL (`…/v1`). */
   upstreamUrl: string;
-  /** Parley's database, for seeding long conversations. */
+  /** Parley's database, for seeding long conversations (and the floor's table). */
   sql: postgres.Sql;
+  databaseUrl: string;
+  redisUrl: string;
+  /** The run's Redis prefix: Parley's keys, and anything else the bench keeps in Redis, start with it. */
+  prefix: string;
+  /** Starts another Parley (`api` API and `workers` worker processes) on this run's database, under a Redis prefix of its own. */
+  startParley(opts: { api: number; workers: number; label: string }): Promise<ParleyProcesses>;
   log(line: string): void;
 }
 
@@ -36,10 +44,12 @@ export interface ScenarioResult {
   cases: CaseResult[];
   targets: TargetCheck[];
   notes: string[];
+  /** Drawn by run.ts into `charts/<file>` beside RESULTS.md, which embeds them after the scenario's table. */
+  charts?: Chart[];
 }
 
 /** Creates `n` conversations with `model` through the API, spread over the API processes. */
-export async function createConversations(ctx: BenchContext, n: number, model: string): Promise<string[]> {
+export async function createConversations(ctx: Pick<BenchContext, "apiUrls">, n: number, model: string): Promise<string[]> {
   const ids: string[] = [];
   for (let start = 0; start < n; start += 50) {
     const batch = await Promise.all(

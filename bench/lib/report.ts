@@ -57,6 +57,8 @@ export function renderMarkdown(opts: {
   for (const s of opts.scenarios) {
     out.push("", `## ${s.title}`, "", table(s.cases.map((c) => ({ case: c.case, ...c.figures })), "case"));
     for (const n of s.notes) out.push("", `- ${n}`);
+    // Written by run.ts next to RESULTS.md.
+    for (const c of s.charts ?? []) out.push("", `![${c.title}](charts/${c.file})`);
   }
   return out.join("\n") + "\n";
 }

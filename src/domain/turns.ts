@@ -1,7 +1,7 @@
 import { z } from "@hono/zod-openapi";
 import { and, desc, eq, inArray, lt, notExists, sql } from "drizzle-orm";
 import type { Database } from "../db/client.ts";
-import { conversations, messages, type MessageRow } from "../db/schema.ts";
+import { conversations, messages, type ConversationRow, type MessageRow } from "../db/schema.ts";
 import type { ModelRegistry } from "../providers/registry.ts";
 import type { ModelJobQueue } from "../queue/completions.ts";
 import type { ReplySlots } from "./reply-slots.ts";
@@ -123,10 +123,16 @@ export async function appendMessage(
 }
 
 /**
- * Stores messages and, when asked, a `queued` reply, with the next seqs in one
- * transaction; then announces the reply on its event stream and enqueues its
- * job. The conversation row lock serialises concurrent appends, so seqs never
- * repeat; any append while a reply is in flight is refused.
+ * Stores messages and, when asked, a `queued` reply, with the next seqs; then
+ * announces the reply on its event stream and enqueues its job. Any append
+ * while a reply is in flight is refused; seqs never repeat.
+ *
+ * Usually two round trips to Postgres: one read of what the turn is checked
+ * against, and one statement that bumps the conversation (only if its row is
+ * still as read and nothing is in flight) and inserts the rows, atomic on its
+ * own (plus BEGIN/COMMIT around it when `onStored` has more to store). A turn
+ * that meets a concurrent change, and a regenerated one, take the locked path
+ * instead (appendTurnLocked), which waits its turn on the conversation's row.
  */
 export async function appendTurn(
   deps: TurnDeps,
@@ -134,6 +140,73 @@ export async function appendTurn(
   conversationId: string,
   turn: NewTurn,
 ): Promise<{ messages: MessageRow[]; reply: MessageRow | null }> {
+  checkTurnRequest(deps, conversationId, turn);
+  if (turn.replaces !== undefined) return appendTurnLocked(deps, tenantId, conversationId, turn);
+
+  const state = await readTurnState(deps.db, tenantId, conversationId);
+  if (!state) throw new NotFoundError("conversation", conversationId);
+  if (state.busyReplyId !== null) throw new ConversationBusyError(state.busyReplyId);
+  if (turn.expectLastSeq !== undefined && state.lastSeq !== turn.expectLastSeq) throw new HistoryMovedOnError();
+  await assertToolResultsAnswerCalls(deps.db, conversationId, turn.messages);
+
+  const count = turn.messages.length + (turn.reply ? 1 : 0);
+  const planned = planTurnRows(deps, tenantId, conversationId, turn, {
+    settings: state,
+    firstSeq: state.lastSeq + 1,
+    historyTokensBefore: state.historyTokensBefore,
+  });
+  const { replyId } = planned;
+  // The slot is taken once the conversation is known to be free (a busy one answers 409, not 429), and
+  // before anything is stored (a refused turn stores nothing); given back below if nothing is stored.
+  let slotAsked = false;
+  const giveSlotBack = async () => {
+    if (replyId && slotAsked) await deps.replySlots.release(tenantId, replyId).catch(() => {});
+  };
+  let stored: { messages: MessageRow[]; reply: MessageRow | null } | null;
+  try {
+    if (replyId) {
+      // Set before asking: an acquire that timed out may still run once Redis answers again, and the
+      // release, sent after it on the same connection, then runs after it.
+      slotAsked = true;
+      await deps.replySlots.acquire(tenantId, replyId);
+    }
+    // The waits above may have outlasted the request: its caller has been told 503, so nothing is stored.
+    turn.signal?.throwIfAborted();
+    const write = async (db: Database | Transaction) => {
+      const rows = await insertTurnRows(db, tenantId, conversationId, state.version, count, planned.rows);
+      rows.sort((a, b) => a.seq - b.seq);
+      const reply = replyId ? (rows.pop() ?? null) : null;
+      return { messages: rows, reply };
+    };
+    const onStored = turn.onStored;
+    stored = onStored
+      ? await deps.db.transaction(async (tx) => {
+          const done = await write(tx);
+          await onStored(tx, { ...done, settings: planned.settings });
+          return done;
+        })
+      : await write(deps.db);
+  } catch (err) {
+    await giveSlotBack();
+    // The row changed since it was read (another turn, a deleted item, new settings), or a racing reply
+    // took the one-in-flight index: the locked path decides, on the row as it is now.
+    if (!isUniqueViolation(err, "messages_one_reply_in_flight_idx") && !isNotNullViolation(err, "seq")) throw err;
+    stored = null;
+  }
+  if (!stored) return appendTurnLocked(deps, tenantId, conversationId, turn);
+
+  if (stored.reply) {
+    const { messages: appended, reply } = stored;
+    await startReply(deps, tenantId, { messages: appended, reply }, turn).catch(async (err: unknown) => {
+      await giveSlotBack();
+      throw err;
+    });
+  }
+  return stored;
+}
+
+/** The checks that need nothing stored. */
+function checkTurnRequest(deps: TurnDeps, conversationId: string, turn: NewTurn): void {
   // A turn of no messages is a reply to the stored history as it is (regenerate, a full-history client that sent nothing new).
   if (turn.messages.length === 0 && !turn.reply) throw new InvalidRequestError("At least one message is needed.", "messages");
   if (turn.replaces !== undefined && (!turn.reply || turn.messages.length > 0)) throw new Error("a regenerated turn is one reply");
@@ -143,10 +216,162 @@ export async function appendTurn(
     throw new ModelNotFoundError(turn.model, deps.models.describeServed());
   }
   if (turn.reply) assertOneChoice(turn.params ?? {});
+}
 
+type ConversationSettings = Pick<ConversationRow, "model" | "system" | "params" | "contextStrategy">;
+
+/**
+ * The conversation as a turn is checked against, in one statement: its settings and last seq, the reply
+ * in flight if any, the running token total of its newest message, and `version` (the row's xmin, which
+ * every update of the row changes), which the write then requires unchanged. Null: no such conversation.
+ */
+async function readTurnState(db: Database, tenantId: string, conversationId: string) {
+  const busyReply = db
+    .select({ id: messages.id })
+    .from(messages)
+    .where(and(eq(messages.conversationId, conversationId), inArray(messages.status, inFlightStatuses)))
+    .limit(1);
+  // The newest message: no seq is above the conversation's last_seq, and a deleted item leaves a gap.
+  const newest = db
+    .select({ historyTokens: messages.historyTokens })
+    .from(messages)
+    .where(eq(messages.conversationId, conversationId))
+    .orderBy(desc(messages.seq))
+    .limit(1);
+  const [state] = await db
+    .select({
+      version: sql<string>`${conversations}.xmin::text`,
+      lastSeq: conversations.lastSeq,
+      model: conversations.model,
+      system: conversations.system,
+      params: conversations.params,
+      contextStrategy: conversations.contextStrategy,
+      busyReplyId: sql<string | null>`(${busyReply})`,
+      historyTokensBefore: sql<number>`coalesce((${newest}), 0)`.mapWith(Number),
+    })
+    .from(conversations)
+    .where(and(eq(conversations.id, conversationId), eq(conversations.tenantId, tenantId)))
+    .prepare("turn_state")
+    .execute();
+  return state ?? null;
+}
+
+/**
+ * One statement: bumps the conversation's seqs if its row is still at `version` with nothing in flight,
+ * and inserts the turn's rows numbered from the bumped last_seq. When the row has moved on, the bump
+ * returns nothing, the rows' seq is null and the statement fails (not_null_violation on seq) having
+ * stored nothing.
+ */
+async function insertTurnRows(
+  db: Database | Transaction,
+  tenantId: string,
+  conversationId: string,
+  version: string,
+  count: number,
+  rows: (typeof messages.$inferInsert & { seq: number })[],
+): Promise<MessageRow[]> {
+  const inFlight = and(eq(messages.conversationId, conversationId), inArray(messages.status, inFlightStatuses));
+  const bumped = db.$with("bumped").as(
+    db
+      .update(conversations)
+      .set({
+        lastSeq: sql`${conversations.lastSeq} + ${count}`,
+        messageCount: sql`${conversations.messageCount} + ${count}`,
+        updatedAt: sql`now()`,
+      })
+      .where(
+        and(
+          eq(conversations.id, conversationId),
+          eq(conversations.tenantId, tenantId),
+          sql`${conversations}.xmin::text = ${version}`,
+          notExists(db.select({ one: sql`1` }).from(messages).where(inFlight)),
+        ),
+      )
+      .returning({ lastSeq: conversations.lastSeq }),
+  );
+  const lastSeq = rows.at(-1)?.seq ?? 0;
+  return db
+    .with(bumped)
+    .insert(messages)
+    .values(rows.map((row) => ({ ...row, seq: sql`(select ${bumped.lastSeq} from ${bumped}) - ${lastSeq - row.seq}` })))
+    .returning()
+    .prepare("turn_insert")
+    .execute();
+}
+
+/**
+ * The rows a turn stores, from the conversation's settings and where its history ends, after the checks
+ * that refuse a turn before anything is stored (the model served, one choice, the turn fits its window).
+ */
+function planTurnRows(
+  deps: TurnDeps,
+  tenantId: string,
+  conversationId: string,
+  turn: NewTurn,
+  at: { settings: ConversationSettings; firstSeq: number; historyTokensBefore: number },
+) {
+  const model = turn.model ?? at.settings.model;
+  if (turn.reply) assertOneChoice(at.settings.params);
+  if (turn.reply && !deps.models.resolve(model)) {
+    throw new ModelNotFoundError(model, deps.models.describeServed());
+  }
+  const replyId = turn.reply ? newMessageId() : null;
+  // One timestamp for the whole turn: it is how failed-turns.ts finds a turn's messages.
+  const now = new Date();
+  const given = completedMessageRows(turn.messages, {
+    tenantId,
+    conversationId,
+    firstSeq: at.firstSeq,
+    now,
+    historyTokensBefore: at.historyTokensBefore,
+  });
+  const historyTokensAfter = given.at(-1)?.historyTokens ?? at.historyTokensBefore;
+  const params = { ...at.settings.params, ...(turn.params ?? {}) };
+  const settings = turnSettings(at.settings, params);
+  if (turn.reply) {
+    // Refused before anything is stored: a turn that could never be sent stores nothing.
+    assertTurnFits(turnBudget(model, deps.contextWindows.forModel(model), settings.system, params), {
+      strategy: settings.contextStrategy,
+      newTokens: given.reduce((n, m) => n + m.tokens, 0),
+      historyTokensAfter,
+      param: turn.param ?? "content",
+    });
+  }
+  const reply = replyId
+    ? {
+        id: replyId,
+        tenantId,
+        conversationId,
+        seq: at.firstSeq + given.length,
+        role: "assistant" as const,
+        content: "",
+        status: "queued" as const,
+        model,
+        params: turn.params ?? null,
+        // Counts nothing until it ends (finishReply adds its tokens).
+        historyTokens: historyTokensAfter,
+        createdAt: now,
+      }
+    : null;
+  return { replyId, settings, rows: reply ? [...given, reply] : given };
+}
+
+/**
+ * The turn in one transaction that holds the conversation's row lock from its
+ * first statement: used for a regenerated reply (which deletes the one it
+ * replaces first) and when the row changed under the faster path. The row
+ * lock serialises concurrent appends; two replies racing past the in-flight
+ * check are stopped by the one-in-flight unique index.
+ */
+async function appendTurnLocked(
+  deps: TurnDeps,
+  tenantId: string,
+  conversationId: string,
+  turn: NewTurn,
+): Promise<{ messages: MessageRow[]; reply: MessageRow | null }> {
   // Seqs the turn adds: a replacing reply takes the seq of the one it replaces.
   const count = turn.messages.length + (turn.reply && !turn.replaces ? 1 : 0);
-  const replyId = turn.reply ? newMessageId() : null;
+  let replyId: string | null = null;
   let slotAsked = false;
   const giveSlotBack = async () => {
     if (replyId && slotAsked) await deps.replySlots.release(tenantId, replyId).catch(() => {});
@@ -154,8 +379,7 @@ export async function appendTurn(
   const inFlight = and(eq(messages.conversationId, conversationId), inArray(messages.status, inFlightStatuses));
   const stored = await deps.db
     .transaction(async (tx) => {
-      // One statement takes the row lock, checks nothing is in flight and reserves the seqs;
-      // two replies racing past the check are stopped by the one-in-flight unique index.
+      // One statement takes the row lock, checks nothing is in flight and reserves the seqs.
       const [bumped] = await tx
         .update(conversations)
         .set({
@@ -181,29 +405,10 @@ export async function appendTurn(
       // Asked on this transaction's own connection: a second one from the pool while holding this one
       // is how concurrent appends once took every connection and waited for each other forever.
       if (!bumped) throw await whyNoTurn(tx, tenantId, conversationId, turn.expectLastSeq);
-      const model = turn.model ?? bumped.model;
-      if (turn.reply) assertOneChoice(bumped.params);
       await assertToolResultsAnswerCalls(tx, conversationId, turn.messages);
-      if (turn.reply && !deps.models.resolve(model)) {
-        throw new ModelNotFoundError(model, deps.models.describeServed());
-      }
-      // The tenant's concurrency slot is taken once the conversation is known to be free (so a busy
-      // conversation answers 409, not 429) and before anything is stored (a refused turn stores
-      // nothing); the catch below gives it back if the transaction does not commit.
-      if (replyId) {
-        // Set before asking: an acquire that timed out may still run once Redis answers again, and the
-        // release, sent after it on the same connection, then runs after it.
-        slotAsked = true;
-        await deps.replySlots.acquire(tenantId, replyId);
-      }
-      // The waits above (the row lock, Redis) may have outlasted the request: its caller has been told
-      // 503, so the turn is rolled back rather than stored behind its back.
-      turn.signal?.throwIfAborted();
       if (turn.replaces) await removeReplacedReply(tx, conversationId, turn.replaces, bumped.lastSeq);
       // With a replaced reply, the turn builds on the message before it.
       const firstSeq = bumped.lastSeq - count + (turn.replaces ? 0 : 1);
-      // One timestamp for the whole turn: it is how failed-turns.ts finds a turn's messages.
-      const now = new Date();
       // The newest earlier message, not the one at firstSeq - 1: a deleted item leaves a gap in seqs.
       const [previous] = await tx
         .select({ historyTokens: messages.historyTokens })
@@ -211,53 +416,24 @@ export async function appendTurn(
         .where(and(eq(messages.conversationId, conversationId), lt(messages.seq, firstSeq)))
         .orderBy(desc(messages.seq))
         .limit(1);
-      const given = completedMessageRows(turn.messages, {
-        tenantId,
-        conversationId,
+      const planned = planTurnRows(deps, tenantId, conversationId, turn, {
+        settings: bumped,
         firstSeq,
-        now,
         historyTokensBefore: previous?.historyTokens ?? 0,
       });
-      const historyTokensAfter = given.at(-1)?.historyTokens ?? previous?.historyTokens ?? 0;
-      const params = { ...bumped.params, ...(turn.params ?? {}) };
-      const settings = turnSettings(bumped, params);
-      if (turn.reply) {
-        // Refused here, in the transaction, so a turn that could never be sent stores nothing.
-        assertTurnFits(turnBudget(model, deps.contextWindows.forModel(model), settings.system, params), {
-          strategy: settings.contextStrategy,
-          newTokens: given.reduce((n, m) => n + m.tokens, 0),
-          historyTokensAfter,
-          param: turn.param ?? "content",
-        });
+      replyId = planned.replyId;
+      if (replyId) {
+        // See appendTurn: set before asking.
+        slotAsked = true;
+        await deps.replySlots.acquire(tenantId, replyId);
       }
-
-      const rows = await tx
-        .insert(messages)
-        .values([
-          ...given,
-          ...(replyId
-            ? [
-                {
-                  id: replyId,
-                  tenantId,
-                  conversationId,
-                  seq: bumped.lastSeq,
-                  role: "assistant" as const,
-                  content: "",
-                  status: "queued" as const,
-                  model,
-                  params: turn.params ?? null,
-                  // Counts nothing until it ends (finishReply adds its tokens).
-                  historyTokens: historyTokensAfter,
-                  createdAt: now,
-                },
-              ]
-            : []),
-        ])
-        .returning();
+      // The waits above (the row lock, Redis) may have outlasted the request: its caller has been told
+      // 503, so the turn is rolled back rather than stored behind its back.
+      turn.signal?.throwIfAborted();
+      const rows = await tx.insert(messages).values(planned.rows).returning();
       rows.sort((a, b) => a.seq - b.seq);
       const reply = turn.reply ? (rows.pop() ?? null) : null;
-      await turn.onStored?.(tx, { messages: rows, reply, settings });
+      await turn.onStored?.(tx, { messages: rows, reply, settings: planned.settings });
       return { messages: rows, reply };
     })
     .catch(async (err: unknown) => {
@@ -294,7 +470,7 @@ function assertOneChoice(params: Record<string, unknown>): void {
  * conversation (json_array_elements over those messages' calls). Read only
  * when the turn has a tool message.
  */
-async function assertToolResultsAnswerCalls(tx: Transaction, conversationId: string, given: GivenMessage[]): Promise<void> {
+async function assertToolResultsAnswerCalls(tx: Database | Transaction, conversationId: string, given: GivenMessage[]): Promise<void> {
   const unknown = toolResultsWithoutCall(given);
   if (unknown.length === 0) return;
   const ids = [...new Set(unknown.map((u) => u.id))];
@@ -331,9 +507,17 @@ async function removeReplacedReply(tx: Transaction, conversationId: string, repl
   await restoreTurnToHistory(tx, { ...old, conversationId });
 }
 
+type PgErrorFields = { code?: string; constraint_name?: string; column_name?: string };
+const pgError = (err: unknown): PgErrorFields | undefined => (err as { cause?: PgErrorFields }).cause ?? (err as PgErrorFields);
+
 function isUniqueViolation(err: unknown, constraint: string): boolean {
-  const cause = (err as { cause?: { code?: string; constraint_name?: string } }).cause ?? (err as { code?: string; constraint_name?: string });
+  const cause = pgError(err);
   return cause?.code === "23505" && cause.constraint_name === constraint;
+}
+
+function isNotNullViolation(err: unknown, column: string): boolean {
+  const cause = pgError(err);
+  return cause?.code === "23502" && cause.column_name === column;
 }
 
 /**

@@ -13,12 +13,23 @@ import {
 } from "./domain/errors.ts";
 import { ProviderError } from "./providers/types.ts";
 
+/** pino's number for `error`: lines at this level and above are written out at once. */
+const ERROR_LEVEL = 50;
+
 /**
  * JSON logs; credentials and conversation content never reach them. Every
  * error, under `err` or any other top-level field, is logged by logSafeError.
  * `destination` is for tests that read the log.
+ *
+ * Lines go to stdout asynchronously: a request's line is queued and written
+ * with whatever else is pending, rather than a blocking write per line on the
+ * request's path. What is queued is written before the process exits (pino
+ * flushes on `exit`, which a crash logged by main.ts reaches through
+ * process.exit), and every `error` or `fatal` line is flushed at once, with
+ * the lines before it, so none is lost to a kill that no handler sees.
  */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
+  const stdout = destination ? null : pino.destination({ dest: 1, sync: false });
   const options = {
     level,
     base: { service: "parley" },
@@ -32,14 +43,24 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
     },
     hooks: {
       // Given an error and no message, pino would make the error's message the line's.
-      logMethod(this: Logger, args: unknown[], method: (...a: unknown[]) => void) {
+      logMethod(this: Logger, args: unknown[], method: (...a: unknown[]) => void, level: number) {
         const [first] = args;
         const carriesError = first instanceof Error || (isRecord(first) && first.err !== undefined);
-        return method.apply(this, carriesError && args.length === 1 ? [first, "error"] : args);
+        method.apply(this, carriesError && args.length === 1 ? [first, "error"] : args);
+        if (level >= ERROR_LEVEL && stdout) flushQuietly(stdout);
       },
     },
   };
-  return destination ? pino(options, destination) : pino(options);
+  return pino(options, destination ?? stdout ?? undefined);
+}
+
+/** A flush that fails (stdout closed, not yet open) must not turn a logged error into a thrown one. */
+function flushQuietly(stream: { flushSync(): void }): void {
+  try {
+    stream.flushSync();
+  } catch {
+    // The line stays queued; pino writes it with the next ones, or on exit.
+  }
 }
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null;

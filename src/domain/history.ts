@@ -70,6 +70,69 @@ function withoutOrphanedToolResults<T extends HistoryRow>(sent: T[]): T[] {
   });
 }
 
+type WindowRow = HistoryRow & Pick<MessageRow, "tokens">;
+
+interface HistoryWindow {
+  /** The running token total of the newest message before the reply (0: none). */
+  total: number;
+  /** That message's own tokens. */
+  newestTokens: number;
+  /** Where the messages sent start. */
+  fromSeq: number;
+  /** The messages from there to the reply, in seq order. */
+  sent: WindowRow[];
+}
+
+/**
+ * The window of messages a reply is sent, in one statement (a turn's reads are round trips before its
+ * first token): the newest message before the reply gives the running total; over `budget`, the window
+ * starts after the first message whose suffix fits (none under `strict`: the caller refuses the turn),
+ * and never before `fromSeq`. The newest message before the reply, not the one at seq - 1: a deleted
+ * item leaves a gap in seqs.
+ */
+async function readWindow(
+  db: Database,
+  conversationId: string,
+  replySeq: number,
+  opts: { budget: number; strict: boolean; fromSeq: number },
+): Promise<HistoryWindow> {
+  const inConversation = sql`${messages.conversationId} = ${conversationId} and ${messages.seq} < ${replySeq}`;
+  // The suffix after message m holds total - m.historyTokens tokens: start after the first m where that fits.
+  const cut = opts.strict
+    ? sql`${replySeq}`
+    : sql`coalesce((select ${messages.seq} from ${messages} where ${inConversation} and ${messages.historyTokens} >= newest.total - ${opts.budget}::bigint order by ${messages.historyTokens}, ${messages.seq} limit 1), ${replySeq - 1}) + 1`;
+  const rows = await db.execute<{
+    total: string;
+    newest_tokens: number;
+    from_seq: number;
+    role: MessageRow["role"] | null;
+    status: MessageRow["status"];
+    content: string;
+    tokens: number;
+    rich: RichFields | null;
+  }>(sql`with newest as (
+      select ${messages.historyTokens} as total, ${messages.tokens} as tokens from ${messages}
+      where ${inConversation} order by ${messages.seq} desc limit 1
+    ), bounds as (
+      select total, tokens, greatest(case when total <= ${opts.budget}::bigint then 1 else ${cut} end, ${opts.fromSeq}::int) as from_seq from newest
+    )
+    select bounds.total, bounds.tokens as newest_tokens, bounds.from_seq, sent.role, sent.status, sent.content, sent.tokens, sent.rich
+    from bounds left join lateral (
+      select ${messages.seq} as seq, ${messages.role} as role, ${messages.status} as status, ${messages.content} as content, ${messages.tokens} as tokens, ${richFieldsSql} as rich
+      from ${messages} where ${inConversation} and ${messages.seq} >= bounds.from_seq
+    ) sent on true
+    order by sent.seq`);
+  const [first] = rows;
+  if (!first) return { total: 0, newestTokens: 0, fromSeq: opts.fromSeq, sent: [] };
+  const sent: WindowRow[] = [];
+  for (const r of rows) {
+    if (r.role === null) continue;
+    const row = { role: r.role, status: r.status, content: r.content, tokens: r.tokens };
+    sent.push(r.rich === null ? row : { ...row, ...r.rich });
+  }
+  return { total: Number(first.total), newestTokens: first.newest_tokens, fromSeq: first.from_seq, sent };
+}
+
 export interface BuiltHistory {
   messages: ChatMessage[];
   /** Earlier messages sent, and the tokens sent with the system prompt (and summary). */
@@ -101,44 +164,21 @@ export async function buildHistory(
   const summary = summarizing && conversation.summary !== null ? conversation.summary : null;
   if (summary !== null) budget.historyTokens -= conversation.summaryTokens;
   budget.historyTokens -= pendingTokens;
-  const inConversation = eq(messages.conversationId, conversation.id);
-  // The newest message before the reply (not the one at seq - 1: a deleted item leaves a gap in seqs).
-  const [last] = await db
-    .select({ historyTokens: messages.historyTokens, tokens: messages.tokens })
-    .from(messages)
-    .where(and(inConversation, lt(messages.seq, reply.seq)))
-    .orderBy(desc(messages.seq))
-    .limit(1);
-  const total = last?.historyTokens ?? 0;
-
-  let fromSeq = 1;
-  if (total > budget.historyTokens) {
-    if (settings.contextStrategy === "strict") {
-      throw new ContextLengthExceededError(budget, { what: "The conversation's history", tokens: total }, null);
-    }
-    // The suffix after message m holds total - m.historyTokens tokens: start after the first m where that fits.
-    const [cut] = await db
-      .select({ seq: messages.seq })
-      .from(messages)
-      .where(and(inConversation, gte(messages.historyTokens, total - budget.historyTokens), lt(messages.seq, reply.seq)))
-      .orderBy(asc(messages.historyTokens), asc(messages.seq))
-      .limit(1);
-    fromSeq = (cut?.seq ?? reply.seq - 1) + 1;
+  const strict = settings.contextStrategy === "strict";
+  const window = await readWindow(db, conversation.id, reply.seq, {
+    budget: budget.historyTokens,
+    strict,
+    // What the summary holds is not sent again.
+    fromSeq: summary !== null ? conversation.summaryThroughSeq + 1 : 1,
+  });
+  const { total, fromSeq, sent } = window;
+  if (total > budget.historyTokens && strict) {
+    throw new ContextLengthExceededError(budget, { what: "The conversation's history", tokens: total }, null);
   }
-  // What the summary holds is not sent again.
-  if (summary !== null) fromSeq = Math.max(fromSeq, conversation.summaryThroughSeq + 1);
-  const sent =
-    fromSeq < reply.seq
-      ? await db
-          .select({ role: messages.role, status: messages.status, content: messages.content, tokens: messages.tokens, rich: richFieldsSql })
-          .from(messages)
-          .where(and(inConversation, gte(messages.seq, fromSeq), lt(messages.seq, reply.seq)))
-          .orderBy(asc(messages.seq))
-      : [];
-  const included = sent.filter(belongsInHistory).map((m) => (m.rich === null ? m : { ...m, ...m.rich }));
+  const included = sent.filter(belongsInHistory);
   if (included.length === 0 && total > 0) {
     // Not even the newest message fits (the model or system prompt changed since it was accepted).
-    throw new ContextLengthExceededError(budget, { what: "The newest message", tokens: last?.tokens ?? total }, null);
+    throw new ContextLengthExceededError(budget, { what: "The newest message", tokens: window.newestTokens }, null);
   }
 
   const history: ChatMessage[] = [];

@@ -1,7 +1,15 @@
 import { and, desc, eq, inArray, lt, sql } from "drizzle-orm";
 import { alias } from "drizzle-orm/pg-core";
 import type { Database } from "../db/client.ts";
-import { conversations, messages, type MessageRow, type StoredError, type StoredToolCall, type StoredUsage } from "../db/schema.ts";
+import {
+  conversations,
+  messages,
+  type ConversationRow,
+  type MessageRow,
+  type StoredError,
+  type StoredToolCall,
+  type StoredUsage,
+} from "../db/schema.ts";
 import { endsTurnUnsent, leaveTurnOutOfHistory } from "./failed-turns.ts";
 import { belongsInHistory } from "./history.ts";
 import { givenMessageTokens } from "./message-rows.ts";
@@ -18,13 +26,27 @@ export const inFlightStatuses = ["queued", "in_progress"] as const;
  * cancelled, deleted).
  */
 export async function markReplyInProgress(db: Database, tenantId: string, replyId: string): Promise<MessageRow | null> {
-  const [row] = await db
-    .update(messages)
-    .set({ status: "in_progress", attempt: sql`${messages.attempt} + 1` })
-    .where(and(eq(messages.id, replyId), eq(messages.tenantId, tenantId), inArray(messages.status, inFlightStatuses)))
-    .returning();
+  const [row] = await db.update(messages).set(startedAttempt).where(inFlightReply(tenantId, replyId)).returning();
   return row ?? null;
 }
+
+/**
+ * markReplyInProgress and the reply's conversation (null once deleted) in one
+ * statement: the worker's first round trip after it takes a job.
+ */
+export async function startReplyAttempt(
+  db: Database,
+  tenantId: string,
+  replyId: string,
+): Promise<{ reply: MessageRow; conversation: ConversationRow | null } | null> {
+  const started = db.$with("started").as(db.update(messages).set(startedAttempt).where(inFlightReply(tenantId, replyId)).returning());
+  const [row] = await db.with(started).select().from(started).leftJoin(conversations, eq(conversations.id, started.conversationId));
+  return row ? { reply: row.started, conversation: row.conversations } : null;
+}
+
+const startedAttempt = { status: "in_progress", attempt: sql`${messages.attempt} + 1` } as const;
+const inFlightReply = (tenantId: string, replyId: string) =>
+  and(eq(messages.id, replyId), eq(messages.tenantId, tenantId), inArray(messages.status, inFlightStatuses));
 
 export type ReplyOutcome = (
   | { status: "completed"; content: string; finishReason: string; usage: StoredUsage | null }

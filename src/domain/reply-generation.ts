@@ -1,8 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { eq } from "drizzle-orm";
 import type { Logger } from "pino";
 import type { Database } from "../db/client.ts";
-import { conversations, type ConversationRow, type MessageRow } from "../db/schema.ts";
+import type { ConversationRow, MessageRow } from "../db/schema.ts";
 import type { ModelRegistry } from "../providers/registry.ts";
 import { ProviderError } from "../providers/types.ts";
 import type { JobRun, ModelJobQueue, ReplyJob } from "../queue/completions.ts";
@@ -17,7 +16,7 @@ import { errorChain } from "./errors.ts";
 import { buildHistory, type BuiltHistory } from "./history.ts";
 import { callModel, describeFailure, type ModelCallOutcome } from "./model-call.ts";
 import { streamedColumns } from "./messages.ts";
-import { finishReply, markReplyInProgress } from "./replies.ts";
+import { finishReply, startReplyAttempt } from "./replies.ts";
 import { toMessageResource } from "./resources.ts";
 
 export interface ReplyGenerationDeps {
@@ -61,19 +60,28 @@ const terminalEvent = {
  */
 export async function generateReply(deps: ReplyGenerationDeps, job: ReplyJob, run: JobRun): Promise<void> {
   const log = deps.log.child({ replyId: job.replyId });
-  const reply = await markReplyInProgress(deps.db, job.tenantId, job.replyId);
-  if (!reply) return void log.info("reply is gone or already ended; nothing to generate");
+  // The attempt and the conversation in one statement: the first of two round trips to Postgres before the upstream call.
+  const attempt = await startReplyAttempt(deps.db, job.tenantId, job.replyId);
+  if (!attempt) return void log.info("reply is gone or already ended; nothing to generate");
+  const { reply, conversation } = attempt;
   // While this run goes on, the lost-reply sweep leaves the reply alone, even once Redis has lost its job.
   const alive = keepReplyAlive(deps.replyEvents, reply.id, deps.replyLivenessMs);
   try {
-    await runAttempt(deps, job, run, reply, log);
+    await runAttempt(deps, job, run, reply, conversation, log);
   } finally {
     alive.stop();
   }
 }
 
 /** One attempt at the reply, from claiming its events to storing and announcing its end. */
-async function runAttempt(deps: ReplyGenerationDeps, job: ReplyJob, run: JobRun, reply: MessageRow, log: Logger): Promise<void> {
+async function runAttempt(
+  deps: ReplyGenerationDeps,
+  job: ReplyJob,
+  run: JobRun,
+  reply: MessageRow,
+  conversation: ConversationRow | null,
+  log: Logger,
+): Promise<void> {
   const attempt = reply.attempt;
   const events = new ReplyEventWriter({
     events: deps.replyEvents,
@@ -85,12 +93,12 @@ async function runAttempt(deps: ReplyGenerationDeps, job: ReplyJob, run: JobRun,
   // Claims the reply's events for this attempt: an earlier run's writes are refused from here on.
   const restarted = attempt > 1;
   if (restarted) log.warn({ attempt }, "reply restarts: the run that was generating it was lost");
-  // The claim (Redis) and the conversation's read (Postgres) go out together: one round trip less before the first token.
-  const [started, [conversation]] = await Promise.all([
+  // The claim (Redis) and the history's read (Postgres) go out together: one round trip less before the first token.
+  const [started, prepared] = await Promise.all([
     events
       .start(restarted ? [{ event: "message.reset", data: { id: reply.id, reason: "worker_lost" } }] : [])
       .then(() => null, (err: unknown) => err),
-    deps.db.select().from(conversations).where(eq(conversations.id, reply.conversationId)),
+    conversation ? prepareModelCall(deps, conversation, reply) : null,
   ]);
   if (started instanceof ReplyStreamClosedError) return void log.info({ reason: started.reason }, "reply's events closed to this run; it stops");
 
@@ -98,8 +106,8 @@ async function runAttempt(deps: ReplyGenerationDeps, job: ReplyJob, run: JobRun,
   if (started) {
     outcome = { status: "failed", content: "", error: describeFailure(started), cause: started };
   } else {
-    if (!conversation) return void log.info("conversation was deleted; nothing to generate");
-    outcome = await callModelForReply(deps, job, run, conversation, reply, events);
+    if (!conversation || !prepared) return void log.info("conversation was deleted; nothing to generate");
+    outcome = "failed" in prepared ? prepared.failed : await callModelForReply(deps, job, run, conversation, reply, prepared, events);
   }
   if (run.signal.aborted) return void log.warn("the run lost its job; the run that takes it over finishes the reply");
   // Everything handed to the stream is in it (or the writer has given up) before the end is stored.
@@ -168,28 +176,38 @@ function mayPass(err: unknown): boolean {
 
 type ReplyCallOutcome = ModelCallOutcome & { cause?: unknown; context?: { messages: number; tokens: number } };
 
-/** The model call for a reply: its model, the history that fits its window, the call itself. */
+/** What a reply's model call needs: its provider and the history that fits its window; or why it cannot be made. */
+type PreparedCall = ModelCallPlan | { failed: ReplyCallOutcome };
+interface ModelCallPlan {
+  resolved: NonNullable<ReturnType<ModelRegistry["resolve"]>>;
+  history: BuiltHistory;
+}
+
+async function prepareModelCall(deps: ReplyGenerationDeps, conversation: ConversationRow, reply: MessageRow): Promise<PreparedCall> {
+  const model = reply.model ?? conversation.model;
+  const resolved = deps.models.resolve(model);
+  if (!resolved) {
+    const cause = new ProviderError(`The model '${model}' is no longer served.`, { code: "model_not_found" });
+    return { failed: { status: "failed", content: "", error: describeFailure(cause), cause } };
+  }
+  try {
+    return { resolved, history: await buildHistory(deps, conversation, reply, model) };
+  } catch (err) {
+    if (!(err instanceof ContextLengthExceededError)) throw err;
+    return { failed: { status: "failed", content: "", error: { message: err.message, type: "invalid_request_error", code: err.code }, cause: err } };
+  }
+}
+
+/** The model call for a reply, with the history that fits its window. */
 async function callModelForReply(
   deps: ReplyGenerationDeps,
   job: ReplyJob,
   run: JobRun,
   conversation: ConversationRow,
   reply: MessageRow,
+  { resolved, history }: ModelCallPlan,
   events: ReplyEventWriter,
 ): Promise<ReplyCallOutcome> {
-  const model = reply.model ?? conversation.model;
-  const resolved = deps.models.resolve(model);
-  if (!resolved) {
-    const cause = new ProviderError(`The model '${model}' is no longer served.`, { code: "model_not_found" });
-    return { status: "failed", content: "", error: describeFailure(cause), cause };
-  }
-  let history: BuiltHistory;
-  try {
-    history = await buildHistory(deps, conversation, reply, model);
-  } catch (err) {
-    if (!(err instanceof ContextLengthExceededError)) throw err;
-    return { status: "failed", content: "", error: { message: err.message, type: "invalid_request_error", code: err.code }, cause: err };
-  }
   if (history.unsummarizedThroughSeq !== null) {
     // The summary catches up in the background; this turn goes out with the summary as it is.
     await deps.jobQueue

@@ -168,6 +168,11 @@ export const configSchema = z.object({
   DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS: int(100).default(10_000),
   /** Postgres: the longest a new connection may take to be ready. */
   DATABASE_CONNECT_TIMEOUT_MS: int(100).default(5_000),
+  /**
+   * Postgres: run statements prepared (one round trip each instead of two). `false` behind a pooler in
+   * transaction mode (PgBouncer), which cannot keep a connection's prepared statements.
+   */
+  DATABASE_PREPARED_STATEMENTS: z.stringbool().default(true),
   /** Redis: the longest a connection may take to be ready, and a request-path command to be answered. */
   REDIS_CONNECT_TIMEOUT_MS: int(100).default(2_000),
   REDIS_COMMAND_TIMEOUT_MS: int(100).default(2_000),

@@ -40,6 +40,7 @@ export async function buildDeps(config: Config, log: Logger): Promise<Deps> {
       idleInTransactionMs: config.DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS,
       connectMs: config.DATABASE_CONNECT_TIMEOUT_MS,
     },
+    preparedStatements: config.DATABASE_PREPARED_STATEMENTS,
   });
   const connections: Redis[] = [];
   const connectRedis = (opts: RedisOptions = {}): Redis => {

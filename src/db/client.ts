@@ -31,10 +31,10 @@ export const DEFAULT_DATABASE_TIMEOUTS: DatabaseTimeouts = { statementMs: 10_000
  */
 export function connectDatabase(
   url: string,
-  opts: { max?: number; timeouts?: DatabaseTimeouts } = {},
+  opts: { max?: number; timeouts?: DatabaseTimeouts; preparedStatements?: boolean } = {},
 ): DatabaseHandle {
   const timeouts = opts.timeouts ?? DEFAULT_DATABASE_TIMEOUTS;
-  const sql = postgres(url, {
+  const pool = postgres(url, {
     max: opts.max ?? 10,
     connect_timeout: timeouts.connectMs / 1000,
     // Notices ("relation already exists, skipping") are not errors; keep them out of the logs.
@@ -46,8 +46,35 @@ export function connectDatabase(
       idle_in_transaction_session_timeout: timeouts.idleInTransactionMs,
     },
   });
+  const sql = opts.preparedStatements === false ? pool : preparing(pool);
   return {
     db: drizzle(sql, { schema }),
-    close: () => sql.end({ timeout: 5 }),
+    close: () => pool.end({ timeout: 5 }),
   };
+}
+
+/**
+ * drizzle sends every query unprepared unless it is given a name, and postgres.js then asks the server
+ * for a statement's parameter types in a round trip of its own before running it: two round trips per
+ * statement. Prepared, postgres.js keeps each statement per connection (by its text) and runs it in one.
+ * Transactions get a client of their own (`begin`, `savepoint`), prepared alike. (Off where a pooler in
+ * transaction mode cannot keep a connection's statements: `preparedStatements: false`.)
+ */
+function preparing<T extends postgres.Sql | postgres.TransactionSql>(client: T): T {
+  return new Proxy(client, {
+    get(target, prop, receiver) {
+      if (prop === "unsafe") {
+        return (query: string, params?: unknown[], options?: postgres.UnsafeQueryOptions) =>
+          target.unsafe(query, params as never, { ...options, prepare: true });
+      }
+      if (prop === "begin" || prop === "savepoint") {
+        const open = Reflect.get(target, prop, receiver) as (...args: unknown[]) => Promise<unknown>;
+        return (...args: unknown[]) => {
+          const body = args.pop() as (tx: postgres.TransactionSql) => unknown;
+          return open.call(target, ...args, (tx: postgres.TransactionSql) => body(preparing(tx)));
+        };
+      }
+      return Reflect.get(target, prop, receiver);
+    },
+  });
 }

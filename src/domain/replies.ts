@@ -85,36 +85,50 @@ export async function finishReply(
   const tokens = givenMessageTokens({ content: outcome.content, tool_calls: toolCalls ?? undefined });
   const counted = belongsInHistory({ role: "assistant", status: outcome.status, content: outcome.content }) ? tokens : 0;
   const previous = alias(messages, "previous");
-  const storeEnd = (on: Database | Transaction) =>
-    on
-      .update(messages)
-      .set({
-        status: outcome.status,
-        content: outcome.content,
-        toolCalls,
-        reasoning: outcome.reasoning || null,
-        logprobs: outcome.logprobs ?? null,
-        finishReason: outcome.status === "completed" ? outcome.finishReason : null,
-        usage: outcome.status === "completed" ? outcome.usage : null,
-        error: outcome.status === "failed" ? outcome.error : null,
-        tokens,
-        historyTokens: sql`coalesce((${on
-          .select({ total: previous.historyTokens })
-          .from(previous)
-          .where(and(eq(previous.conversationId, messages.conversationId), lt(previous.seq, messages.seq)))
-          .orderBy(desc(previous.seq))
-          .limit(1)}), 0) + ${counted}`,
-        ...(outcome.context ? { contextMessages: outcome.context.messages, contextTokens: outcome.context.tokens } : {}),
-        completedAt: sql`now()`,
-      })
-      .where(
-        and(
-          eq(messages.id, replyId),
-          inArray(messages.status, inFlightStatuses),
-          opts.attempt === undefined ? undefined : eq(messages.attempt, opts.attempt),
-        ),
-      )
-      .returning();
+  const storeEnd = (on: Database | Transaction) => {
+    const ended = on.$with("ended").as(
+      on
+        .update(messages)
+        .set({
+          status: outcome.status,
+          content: outcome.content,
+          toolCalls,
+          reasoning: outcome.reasoning || null,
+          logprobs: outcome.logprobs ?? null,
+          finishReason: outcome.status === "completed" ? outcome.finishReason : null,
+          usage: outcome.status === "completed" ? outcome.usage : null,
+          error: outcome.status === "failed" ? outcome.error : null,
+          tokens,
+          historyTokens: sql`coalesce((${on
+            .select({ total: previous.historyTokens })
+            .from(previous)
+            .where(and(eq(previous.conversationId, messages.conversationId), lt(previous.seq, messages.seq)))
+            .orderBy(desc(previous.seq))
+            .limit(1)}), 0) + ${counted}`,
+          ...(outcome.context ? { contextMessages: outcome.context.messages, contextTokens: outcome.context.tokens } : {}),
+          completedAt: sql`now()`,
+        })
+        .where(
+          and(
+            eq(messages.id, replyId),
+            inArray(messages.status, inFlightStatuses),
+            opts.attempt === undefined ? undefined : eq(messages.attempt, opts.attempt),
+          ),
+        )
+        .returning(),
+    );
+    // The conversation's `updated_at` in the same statement, one round trip less before the end is announced.
+    // It is informational, so a conversation locked right now (a turn being appended, which sets it anyway; a
+    // delete) is skipped, never waited for: waiting here, holding the reply's row, would take the two locks in
+    // the opposite order to a delete (conversation, then its replies) and could deadlock with it.
+    const toTouch = on
+      .select({ id: conversations.id })
+      .from(conversations)
+      .where(inArray(conversations.id, on.select({ id: ended.conversationId }).from(ended)))
+      .for("update", { skipLocked: true });
+    const touched = on.$with("touched").as(on.update(conversations).set({ updatedAt: sql`now()` }).where(inArray(conversations.id, toTouch)));
+    return on.with(ended, touched).select().from(ended);
+  };
   // A reply that failed with nothing to show takes its turn out of history with it, in one transaction.
   const [row] = endsTurnUnsent(outcome)
     ? await db.transaction(async (tx) => {
@@ -122,8 +136,5 @@ export async function finishReply(
         return ended ? [await leaveTurnOutOfHistory(tx, ended)] : [];
       })
     : await storeEnd(db);
-  if (!row) return null;
-  // Not in one transaction with the reply: `updated_at` is informational, and a turn is a hot path.
-  await db.update(conversations).set({ updatedAt: sql`now()` }).where(eq(conversations.id, row.conversationId));
-  return row;
+  return row ?? null;
 }

@@ -89,6 +89,34 @@ describe("a run's writer under load", () => {
   });
 });
 
+describe("a run's writer behind a slow Redis", () => {
+  const replyLog = useReplyEventLog(prefix);
+
+  it("holds at most 256 deltas: the next waits until a write takes them", async () => {
+    const id = newId();
+    const writer = new ReplyEventWriter({ events: replyLog.log, replyId: id, attempt: 1, outageMs: 1_000 });
+    await writer.start();
+    const write = replyLog.log.write.bind(replyLog.log);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    replyLog.log.write = async (...args) => (await gate, write(...args));
+    try {
+      await writer.delta("first"); // its write waits at the gate
+      for (let i = 0; i < 255; i++) await writer.delta(` ${i}`);
+      let taken = false;
+      const next = writer.delta(" next").then(() => (taken = true));
+      await sleep(50);
+      expect(taken).toBe(false);
+      release();
+      await next;
+      await writer.drain();
+    } finally {
+      replyLog.log.write = write;
+    }
+    expect(writer.published).toBe(`first${Array.from({ length: 255 }, (_, i) => ` ${i}`).join("")} next`);
+  });
+});
+
 describe("a run's writer while Redis is away", () => {
   const replyLog = useReplyEventLog(prefix, { own: true });
 

@@ -85,18 +85,22 @@ export function parseEntry(id: string, fields: string[]): ReplyEvent {
  */
 const WRITE_SCRIPT = `
 local stream, fence = KEYS[1], KEYS[2]
-local closed = redis.call('HMGET', fence, 'ended', 'sealed')
-if closed[1] or (closed[2] and ARGV[3] ~= 'end') then return {'ended'} end
+local state = redis.call('HMGET', fence, 'ended', 'sealed', 'attempt', 'seq')
+if state[1] or (state[2] and ARGV[3] ~= 'end') then return {'ended'} end
 if ARGV[1] ~= '' then
   local attempt = tonumber(ARGV[1])
-  local stored = redis.call('HGET', fence, 'attempt')
+  local stored = state[3]
   if not stored and ARGV[2] ~= '' and tonumber(ARGV[2]) > 1 and ARGV[6] ~= '1' then return {'lost'} end
   local current = tonumber(stored or '0')
   if attempt < current then return {'superseded'} end
-  if attempt > current then redis.call('HSET', fence, 'attempt', attempt, 'seq', 0) end
+  local written = tonumber(state[4] or '0')
+  if attempt > current then
+    redis.call('HSET', fence, 'attempt', attempt, 'seq', 0)
+    written = 0
+  end
   if ARGV[2] ~= '' then
     local seq = tonumber(ARGV[2])
-    if seq <= tonumber(redis.call('HGET', fence, 'seq') or '0') then return {'written'} end
+    if seq <= written then return {'written'} end
     redis.call('HSET', fence, 'seq', seq)
   end
 end

@@ -1,7 +1,122 @@
+import { ServerResponse } from "node:http";
+import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { Logger } from "pino";
 import type { ReplyEvent } from "../streams/reply-events.ts";
+
+/** What a handler writes an SSE response with: Hono's SSEStreamingApi has the same shape. */
+export interface SseStream {
+  writeSSE(message: { data: string; event?: string; id?: string }): Promise<unknown>;
+  /** Raw text (a `: comment` line). Never rejects: a gone client shows as `aborted`. */
+  write(text: string): Promise<unknown>;
+  readonly aborted: boolean;
+  onAbort(listener: () => void): void;
+}
+
+const SSE_HEADERS = {
+  "Transfer-Encoding": "chunked",
+  "Content-Type": "text/event-stream",
+  "Cache-Control": "no-cache",
+  Connection: "keep-alive",
+};
+
+function sseMessage(message: { data: string; event?: string; id?: string }): string {
+  for (const value of [message.event, message.id]) {
+    if (value && /[\r\n]/.test(value)) throw new Error('event and id must not contain "\\r" or "\\n"');
+  }
+  let text = message.event ? `event: ${message.event}\n` : "";
+  text += `data: ${message.data.split(/\r\n|\r|\n/).join("\ndata: ")}\n`;
+  if (message.id !== undefined) text += `id: ${message.id}\n`;
+  return `${text}\n`;
+}
+
+/** Writes straight to Node's response: each write one socket write, waiting only when the socket's buffer is full. */
+class NodeSseStream implements SseStream {
+  readonly #out: ServerResponse;
+  readonly #onAbort: (() => void)[] = [];
+  aborted = false;
+
+  constructor(out: ServerResponse) {
+    this.#out = out;
+    out.once("close", () => {
+      if (!out.writableFinished) this.#abort();
+    });
+  }
+
+  onAbort(listener: () => void): void {
+    this.#onAbort.push(listener);
+  }
+
+  writeSSE(message: { data: string; event?: string; id?: string }): Promise<void> {
+    return this.write(sseMessage(message));
+  }
+
+  write(text: string): Promise<void> {
+    const out = this.#out;
+    if (this.aborted || out.writableEnded || out.destroyed) return Promise.resolve();
+    if (out.write(text)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        out.off("drain", done);
+        out.off("close", done);
+        resolve();
+      };
+      out.on("drain", done);
+      out.on("close", done);
+    });
+  }
+
+  end(): void {
+    if (!this.#out.writableEnded) this.#out.end();
+  }
+
+  #abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    for (const listener of this.#onAbort.splice(0)) {
+      try {
+        listener();
+      } catch {
+        // as Hono's stream: a listener's failure does not stop the others
+      }
+    }
+  }
+}
+
+/**
+ * An SSE response written by `run`. Served by @hono/node-server (every
+ * deployment), it writes to Node's response itself: Hono's streamSSE puts
+ * each stream through a TransformStream, a ReadableStream and their readers
+ * (~140 closures a stream), which weighs on an API holding thousands. Elsewhere
+ * (app.request in tests) it is streamSSE. Either way: the headers the context
+ * holds, an `error` event after `onError` when `run` throws, then the end.
+ */
+export function sseResponse(
+  c: Context,
+  run: (stream: SseStream) => Promise<void>,
+  onError: (err: Error) => Promise<void> | void,
+): Response {
+  const outgoing = (c.env as { outgoing?: unknown } | undefined)?.outgoing;
+  if (!(outgoing instanceof ServerResponse)) return streamSSE(c, run, async (err) => onError(err));
+  const headers = c.newResponse(null, 200, SSE_HEADERS).headers;
+  outgoing.writeHead(200, Object.fromEntries(headers));
+  outgoing.flushHeaders();
+  const stream = new NodeSseStream(outgoing);
+  void (async () => {
+    try {
+      await run(stream);
+    } catch (err) {
+      if (err instanceof Error) {
+        await onError(err);
+        await stream.writeSSE({ event: "error", data: err.message });
+      } else console.error(err);
+    } finally {
+      stream.end();
+    }
+  })();
+  return RESPONSE_ALREADY_SENT;
+}
 
 /**
  * Writes a reply's events as SSE: each with its stream id as `id:` and its
@@ -17,7 +132,7 @@ export function replyEventsResponse(
     log: Logger;
   },
 ): Response {
-  return streamSSE(
+  return sseResponse(
     c,
     async (stream) => {
       const stop = new AbortController();

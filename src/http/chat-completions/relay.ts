@@ -1,8 +1,8 @@
 import type { Context } from "hono";
-import { streamSSE } from "hono/streaming";
 import type { Logger } from "pino";
 import { terminalEventNames, type ReplyEvent } from "../../streams/reply-events.ts";
 import { errorBody, ReplyFailedError, sendError, type ReplyFailure } from "../errors.ts";
+import { sseResponse } from "../sse.ts";
 import { choicesOf, chunkDelta, chunkLogprobs, type DeltaEventData, type ReplyEndChoices } from "./choices.ts";
 import { chatCompletion, chatCompletionChunk, type ChunkDelta } from "./wire.ts";
 
@@ -92,7 +92,7 @@ export async function chatCompletionStreamResponse(c: Context, opts: RelayOption
     }
   }
 
-  return streamSSE(
+  return sseResponse(
     c,
     async (stream) => {
       stream.onAbort(() => stop.abort());

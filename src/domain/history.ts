@@ -88,7 +88,8 @@ interface HistoryWindow {
  * first token): the newest message before the reply gives the running total; over `budget`, the window
  * starts after the first message whose suffix fits (none under `strict`: the caller refuses the turn),
  * and never before `fromSeq`. The newest message before the reply, not the one at seq - 1: a deleted
- * item leaves a gap in seqs.
+ * item leaves a gap in seqs. An empty window (no message before the reply, or one that refuses the turn)
+ * reads the newest message again, on its own.
  */
 async function readWindow(
   db: Database,
@@ -96,37 +97,36 @@ async function readWindow(
   replySeq: number,
   opts: { budget: number; strict: boolean; fromSeq: number },
 ): Promise<HistoryWindow> {
-  const inConversation = sql`${messages.conversationId} = ${conversationId} and ${messages.seq} < ${replySeq}`;
+  const before = sql`${messages.conversationId} = ${conversationId} and ${messages.seq} < ${replySeq}`;
+  const newest = sql`select ${messages.historyTokens} as total, ${messages.tokens} as tokens from ${messages} where ${before} order by ${messages.seq} desc limit 1`;
   // The suffix after message m holds total - m.historyTokens tokens: start after the first m where that fits.
   const cut = opts.strict
     ? sql`${replySeq}`
-    : sql`coalesce((select ${messages.seq} from ${messages} where ${inConversation} and ${messages.historyTokens} >= newest.total - ${opts.budget}::bigint order by ${messages.historyTokens}, ${messages.seq} limit 1), ${replySeq - 1}) + 1`;
+    : sql`coalesce((select ${messages.seq} from ${messages} where ${before} and ${messages.historyTokens} >= newest.total - ${opts.budget}::bigint order by ${messages.historyTokens}, ${messages.seq} limit 1), ${replySeq - 1}) + 1`;
+  // Materialized, so the bounds are computed once, not per message; the messages come in index order, unsorted.
   const rows = await db.execute<{
     total: string;
     newest_tokens: number;
     from_seq: number;
-    role: MessageRow["role"] | null;
+    role: MessageRow["role"];
     status: MessageRow["status"];
     content: string;
     tokens: number;
     rich: RichFields | null;
-  }>(sql`with newest as (
-      select ${messages.historyTokens} as total, ${messages.tokens} as tokens from ${messages}
-      where ${inConversation} order by ${messages.seq} desc limit 1
-    ), bounds as (
+  }>(sql`with newest as (${newest}), bounds as materialized (
       select total, tokens, greatest(case when total <= ${opts.budget}::bigint then 1 else ${cut} end, ${opts.fromSeq}::int) as from_seq from newest
     )
-    select bounds.total, bounds.tokens as newest_tokens, bounds.from_seq, sent.role, sent.status, sent.content, sent.tokens, sent.rich
-    from bounds left join lateral (
-      select ${messages.seq} as seq, ${messages.role} as role, ${messages.status} as status, ${messages.content} as content, ${messages.tokens} as tokens, ${richFieldsSql} as rich
-      from ${messages} where ${inConversation} and ${messages.seq} >= bounds.from_seq
-    ) sent on true
-    order by sent.seq`);
+    select (select total from bounds) as total, (select tokens from bounds) as newest_tokens, (select from_seq from bounds) as from_seq,
+      ${messages.role} as role, ${messages.status} as status, ${messages.content} as content, ${messages.tokens} as tokens, ${richFieldsSql} as rich
+    from ${messages} where ${before} and ${messages.seq} >= (select from_seq from bounds)
+    order by ${messages.seq}`);
   const [first] = rows;
-  if (!first) return { total: 0, newestTokens: 0, fromSeq: opts.fromSeq, sent: [] };
+  if (!first) {
+    const [last] = await db.execute<{ total: string; tokens: number }>(newest);
+    return { total: Number(last?.total ?? 0), newestTokens: last?.tokens ?? 0, fromSeq: opts.fromSeq, sent: [] };
+  }
   const sent: WindowRow[] = [];
   for (const r of rows) {
-    if (r.role === null) continue;
     const row = { role: r.role, status: r.status, content: r.content, tokens: r.tokens };
     sent.push(r.rich === null ? row : { ...row, ...r.rich });
   }

@@ -11,17 +11,20 @@ import { useTestService } from "../support/service.ts";
  * Postgres statements and Redis commands are counted where they are sent.
  */
 const statements: string[] = [];
+// drizzle's protected hook through which every statement it sends passes.
+type QueryHook = (this: unknown, query: string, ...rest: unknown[]) => unknown;
+const preparedQuery = PgPreparedQuery.prototype as unknown as { queryWithCache: QueryHook };
 const commands = new Map<string, number>();
 const originals = {
-  queryWithCache: PgPreparedQuery.prototype["queryWithCache"],
+  queryWithCache: preparedQuery.queryWithCache,
   transaction: PgSession.prototype.transaction,
   sendCommand: Redis.prototype.sendCommand,
 };
 
 beforeAll(() => {
-  PgPreparedQuery.prototype["queryWithCache"] = function (this: PgPreparedQuery<never>, query: string, ...rest: unknown[]) {
+  preparedQuery.queryWithCache = function (query, ...rest) {
     statements.push(query);
-    return originals.queryWithCache.call(this, query, ...(rest as [never, never]));
+    return originals.queryWithCache.call(this, query, ...rest);
   };
   PgSession.prototype.transaction = function (this: PgSession, ...args: Parameters<PgSession["transaction"]>) {
     statements.push("BEGIN … COMMIT");
@@ -34,7 +37,7 @@ beforeAll(() => {
   };
 });
 afterAll(() => {
-  PgPreparedQuery.prototype["queryWithCache"] = originals.queryWithCache;
+  preparedQuery.queryWithCache = originals.queryWithCache;
   PgSession.prototype.transaction = originals.transaction;
   Redis.prototype.sendCommand = originals.sendCommand;
 });

@@ -20,33 +20,27 @@ type Transaction = Parameters<Parameters<Database["transaction"]>[0]>[0];
 export const inFlightStatuses = ["queued", "in_progress"] as const;
 
 /**
- * queued → in_progress, as a new attempt: the row's `attempt` is bumped and
- * the run that took it keeps that number (its writes are checked against it).
- * Null when the reply is not this tenant's or no longer in flight (finished,
- * cancelled, deleted).
- */
-export async function markReplyInProgress(db: Database, tenantId: string, replyId: string): Promise<MessageRow | null> {
-  const [row] = await db.update(messages).set(startedAttempt).where(inFlightReply(tenantId, replyId)).returning();
-  return row ?? null;
-}
-
-/**
- * markReplyInProgress and the reply's conversation (null once deleted) in one
- * statement: the worker's first round trip after it takes a job.
+ * queued → in_progress, as a new attempt, and the reply's conversation (null
+ * once deleted), in one statement: the worker's first round trip after it
+ * takes a job. The row's `attempt` is bumped and the run that took it keeps
+ * that number (its writes are checked against it). Null when the reply is not
+ * this tenant's or no longer in flight (finished, cancelled, deleted).
  */
 export async function startReplyAttempt(
   db: Database,
   tenantId: string,
   replyId: string,
 ): Promise<{ reply: MessageRow; conversation: ConversationRow | null } | null> {
-  const started = db.$with("started").as(db.update(messages).set(startedAttempt).where(inFlightReply(tenantId, replyId)).returning());
+  const started = db.$with("started").as(
+    db
+      .update(messages)
+      .set({ status: "in_progress", attempt: sql`${messages.attempt} + 1` })
+      .where(and(eq(messages.id, replyId), eq(messages.tenantId, tenantId), inArray(messages.status, inFlightStatuses)))
+      .returning(),
+  );
   const [row] = await db.with(started).select().from(started).leftJoin(conversations, eq(conversations.id, started.conversationId));
   return row ? { reply: row.started, conversation: row.conversations } : null;
 }
-
-const startedAttempt = { status: "in_progress", attempt: sql`${messages.attempt} + 1` } as const;
-const inFlightReply = (tenantId: string, replyId: string) =>
-  and(eq(messages.id, replyId), eq(messages.tenantId, tenantId), inArray(messages.status, inFlightStatuses));
 
 export type ReplyOutcome = (
   | { status: "completed"; content: string; finishReason: string; usage: StoredUsage | null }

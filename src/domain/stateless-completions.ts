@@ -327,27 +327,6 @@ export async function startStatelessCompletion(
   return { id };
 }
 
-/**
- * A call without an Idempotency-Key whose client went away before its end: nobody can be answered any
- * more, so it stops. The stream is ended first (a run that has not started finds it ended and stands
- * down; one that has is refused its next write), the slot given back, then the running worker is
- * signalled to abort its upstream call at once. Nothing is done when it had ended already.
- */
-export async function abandonStatelessCompletion(
-  deps: { replyEvents: ReplyEventLog; replySlots: ReplySlots; signalCancel(id: string): Promise<void> },
-  tenantId: string,
-  id: string,
-): Promise<void> {
-  const end: CompletionEnd = { id, status: "cancelled", content: "", finish_reason: null, usage: null, error: null };
-  const written = await deps.replyEvents.end(id, [
-    { event: "message.cancelled", data: end },
-    { event: "done", data: "[DONE]" },
-  ]);
-  if (written.status !== "ok") return;
-  await deps.replySlots.release(tenantId, id);
-  await deps.signalCancel(id);
-}
-
 /** The worker's side: provider → event stream, fenced and riding out short Redis outages as a reply's run does. */
 export async function runStatelessCompletion(
   deps: {
@@ -362,8 +341,7 @@ export async function runStatelessCompletion(
   run: JobRun,
 ): Promise<void> {
   const id = job.completionId;
-  // Watched before the stream is claimed: an abandoning client ends the stream first and signals after
-  // (abandonStatelessCompletion), so this run either finds the stream ended or hears the signal.
+  // Watched before the stream is claimed: a cancel signal for its id (publishCancel) stops the run at once.
   const abandoned = deps.cancellations.watch(id);
   const events = new ReplyEventWriter({
     events: deps.replyEvents,

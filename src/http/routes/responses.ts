@@ -19,14 +19,13 @@ import {
   responseInput,
   type StoredResponse,
 } from "../../domain/responses.ts";
-import { abandonStatelessCompletion, startStatelessCompletion, type CompletionEnd } from "../../domain/stateless-completions.ts";
+import { serveInlineCompletion, startStatelessCompletion, type CompletionEnd } from "../../domain/stateless-completions.ts";
 import type { TurnDeps } from "../../domain/turns.ts";
 import { toChatMessage } from "../../domain/history.ts";
 import type { GivenMessage } from "../../domain/message-rows.ts";
 import type { ChatMessage } from "../../providers/types.ts";
 import type { ReplyEventFollower } from "../../streams/reply-event-follower.ts";
 import { terminalEventNames, type ReplyEvent } from "../../streams/reply-events.ts";
-import { whenClientLeaves } from "../client-leaves.ts";
 import type { AppEnv } from "../env.ts";
 import { errorBody, ReplyFailedError, sendError } from "../errors.ts";
 import { idempotently, type IdempotencyDeps } from "../idempotency.ts";
@@ -281,9 +280,9 @@ export function responseRoutes(deps: ResponseRouteDeps) {
   };
 
   /** Answers a `store: false` response from its stateless completion's events. */
-  const answerUnstored = async (c: Context<AppEnv>, base: ResponseBase, completionId: string, stream: boolean) => {
-    if (stream) return responseEventStream(c, deps, followCompletion(completionId), new ResponseEventTranslator(base, completionId));
-    const end = await endOf(c, followCompletion(completionId));
+  const answerUnstored = async (c: Context<AppEnv>, base: ResponseBase, call: { id: string; follow: FollowReply }, stream: boolean) => {
+    if (stream) return responseEventStream(c, deps, call.follow, new ResponseEventTranslator(base, call.id));
+    const end = await endOf(c, call.follow);
     if (!end) return c.json(errorBody("The client went away.", "invalid_request_error", null, "client_closed"), 400);
     const data = JSON.parse(end.data) as CompletionEnd;
     const object = toResponseObject(base, responseOutcomeOfCompletion(data, { completedAt: Math.floor(Date.now() / 1000), include: base.include }));
@@ -310,34 +309,44 @@ export function responseRoutes(deps: ResponseRouteDeps) {
       const base = responseBaseOf(body, { id, createdAt: Math.floor(Date.now() / 1000), conversationId }, raw);
 
       if (body.store === false) {
-        const keyed = c.req.header("idempotency-key") !== undefined;
+        const completion = async () => {
+          const messages = inputItemsToMessages(items, { references: await referencedItems(deps, tenantId, items) });
+          const history: ChatMessage[] =
+            body.previous_response_id != null
+              ? await historyAfterResponse(deps, tenantId, body.previous_response_id, body.model, chatParams, messages)
+              : body.instructions != null
+                ? [{ role: "system", content: body.instructions }]
+                : [];
+          return {
+            model: body.model,
+            // Sent as the stored messages of a turn are (history.ts), so both paths say the same to the upstream.
+            messages: [...history, ...messages.map((m) => toChatMessage(storedForm(m), { sendReasoning: false }))],
+            params: withoutTurnKeys(chatParams),
+            upstreamStream: stream,
+            requestId: c.var.requestId,
+          };
+        };
+        if (c.req.header("idempotency-key") === undefined) {
+          // Nobody can resume it (README, "What is durable"): served by this instance, as a keyless chat completion is.
+          const clientGone = c.var.deadline ? AbortSignal.any([c.req.raw.signal, c.var.deadline]) : c.req.raw.signal;
+          const call = await serveInlineCompletion({ ...deps, log: c.var.log }, tenantId, await completion(), clientGone);
+          c.var.liftDeadline?.();
+          return answerUnstored(c, base, call, stream) as never;
+        }
         return (await idempotently(c, deps, body, {
           perform: async () => {
-            const messages = inputItemsToMessages(items, { references: await referencedItems(deps, tenantId, items) });
-            const history: ChatMessage[] =
-              body.previous_response_id != null
-                ? await historyAfterResponse(deps, tenantId, body.previous_response_id, body.model, chatParams, messages)
-                : body.instructions != null
-                  ? [{ role: "system", content: body.instructions }]
-                  : [];
-            const { id: completionId } = await startStatelessCompletion(deps, tenantId, {
-              model: body.model,
-              // Sent as the stored messages of a turn are (history.ts), so both paths say the same to the upstream.
-              messages: [...history, ...messages.map((m) => toChatMessage(storedForm(m), { sendReasoning: false }))],
-              params: withoutTurnKeys(chatParams),
-              upstreamStream: stream,
-              requestId: c.var.requestId,
-              ...(keyed ? { retainEventsSeconds: Math.ceil(deps.idempotencyTtlMs / 1000) } : {}),
-            });
-            if (!keyed) whenClientLeaves(c, () => abandonStatelessCompletion(deps, tenantId, completionId));
+            // Kept as long as its key, and run on when its client leaves: a retry with the key is answered with it.
+            const retainEventsSeconds = Math.ceil(deps.idempotencyTtlMs / 1000);
+            const { id: completionId } = await startStatelessCompletion(deps, tenantId, { ...(await completion()), retainEventsSeconds });
             return { result: { kind: "response", responseId: id, completionId, created: base.created_at }, value: completionId };
           },
-          respond: (completionId) => answerUnstored(c, base, completionId, stream),
+          respond: (completionId) => answerUnstored(c, base, { id: completionId, follow: followCompletion(completionId) }, stream),
           replay: async (result) => {
             if (result.kind !== "response" || !result.completionId || !(await deps.replyEvents.exists(result.completionId))) {
               throw new IdempotencyConflictError("The first answer to this Idempotency-Key is no longer available.", "idempotency_replay_unavailable");
             }
-            return answerUnstored(c, { ...base, id: result.responseId, created_at: result.created ?? base.created_at }, result.completionId, stream);
+            const replayed = { ...base, id: result.responseId, created_at: result.created ?? base.created_at };
+            return answerUnstored(c, replayed, { id: result.completionId, follow: followCompletion(result.completionId) }, stream);
           },
         })) as never;
       }

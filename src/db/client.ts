@@ -44,6 +44,10 @@ export function connectDatabase(
       application_name: "parley",
       statement_timeout: timeouts.statementMs,
       idle_in_transaction_session_timeout: timeouts.idleInTransactionMs,
+      // Statements are prepared for their round trip, not for plan reuse: a generic plan cannot see the
+      // values (a partial index's statuses, a window's bounds) and read whole conversations where a custom
+      // plan reads an index range. Planned each time, as unprepared statements were.
+      plan_cache_mode: "force_custom_plan",
     },
   });
   const sql = opts.preparedStatements === false ? pool : preparing(pool);

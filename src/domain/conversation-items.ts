@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, gt, gte, inArray, lt, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gt, gte, lt, sql } from "drizzle-orm";
 import type { Database } from "../db/client.ts";
 import { conversations, messages, type ConversationRow, type MessageRow, type StoredToolCall } from "../db/schema.ts";
 import type { ReplyEventLog } from "../streams/reply-events.ts";
@@ -10,7 +10,7 @@ import { looksLikeId } from "./ids.ts";
 import { givenMessageTokens } from "./message-rows.ts";
 import { streamedColumns, streamedSoFar } from "./messages.ts";
 import type { Page } from "./pagination.ts";
-import { inFlightStatuses } from "./replies.ts";
+import { inFlightStatuses, replyInFlightSql } from "./replies.ts";
 
 /**
  * The Conversations API's items are views of stored message rows: one row
@@ -188,7 +188,7 @@ export async function deleteConversationItem<T extends { id: string }>(
     const [busy] = await tx
       .select({ id: messages.id })
       .from(messages)
-      .where(and(eq(messages.conversationId, conversationId), inArray(messages.status, inFlightStatuses)))
+      .where(and(eq(messages.conversationId, conversationId), replyInFlightSql))
       .limit(1);
     if (busy) throw new ConversationBusyError(busy.id);
 

@@ -1,5 +1,5 @@
 import { z } from "@hono/zod-openapi";
-import { and, asc, desc, eq, gt, inArray, lt, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gt, lt, sql } from "drizzle-orm";
 import type { Logger } from "pino";
 import type { ReplySlots } from "../access/reply-slots.ts";
 import type { Database } from "../db/client.ts";
@@ -12,7 +12,7 @@ import { looksLikeId, newConversationId } from "./ids.ts";
 import { completedMessageRows, givenMessage, toolResultsWithoutCall, type GivenMessage } from "./message-rows.ts";
 import { contentSoFar } from "./messages.ts";
 import { planPageScan, toPage, type Page, type PageQuery } from "./pagination.ts";
-import { inFlightStatuses } from "./replies.ts";
+import { replyInFlightSql } from "./replies.ts";
 import { metadataSchema, paramsSchema, storableText, toMessageResource } from "./resources.ts";
 
 export interface ConversationDeps {
@@ -199,7 +199,7 @@ export async function deleteConversation(deps: ConversationDeletionDeps, tenantI
     const inFlight = await tx
       .select()
       .from(messages)
-      .where(and(eq(messages.conversationId, id), inArray(messages.status, inFlightStatuses)))
+      .where(and(eq(messages.conversationId, id), replyInFlightSql))
       .for("update");
     await tx.delete(conversations).where(eq(conversations.id, id));
     return inFlight;

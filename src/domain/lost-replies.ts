@@ -1,4 +1,4 @@
-import { and, asc, inArray, lt } from "drizzle-orm";
+import { and, asc, lt } from "drizzle-orm";
 import type { Logger } from "pino";
 import type { Database } from "../db/client.ts";
 import { messages, type MessageRow } from "../db/schema.ts";
@@ -6,7 +6,7 @@ import type { ModelJobQueue } from "../queue/completions.ts";
 import type { ReplySlots } from "../access/reply-slots.ts";
 import type { ReplyEventLog } from "../streams/reply-events.ts";
 import { aliveMarkTtlMs } from "../streams/reply-liveness.ts";
-import { finishReply, inFlightStatuses } from "./replies.ts";
+import { finishReply, replyInFlightSql } from "./replies.ts";
 import { toMessageResource } from "./resources.ts";
 import { streamedReplyOf } from "./reply-delta.ts";
 import { storableText } from "./storable-text.ts";
@@ -54,7 +54,7 @@ export class LostReplySweep {
     const candidates = await deps.db
       .select({ id: messages.id, tenantId: messages.tenantId, status: messages.status, attempt: messages.attempt })
       .from(messages)
-      .where(and(inArray(messages.status, inFlightStatuses), lt(messages.createdAt, new Date(Date.now() - this.#graceMs))))
+      .where(and(replyInFlightSql, lt(messages.createdAt, new Date(Date.now() - this.#graceMs))))
       .orderBy(asc(messages.createdAt))
       .limit(this.#batch);
     const now = Date.now();

@@ -20,6 +20,13 @@ type Transaction = Parameters<Parameters<Database["transaction"]>[0]>[0];
 export const inFlightStatuses = ["queued", "in_progress"] as const;
 
 /**
+ * "The message is a reply in flight" as SQL, with the statuses written as literals rather than bound: the
+ * planner matches a partial index's predicate (messages_one_reply_in_flight_idx) only against constants, so
+ * a prepared statement's generic plan with bound statuses scanned every message of the conversation.
+ */
+export const replyInFlightSql = sql`${messages.status} in ('queued', 'in_progress')`;
+
+/**
  * queued → in_progress, as a new attempt, and the reply's conversation (null
  * once deleted), in one statement: the worker's first round trip after it
  * takes a job. The row's `attempt` is bumped and the run that took it keeps
@@ -35,7 +42,7 @@ export async function startReplyAttempt(
     db
       .update(messages)
       .set({ status: "in_progress", attempt: sql`${messages.attempt} + 1` })
-      .where(and(eq(messages.id, replyId), eq(messages.tenantId, tenantId), inArray(messages.status, inFlightStatuses)))
+      .where(and(eq(messages.id, replyId), eq(messages.tenantId, tenantId), replyInFlightSql))
       .returning(),
   );
   const [row] = await db.with(started).select().from(started).leftJoin(conversations, eq(conversations.id, started.conversationId));
@@ -105,7 +112,7 @@ export async function finishReply(
         .where(
           and(
             eq(messages.id, replyId),
-            inArray(messages.status, inFlightStatuses),
+            replyInFlightSql,
             opts.attempt === undefined ? undefined : eq(messages.attempt, opts.attempt),
           ),
         )

@@ -1,5 +1,5 @@
 import { z } from "@hono/zod-openapi";
-import { and, desc, eq, inArray, lt, notExists, sql } from "drizzle-orm";
+import { and, desc, eq, lt, notExists, sql } from "drizzle-orm";
 import type { Database } from "../db/client.ts";
 import { conversations, messages, type ConversationRow, type MessageRow } from "../db/schema.ts";
 import type { ModelRegistry } from "../providers/registry.ts";
@@ -13,7 +13,7 @@ import { assertTurnFits, turnBudget } from "../context/turn-budget.ts";
 import { checkChatMessage, chatMessageShape } from "./chat-message.ts";
 import { completedMessageRows, givenMessage, toolResultsWithoutCall, type GivenMessage } from "./message-rows.ts";
 import { restoreTurnToHistory } from "./failed-turns.ts";
-import { finishReply, inFlightStatuses } from "./replies.ts";
+import { finishReply, replyInFlightSql } from "./replies.ts";
 import { turnSettings, type TurnSettings } from "./turn-settings.ts";
 import { metadataSchema, paramsSchema, toMessageResource } from "./resources.ts";
 
@@ -229,7 +229,7 @@ async function readTurnState(db: Database, tenantId: string, conversationId: str
   const busyReply = db
     .select({ id: messages.id })
     .from(messages)
-    .where(and(eq(messages.conversationId, conversationId), inArray(messages.status, inFlightStatuses)))
+    .where(and(eq(messages.conversationId, conversationId), replyInFlightSql))
     .limit(1);
   // The newest message: no seq is above the conversation's last_seq, and a deleted item leaves a gap.
   const newest = db
@@ -270,7 +270,7 @@ async function insertTurnRows(
   count: number,
   rows: (typeof messages.$inferInsert & { seq: number })[],
 ): Promise<MessageRow[]> {
-  const inFlight = and(eq(messages.conversationId, conversationId), inArray(messages.status, inFlightStatuses));
+  const inFlight = and(eq(messages.conversationId, conversationId), replyInFlightSql);
   const bumped = db.$with("bumped").as(
     db
       .update(conversations)
@@ -376,7 +376,7 @@ async function appendTurnLocked(
   const giveSlotBack = async () => {
     if (replyId && slotAsked) await deps.replySlots.release(tenantId, replyId).catch(() => {});
   };
-  const inFlight = and(eq(messages.conversationId, conversationId), inArray(messages.status, inFlightStatuses));
+  const inFlight = and(eq(messages.conversationId, conversationId), replyInFlightSql);
   const stored = await deps.db
     .transaction(async (tx) => {
       // One statement takes the row lock, checks nothing is in flight and reserves the seqs.
@@ -528,7 +528,7 @@ async function whyNoTurn(db: Database | Transaction, tenantId: string, conversat
   const busyReply = db
     .select({ id: messages.id })
     .from(messages)
-    .where(and(eq(messages.conversationId, conversationId), inArray(messages.status, inFlightStatuses)))
+    .where(and(eq(messages.conversationId, conversationId), replyInFlightSql))
     .limit(1);
   const [conversation] = await db
     .select({ busyReplyId: sql<string | null>`(${busyReply})` })

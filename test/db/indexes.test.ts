@@ -37,6 +37,28 @@ describe("indexes", () => {
     expect(p).toMatch(/Index Scan.*messages_conversation_seq_idx/);
   });
 
+  it("finds a conversation's reply in flight with its partial index, even in a prepared statement's generic plan", async () => {
+    const { sql: generic } = await import("drizzle-orm");
+    const { PgDialect } = await import("drizzle-orm/pg-core");
+    const { replyInFlightSql } = await import("../../src/domain/replies.ts");
+    // The condition as Parley writes it, rendered to SQL text: its statuses must be constants, not parameters.
+    const rendered = new PgDialect().sqlToQuery(generic`${replyInFlightSql}`);
+    expect(rendered.params).toEqual([]);
+    const reserved = await database.sql.reserve();
+    try {
+      await reserved.unsafe("set plan_cache_mode = force_generic_plan");
+      await reserved.unsafe(`prepare in_flight(text) as select id from messages where conversation_id = $1 and ${rendered.sql} limit 1`);
+      const rows = await reserved.unsafe("explain execute in_flight('conv_1')");
+      expect(rows.map((r) => r["QUERY PLAN"]).join("\n")).toMatch(/messages_one_reply_in_flight_idx/);
+      // Bound statuses would not be matched against the index's predicate in a generic plan.
+      await reserved.unsafe("prepare bound(text, text, text) as select id from messages where conversation_id = $1 and status in ($2, $3) limit 1");
+      const boundRows = await reserved.unsafe("explain execute bound('conv_1', 'queued', 'in_progress')");
+      expect(boundRows.map((r) => r["QUERY PLAN"]).join("\n")).not.toMatch(/messages_one_reply_in_flight_idx/);
+    } finally {
+      reserved.release();
+    }
+  });
+
   it("lists a tenant's conversations newest first with an index scan", async () => {
     const p = await plan(`select * from conversations where tenant_id = 'default' order by id desc limit 20`);
     expect(p).toMatch(/Index Scan.*conversations_tenant_id_idx/);

@@ -188,9 +188,9 @@ export async function appendTurn(
       : await write(deps.db);
   } catch (err) {
     await giveSlotBack();
-    // The row changed since it was read (another turn, a deleted item, new settings), or a racing reply
-    // took the one-in-flight index: the locked path decides, on the row as it is now.
-    if (!isUniqueViolation(err, "messages_one_reply_in_flight_idx") && !isNotNullViolation(err, "seq")) throw err;
+    // The row changed since it was read (another turn, a deleted item, new settings), another transaction
+    // holds it, or a racing reply took the one-in-flight index: the locked path decides, on the row as it is now.
+    if (!isUniqueViolation(err, "messages_one_reply_in_flight_idx") && !isNotNullViolation(err, "seq") && !isLockNotAvailable(err)) throw err;
     stored = null;
   }
   if (!stored) return appendTurnLocked(deps, tenantId, conversationId, turn);
@@ -217,6 +217,13 @@ function checkTurnRequest(deps: TurnDeps, conversationId: string, turn: NewTurn)
   }
   if (turn.reply) assertOneChoice(turn.params ?? {});
 }
+
+/** The conversation's counters as a turn of `count` messages leaves them (both write paths bump them alike). */
+const seqsTakenBy = (count: number) => ({
+  lastSeq: sql`${conversations.lastSeq} + ${count}`,
+  messageCount: sql`${conversations.messageCount} + ${count}`,
+  updatedAt: sql`now()`,
+});
 
 type ConversationSettings = Pick<ConversationRow, "model" | "system" | "params" | "contextStrategy">;
 
@@ -261,6 +268,12 @@ async function readTurnState(db: Database, tenantId: string, conversationId: str
  * and inserts the turn's rows numbered from the bumped last_seq. When the row has moved on, the bump
  * returns nothing, the rows' seq is null and the statement fails (not_null_violation on seq) having
  * stored nothing.
+ *
+ * The row is locked NOWAIT first: a statement outside a transaction that waited for a lock would commit
+ * when the lock came free, however long after its request was answered 503 or its process died (and a
+ * queued reply with no job would hold the conversation busy). Held by another, it fails at once
+ * (lock_not_available) and the locked path waits instead, inside a transaction that a dead or timed-out
+ * caller never commits.
  */
 async function insertTurnRows(
   db: Database | Transaction,
@@ -271,19 +284,17 @@ async function insertTurnRows(
   rows: (typeof messages.$inferInsert & { seq: number })[],
 ): Promise<MessageRow[]> {
   const inFlight = and(eq(messages.conversationId, conversationId), replyInFlightSql);
+  const asRead = and(eq(conversations.id, conversationId), eq(conversations.tenantId, tenantId), sql`${conversations}.xmin::text = ${version}`);
+  const locked = db.$with("locked").as(
+    db.select({ id: sql<string>`${conversations.id}`.as("locked_id") }).from(conversations).where(asRead).for("update", { noWait: true }),
+  );
   const bumped = db.$with("bumped").as(
     db
       .update(conversations)
-      .set({
-        lastSeq: sql`${conversations.lastSeq} + ${count}`,
-        messageCount: sql`${conversations.messageCount} + ${count}`,
-        updatedAt: sql`now()`,
-      })
+      .set(seqsTakenBy(count))
       .where(
         and(
-          eq(conversations.id, conversationId),
-          eq(conversations.tenantId, tenantId),
-          sql`${conversations}.xmin::text = ${version}`,
+          sql`${conversations.id} = (select locked_id from locked)`,
           notExists(db.select({ one: sql`1` }).from(messages).where(inFlight)),
         ),
       )
@@ -291,7 +302,7 @@ async function insertTurnRows(
   );
   const lastSeq = rows.at(-1)?.seq ?? 0;
   return db
-    .with(bumped)
+    .with(locked, bumped)
     .insert(messages)
     .values(rows.map((row) => ({ ...row, seq: sql`(select ${bumped.lastSeq} from ${bumped}) - ${lastSeq - row.seq}` })))
     .returning()
@@ -382,11 +393,7 @@ async function appendTurnLocked(
       // One statement takes the row lock, checks nothing is in flight and reserves the seqs.
       const [bumped] = await tx
         .update(conversations)
-        .set({
-          lastSeq: sql`${conversations.lastSeq} + ${count}`,
-          messageCount: sql`${conversations.messageCount} + ${count}`,
-          updatedAt: sql`now()`,
-        })
+        .set(seqsTakenBy(count))
         .where(
           and(
             eq(conversations.id, conversationId),
@@ -514,6 +521,9 @@ function isUniqueViolation(err: unknown, constraint: string): boolean {
   const cause = pgError(err);
   return cause?.code === "23505" && cause.constraint_name === constraint;
 }
+
+/** 55P03: a NOWAIT lock was held by another transaction. */
+const isLockNotAvailable = (err: unknown): boolean => pgError(err)?.code === "55P03";
 
 function isNotNullViolation(err: unknown, column: string): boolean {
   const cause = pgError(err);

@@ -156,20 +156,10 @@ export async function appendTurn(
     historyTokensBefore: state.historyTokensBefore,
   });
   const { replyId } = planned;
-  // The slot is taken once the conversation is known to be free (a busy one answers 409, not 429), and
-  // before anything is stored (a refused turn stores nothing); given back below if nothing is stored.
-  let slotAsked = false;
-  const giveSlotBack = async () => {
-    if (replyId && slotAsked) await deps.replySlots.release(tenantId, replyId).catch(() => {});
-  };
+  const slot = turnSlot(deps, tenantId);
   let stored: { messages: MessageRow[]; reply: MessageRow | null } | null;
   try {
-    if (replyId) {
-      // Set before asking: an acquire that timed out may still run once Redis answers again, and the
-      // release, sent after it on the same connection, then runs after it.
-      slotAsked = true;
-      await deps.replySlots.acquire(tenantId, replyId);
-    }
+    if (replyId) await slot.take(replyId);
     // The waits above may have outlasted the request: its caller has been told 503, so nothing is stored.
     turn.signal?.throwIfAborted();
     const write = async (db: Database | Transaction) => {
@@ -187,7 +177,7 @@ export async function appendTurn(
         })
       : await write(deps.db);
   } catch (err) {
-    await giveSlotBack();
+    await slot.giveBack();
     // The row changed since it was read (another turn, a deleted item, new settings), another transaction
     // holds it, or a racing reply took the one-in-flight index: the locked path decides, on the row as it is now.
     if (!isUniqueViolation(err, "messages_one_reply_in_flight_idx") && !isNotNullViolation(err, "seq") && !isLockNotAvailable(err)) throw err;
@@ -195,14 +185,43 @@ export async function appendTurn(
   }
   if (!stored) return appendTurnLocked(deps, tenantId, conversationId, turn);
 
-  if (stored.reply) {
-    const { messages: appended, reply } = stored;
-    await startReply(deps, tenantId, { messages: appended, reply }, turn).catch(async (err: unknown) => {
-      await giveSlotBack();
-      throw err;
-    });
-  }
+  await startStoredReply(deps, tenantId, stored, turn, slot);
   return stored;
+}
+
+/**
+ * A turn's hold on its tenant's reply slot: taken once the conversation is known to be free (a busy one
+ * answers 409, not 429) and before anything is stored (a refused turn stores nothing); given back when
+ * the turn stores nothing or its reply cannot be started.
+ */
+function turnSlot(deps: Pick<TurnDeps, "replySlots">, tenantId: string) {
+  let asked: string | null = null;
+  return {
+    async take(replyId: string): Promise<void> {
+      // Set before asking: an acquire that timed out may still run once Redis answers again, and the
+      // release, sent after it on the same connection, then runs after it.
+      asked = replyId;
+      await deps.replySlots.acquire(tenantId, replyId);
+    },
+    async giveBack(): Promise<void> {
+      if (asked) await deps.replySlots.release(tenantId, asked).catch(() => {});
+    },
+  };
+}
+
+/** Starts a stored turn's reply (events, job); its slot is given back if that fails. */
+async function startStoredReply(
+  deps: TurnDeps,
+  tenantId: string,
+  stored: { messages: MessageRow[]; reply: MessageRow | null },
+  turn: NewTurn,
+  slot: ReturnType<typeof turnSlot>,
+): Promise<void> {
+  if (!stored.reply) return;
+  await startReply(deps, tenantId, { messages: stored.messages, reply: stored.reply }, turn).catch(async (err: unknown) => {
+    await slot.giveBack();
+    throw err;
+  });
 }
 
 /** The checks that need nothing stored. */
@@ -382,11 +401,7 @@ async function appendTurnLocked(
 ): Promise<{ messages: MessageRow[]; reply: MessageRow | null }> {
   // Seqs the turn adds: a replacing reply takes the seq of the one it replaces.
   const count = turn.messages.length + (turn.reply && !turn.replaces ? 1 : 0);
-  let replyId: string | null = null;
-  let slotAsked = false;
-  const giveSlotBack = async () => {
-    if (replyId && slotAsked) await deps.replySlots.release(tenantId, replyId).catch(() => {});
-  };
+  const slot = turnSlot(deps, tenantId);
   const inFlight = and(eq(messages.conversationId, conversationId), replyInFlightSql);
   const stored = await deps.db
     .transaction(async (tx) => {
@@ -428,12 +443,7 @@ async function appendTurnLocked(
         firstSeq,
         historyTokensBefore: previous?.historyTokens ?? 0,
       });
-      replyId = planned.replyId;
-      if (replyId) {
-        // See appendTurn: set before asking.
-        slotAsked = true;
-        await deps.replySlots.acquire(tenantId, replyId);
-      }
+      if (planned.replyId) await slot.take(planned.replyId);
       // The waits above (the row lock, Redis) may have outlasted the request: its caller has been told
       // 503, so the turn is rolled back rather than stored behind its back.
       turn.signal?.throwIfAborted();
@@ -444,18 +454,12 @@ async function appendTurnLocked(
       return { messages: rows, reply };
     })
     .catch(async (err: unknown) => {
-      await giveSlotBack();
+      await slot.giveBack();
       if (!isUniqueViolation(err, "messages_one_reply_in_flight_idx")) throw err;
       throw await whyNoTurn(deps.db, tenantId, conversationId, turn.expectLastSeq);
     });
 
-  if (stored.reply) {
-    const { messages: appended, reply } = stored;
-    await startReply(deps, tenantId, { messages: appended, reply }, turn).catch(async (err: unknown) => {
-      await giveSlotBack();
-      throw err;
-    });
-  }
+  await startStoredReply(deps, tenantId, stored, turn, slot);
   return stored;
 }
 

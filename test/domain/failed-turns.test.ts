@@ -1,9 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectDatabase, type DatabaseHandle } from "../../src/db/client.ts";
-import { migrateDatabase } from "../../src/db/migrate.ts";
+import { describe, expect, it } from "vitest";
 import { newConversationId, newMessageId } from "../../src/domain/ids.ts";
 import { finishReply } from "../../src/domain/replies.ts";
-import { createTestDatabase, type TestDatabase } from "../support/service.ts";
+import { useDomainDatabase } from "../support/service.ts";
 
 /**
  * A reply that ends failed with nothing to show takes its turn out of history,
@@ -12,18 +10,7 @@ import { createTestDatabase, type TestDatabase } from "../support/service.ts";
  * are marked, and the running totals stay what history counts.
  */
 
-let database: TestDatabase;
-let handle: DatabaseHandle;
-beforeAll(async () => {
-  database = await createTestDatabase();
-  await migrateDatabase(database.url);
-  handle = connectDatabase(database.url, { max: 2 });
-  await database.sql`insert into tenants (id) values ('test')`;
-});
-afterAll(async () => {
-  await handle?.close();
-  await database?.drop();
-});
+const ctx = useDomainDatabase();
 
 /**
  * seq 1 user (10 tokens) and 2 assistant (20), an earlier turn; 3 a user message appended alone (reply: false, 5);
@@ -32,7 +19,7 @@ afterAll(async () => {
 async function conversationWithTurnInFlight() {
   const conversationId = newConversationId();
   const ids = Array.from({ length: 6 }, () => newMessageId());
-  const { sql } = database;
+  const { sql } = ctx.database;
   await sql`insert into conversations (id, tenant_id, model, last_seq, message_count) values (${conversationId}, 'test', 'm', 6, 6)`;
   const rows: [number, string, string, number, number, string][] = [
     [1, "user", "completed", 10, 10, "2026-01-01T00:00:00.000Z"],
@@ -52,7 +39,7 @@ async function conversationWithTurnInFlight() {
 }
 
 const stored = (conversationId: string) =>
-  database.sql<{ seq: number; status: string; error: any; history_tokens: string }[]>`
+  ctx.database.sql<{ seq: number; status: string; error: any; history_tokens: string }[]>`
     select seq, status, error, history_tokens from messages where conversation_id = ${conversationId} order by seq`;
 
 const error = { message: "The reply was lost.", type: "server_error", code: "reply_lost" };
@@ -60,7 +47,7 @@ const error = { message: "The reply was lost.", type: "server_error", code: "rep
 describe("a reply that failed before producing anything", () => {
   it("marks only its turn's messages and takes them out of the running totals, when the sweep ends it (no attempt)", async () => {
     const { conversationId, replyId } = await conversationWithTurnInFlight();
-    const row = await finishReply(handle.db, replyId, { status: "failed", content: "", error });
+    const row = await finishReply(ctx.handle.db, replyId, { status: "failed", content: "", error });
     expect(row).toMatchObject({ status: "failed", historyTokens: 35 });
     const rows = await stored(conversationId);
     expect(rows.map((r) => [r.seq, r.status, Number(r.history_tokens)])).toEqual([
@@ -78,9 +65,9 @@ describe("a reply that failed before producing anything", () => {
 
   it("changes nothing when the run that ends it was replaced (attempt fence)", async () => {
     const { conversationId, replyId } = await conversationWithTurnInFlight();
-    expect(await finishReply(handle.db, replyId, { status: "failed", content: "", error }, { attempt: 0 })).toBeNull();
+    expect(await finishReply(ctx.handle.db, replyId, { status: "failed", content: "", error }, { attempt: 0 })).toBeNull();
     expect((await stored(conversationId)).map((r) => r.status)).toEqual(["completed", "completed", "completed", "completed", "completed", "in_progress"]);
-    expect(await finishReply(handle.db, replyId, { status: "failed", content: "", error }, { attempt: 1 })).toMatchObject({ historyTokens: 35 });
+    expect(await finishReply(ctx.handle.db, replyId, { status: "failed", content: "", error }, { attempt: 1 })).toMatchObject({ historyTokens: 35 });
   });
 
   it("leaves the turn in history when the reply had said something or called a tool, or was cancelled", async () => {
@@ -90,7 +77,7 @@ describe("a reply that failed before producing anything", () => {
       { status: "cancelled" as const, content: "" },
     ]) {
       const { conversationId, replyId } = await conversationWithTurnInFlight();
-      await finishReply(handle.db, replyId, outcome);
+      await finishReply(ctx.handle.db, replyId, outcome);
       const rows = await stored(conversationId);
       expect(rows.slice(0, 5).map((r) => [r.status, Number(r.history_tokens)])).toEqual([
         ["completed", 10],

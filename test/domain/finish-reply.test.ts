@@ -1,9 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectDatabase, type DatabaseHandle } from "../../src/db/client.ts";
-import { migrateDatabase } from "../../src/db/migrate.ts";
+import { describe, expect, it } from "vitest";
 import { newConversationId, newMessageId } from "../../src/domain/ids.ts";
 import { finishReply } from "../../src/domain/replies.ts";
-import { createTestDatabase, type TestDatabase } from "../support/service.ts";
+import { useDomainDatabase } from "../support/service.ts";
 
 /**
  * A reply's end and its conversation's `updated_at` are stored in one
@@ -12,23 +10,12 @@ import { createTestDatabase, type TestDatabase } from "../support/service.ts";
  * invert that order).
  */
 
-let database: TestDatabase;
-let handle: DatabaseHandle;
-beforeAll(async () => {
-  database = await createTestDatabase();
-  await migrateDatabase(database.url);
-  handle = connectDatabase(database.url, { max: 2 });
-  await database.sql`insert into tenants (id) values ('test')`;
-});
-afterAll(async () => {
-  await handle?.close();
-  await database?.drop();
-});
+const ctx = useDomainDatabase();
 
 async function replyInFlight() {
   const conversationId = newConversationId();
   const [userId, replyId] = [newMessageId(), newMessageId()];
-  const { sql } = database;
+  const { sql } = ctx.database;
   await sql`insert into conversations (id, tenant_id, model, last_seq, message_count, updated_at)
             values (${conversationId}, 'test', 'm', 2, 2, '2026-01-01T00:00:00Z')`;
   await sql`insert into messages (id, tenant_id, conversation_id, seq, role, content, status, tokens, history_tokens)
@@ -39,26 +26,26 @@ async function replyInFlight() {
 }
 
 const updatedAt = async (conversationId: string) =>
-  (await database.sql<{ updated_at: Date }[]>`select updated_at from conversations where id = ${conversationId}`)[0]!.updated_at;
+  (await ctx.database.sql<{ updated_at: Date }[]>`select updated_at from conversations where id = ${conversationId}`)[0]!.updated_at;
 
 describe("storing a reply's end", () => {
   it("stores the reply and touches its conversation", async () => {
     const { conversationId, replyId } = await replyInFlight();
-    const row = await finishReply(handle.db, replyId, { status: "completed", content: "hello", finishReason: "stop", usage: null }, { attempt: 1 });
+    const row = await finishReply(ctx.handle.db, replyId, { status: "completed", content: "hello", finishReason: "stop", usage: null }, { attempt: 1 });
     expect(row).toMatchObject({ id: replyId, status: "completed", content: "hello", historyTokens: 3 + row!.tokens });
     expect((await updatedAt(conversationId)).getTime()).toBeGreaterThan(Date.parse("2026-01-02T00:00:00Z"));
     // Stored once: a second end changes nothing.
-    expect(await finishReply(handle.db, replyId, { status: "failed", content: "", error: { message: "x", type: "server_error", code: "x" } })).toBeNull();
+    expect(await finishReply(ctx.handle.db, replyId, { status: "failed", content: "", error: { message: "x", type: "server_error", code: "x" } })).toBeNull();
   });
 
   it("does not wait on a conversation another transaction holds: the reply is stored, the touch skipped", async () => {
     const { conversationId, replyId } = await replyInFlight();
-    const holder = database.sql.reserve();
+    const holder = ctx.database.sql.reserve();
     const held = await holder;
     try {
       await held`begin`;
       await held`select id from conversations where id = ${conversationId} for update`;
-      const row = await finishReply(handle.db, replyId, { status: "cancelled", content: "he" });
+      const row = await finishReply(ctx.handle.db, replyId, { status: "cancelled", content: "he" });
       expect(row).toMatchObject({ status: "cancelled", content: "he" });
     } finally {
       await held`rollback`;

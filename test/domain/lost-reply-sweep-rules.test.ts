@@ -1,12 +1,10 @@
 import { pino } from "pino";
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { connectDatabase, type DatabaseHandle } from "../../src/db/client.ts";
-import { migrateDatabase } from "../../src/db/migrate.ts";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { newConversationId, newMessageId } from "../../src/domain/ids.ts";
 import { LostReplySweep, type LostReplyDeps } from "../../src/domain/lost-replies.ts";
 import type { JobState, ReplyJob } from "../../src/queue/completions.ts";
 import type { NewReplyEvent, ReplyEvent } from "../../src/streams/reply-events.ts";
-import { createTestDatabase, type TestDatabase } from "../support/service.ts";
+import { useDomainDatabase } from "../support/service.ts";
 
 /**
  * The sweep's rules, one sweep at a time with the clock in hand: a reply with
@@ -19,25 +17,14 @@ import { createTestDatabase, type TestDatabase } from "../support/service.ts";
 const LIVENESS_MS = 1_000;
 const CONFIRM_MS = 3 * LIVENESS_MS;
 
-let database: TestDatabase;
-let handle: DatabaseHandle;
-beforeAll(async () => {
-  database = await createTestDatabase();
-  await migrateDatabase(database.url);
-  handle = connectDatabase(database.url, { max: 2 });
-  await database.sql`insert into tenants (id) values ('test')`;
-});
-afterAll(async () => {
-  await handle?.close();
-  await database?.drop();
-});
+const ctx = useDomainDatabase();
 afterEach(() => vi.useRealTimers());
 
 /** A conversation with one reply in flight, created a minute ago (past any grace). */
 async function replyInFlight(status: "queued" | "in_progress", attempt: number): Promise<string> {
   const conversationId = newConversationId();
   const replyId = newMessageId();
-  const { sql } = database;
+  const { sql } = ctx.database;
   await sql`insert into conversations (id, tenant_id, model, last_seq, message_count) values (${conversationId}, 'test', 'm', 1, 1)`;
   await sql`
     insert into messages (id, tenant_id, conversation_id, seq, role, content, status, model, attempt, created_at)
@@ -45,14 +32,14 @@ async function replyInFlight(status: "queued" | "in_progress", attempt: number):
   return replyId;
 }
 
-const statusOf = async (replyId: string) => (await database.sql`select status, error, content from messages where id = ${replyId}`)[0];
+const statusOf = async (replyId: string) => (await ctx.database.sql`select status, error, content from messages where id = ${replyId}`)[0];
 
 /** A sweep over fakes: each reply's job state and liveness as the test sets them (other tests' replies have jobs). */
 function sweepWith(jobs: Map<string, JobState>, alive: Set<string>, streams = new Map<string, ReplyEvent[]>()) {
   const enqueued: ReplyJob[] = [];
   const ended = new Map<string, NewReplyEvent[]>();
   const deps = {
-    db: handle.db,
+    db: ctx.handle.db,
     jobQueue: {
       jobState: async (id: string) => jobs.get(id) ?? "pending",
       isPending: async (id: string) => (jobs.get(id) ?? "pending") === "pending",

@@ -4,6 +4,8 @@ import { afterAll, beforeAll, beforeEach, inject } from "vitest";
 import { configSchema, type Config, type UpstreamConfig } from "../../src/config.ts";
 import { createLogger } from "../../src/logger.ts";
 import { startService, type RunningService } from "../../src/service.ts";
+import { connectDatabase, type DatabaseHandle } from "../../src/db/client.ts";
+import { migrateDatabase } from "../../src/db/migrate.ts";
 import { startFakeUpstream, type FakeUpstream } from "./fake-upstream.ts";
 import { apiClient } from "./http.ts";
 import { seedTestApiKey } from "./keys.ts";
@@ -35,6 +37,25 @@ export async function createTestDatabase(): Promise<TestDatabase> {
       await admin.end({ timeout: 1 });
     },
   };
+}
+
+/**
+ * For domain tests without a service: a migrated database of the test file's own, with the tenant
+ * `test`, and a drizzle handle on it (two connections); both closed after the file.
+ */
+export function useDomainDatabase(): { readonly database: TestDatabase; readonly handle: DatabaseHandle } {
+  const ctx = {} as { database: TestDatabase; handle: DatabaseHandle };
+  beforeAll(async () => {
+    ctx.database = await createTestDatabase();
+    await migrateDatabase(ctx.database.url);
+    ctx.handle = connectDatabase(ctx.database.url, { max: 2 });
+    await ctx.database.sql`insert into tenants (id) values ('test')`;
+  });
+  afterAll(async () => {
+    await ctx.handle?.close();
+    await ctx.database?.drop();
+  });
+  return ctx;
 }
 
 export interface TestService extends RunningService {

@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, gte, lt, sql } from "drizzle-orm";
+import { sql } from "drizzle-orm";
 import type { ContextWindows } from "../context/context-windows.ts";
 import { ContextLengthExceededError, turnBudget } from "../context/turn-budget.ts";
 import type { Database } from "../db/client.ts";

@@ -10,7 +10,7 @@ import { looksLikeId } from "./ids.ts";
 import { givenMessageTokens } from "./message-rows.ts";
 import { streamedColumns, streamedSoFar } from "./messages.ts";
 import type { Page } from "./pagination.ts";
-import { inFlightStatuses, replyInFlightSql } from "./replies.ts";
+import { isInFlight, replyInFlightSql } from "./replies.ts";
 
 /**
  * The Conversations API's items are views of stored message rows: one row
@@ -39,8 +39,6 @@ export class ConversationItemNotFoundError extends NotFoundError {
     this.message = `No item found with id '${itemId}' in this conversation.`;
   }
 }
-
-const isInFlight = (status: MessageRow["status"]): boolean => (inFlightStatuses as readonly string[]).includes(status);
 
 export interface ItemPageQuery {
   limit: number;

@@ -4,7 +4,7 @@ import type { Database } from "../db/client.ts";
 import { conversations, messages, type ConversationRow } from "../db/schema.ts";
 import { InvalidRequestError, NotFoundError } from "./errors.ts";
 import { looksLikeId, newConversationId, newMessageId } from "./ids.ts";
-import { inFlightStatuses } from "./replies.ts";
+import { isInFlight } from "./replies.ts";
 import { metadataSchema, storableText } from "./resources.ts";
 
 export const forkConversationSchema = z
@@ -47,7 +47,7 @@ export async function forkConversation(
       .from(messages)
       .where(and(eq(messages.id, input.message_id), eq(messages.conversationId, source.id)));
     if (!at) throw new NotFoundError("message", input.message_id, "message_id");
-    if ((inFlightStatuses as readonly string[]).includes(at.status)) {
+    if (isInFlight(at.status)) {
       throw new InvalidRequestError("A reply in flight cannot be forked at: wait for it to end, or cancel it.", "message_id", "reply_in_flight");
     }
     const history = await tx

@@ -6,7 +6,7 @@ import { InvalidRequestError, NotFoundError } from "./errors.ts";
 import { getConversation } from "./conversations.ts";
 import { looksLikeId } from "./ids.ts";
 import { planPageScan, toPage, type Page, type PageQuery } from "./pagination.ts";
-import { inFlightStatuses } from "./replies.ts";
+import { isInFlight } from "./replies.ts";
 import { streamedReplyOf, type StreamedReply } from "./reply-delta.ts";
 
 export interface MessageDeps {
@@ -32,7 +32,7 @@ export async function getMessage(
     await getConversation(deps, tenantId, conversationId); // a missing conversation is the better 404
     throw new NotFoundError("message", messageId);
   }
-  if ((inFlightStatuses as readonly string[]).includes(row.status)) {
+  if (isInFlight(row.status)) {
     // Postgres gets the content when the reply ends; until then it is the deltas so far.
     const streamed = await streamedSoFar(deps.replyEvents, row.id);
     return { ...row, ...streamedColumns(streamed) };

@@ -19,6 +19,9 @@ type Transaction = Parameters<Parameters<Database["transaction"]>[0]>[0];
 /** A reply is in flight while it is in one of these. */
 export const inFlightStatuses = ["queued", "in_progress"] as const;
 
+/** Whether a message's status is one of a reply in flight. */
+export const isInFlight = (status: string): boolean => (inFlightStatuses as readonly string[]).includes(status);
+
 /**
  * "The message is a reply in flight" as SQL, with the statuses written as literals rather than bound: the
  * planner matches a partial index's predicate (messages_one_reply_in_flight_idx) only against constants, so

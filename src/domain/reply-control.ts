@@ -3,7 +3,7 @@ import type { MessageRow } from "../db/schema.ts";
 import { compareStreamIds, isStreamId, type ReplyEvent, type ReplyEventLog } from "../streams/reply-events.ts";
 import { InvalidRequestError } from "./errors.ts";
 import { getMessage, streamedColumns, streamedSoFar, type MessageDeps } from "./messages.ts";
-import { finishReply, inFlightStatuses } from "./replies.ts";
+import { finishReply, isInFlight } from "./replies.ts";
 import { deltaEventData, isEmptyDelta, storedReplyDelta } from "./reply-delta.ts";
 import { toMessageResource } from "./resources.ts";
 
@@ -15,8 +15,6 @@ export interface ReplyControlDeps extends MessageDeps {
   /** Tells whichever worker generates the reply to stop (and abort its upstream call). */
   signalCancel(replyId: string): Promise<void>;
 }
-
-const isInFlight = (status: string) => (inFlightStatuses as readonly string[]).includes(status);
 
 async function getReply(deps: MessageDeps, tenantId: string, conversationId: string, messageId: string): Promise<MessageRow> {
   const message = await getMessage(deps, tenantId, conversationId, messageId);

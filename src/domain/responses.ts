@@ -7,7 +7,7 @@ import { buildHistory } from "./history.ts";
 import { looksLikeId, newConversationId, newResponseId } from "./ids.ts";
 import { givenMessageTokens, type GivenMessage } from "./message-rows.ts";
 import { cancelReply, type ReplyControlDeps } from "./reply-control.ts";
-import { inFlightStatuses } from "./replies.ts";
+import { isInFlight } from "./replies.ts";
 import { appendTurn, type TurnDeps } from "./turns.ts";
 
 /**
@@ -40,8 +40,6 @@ export interface StoredResponse {
   response: ResponseRow;
   reply: MessageRow | null;
 }
-
-const isInFlight = (status: string) => (inFlightStatuses as readonly string[]).includes(status);
 
 /** OpenAI's default is `truncation: disabled`: a chain whose history outgrows the window is refused, not cut. */
 const chainStrategy = (params: Record<string, unknown>): ContextStrategy => (params.truncation === "auto" ? "auto" : "strict");

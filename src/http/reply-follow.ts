@@ -4,7 +4,7 @@ import type { MessageRow } from "../db/schema.ts";
 import type { ModelJobQueue } from "../queue/completions.ts";
 import { findMessage } from "../domain/messages.ts";
 import { replyEventSource, type ReplyControlDeps } from "../domain/reply-control.ts";
-import { inFlightStatuses } from "../domain/replies.ts";
+import { isInFlight } from "../domain/replies.ts";
 import { toMessageResource } from "../domain/resources.ts";
 import type { RecordedEnd, RecordedEndCheck, ReplyEventFollower } from "../streams/reply-event-follower.ts";
 import type { ReplyEvent } from "../streams/reply-events.ts";
@@ -23,7 +23,7 @@ const endEvent = { completed: "message.completed", failed: "message.failed", can
 export function recordedReplyEnd(db: Database, reply: MessageRow): RecordedEndCheck {
   return async (): Promise<RecordedEnd | null> => {
     const row = await findMessage(db, reply.id);
-    if (row && (inFlightStatuses as readonly string[]).includes(row.status)) return null;
+    if (row && isInFlight(row.status)) return null;
     const ended: MessageRow = row ?? { ...reply, status: "cancelled", completedAt: new Date() };
     return {
       event: endEvent[ended.status as keyof typeof endEvent],

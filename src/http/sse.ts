@@ -118,11 +118,15 @@ export function sseResponse(
   return RESPONSE_ALREADY_SENT;
 }
 
+type SseMessage = Parameters<SseStream["writeSSE"]>[0];
+
 /**
  * Writes a reply's events as SSE: each with its stream id as `id:` and its
- * name as `event:`, a comment line every `heartbeatMs` while idle (proxies
- * close silent connections, and a write is how a gone client is noticed),
- * ending after `done`. Leaving early (client gone) stops the follow.
+ * name as `event:` (or as `translate` makes it: another dialect's events),
+ * a comment line every `heartbeatMs` while idle (proxies close silent
+ * connections, and a write is how a gone client is noticed), ending after
+ * `done` (or once `until` says the translation has ended). Leaving early
+ * (client gone) stops the follow.
  */
 export function replyEventsResponse(
   c: Context,
@@ -130,8 +134,11 @@ export function replyEventsResponse(
     follow: (signal: AbortSignal) => AsyncIterable<ReplyEvent>;
     heartbeatMs: number;
     log: Logger;
+    translate?: (e: ReplyEvent) => Iterable<SseMessage>;
+    until?: () => boolean;
   },
 ): Response {
+  const translate = opts.translate ?? ((e: ReplyEvent) => [{ id: e.id, event: e.event, data: e.data }]);
   return sseResponse(
     c,
     async (stream) => {
@@ -142,8 +149,8 @@ export function replyEventsResponse(
       }, opts.heartbeatMs);
       try {
         for await (const e of opts.follow(stop.signal)) {
-          await stream.writeSSE({ id: e.id, event: e.event, data: e.data });
-          if (stream.aborted) break;
+          for (const message of translate(e)) await stream.writeSSE(message);
+          if (stream.aborted || opts.until?.()) break;
         }
       } finally {
         clearInterval(heartbeat);

@@ -1,14 +1,13 @@
 import { Readable } from "node:stream";
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import { streamSSE } from "hono/streaming";
 import type { Logger } from "pino";
 import type { MessageRow } from "../../db/schema.ts";
 import { ConversationBusyError, IdempotencyConflictError, InvalidRequestError, NotFoundError } from "../../domain/errors.ts";
 import { newResponseId } from "../../domain/ids.ts";
 import { streamedColumns, streamedSoFar } from "../../domain/messages.ts";
 import type { ReplyControlDeps } from "../../domain/reply-control.ts";
-import { inFlightStatuses } from "../../domain/replies.ts";
+import { isInFlight } from "../../domain/replies.ts";
 import {
   cancelResponse,
   createResponse,
@@ -51,6 +50,7 @@ import {
 } from "../responses/response-object.ts";
 import { conversationIdOf, PARLEY_TURN_KEYS, responseRequestSchema, toChatParams } from "../responses/request.ts";
 import { ResponseEventTranslator } from "../responses/stream-events.ts";
+import { replyEventsResponse } from "../sse.ts";
 import { validationHook } from "../validation.ts";
 import { errorResponse, includeOf, includeQuery, jsonBody, jsonOrEventStreamResponse, jsonResponse } from "./schemas.ts";
 
@@ -167,8 +167,6 @@ const inputItems = createRoute({
   },
 });
 
-const isInFlight = (status: string) => (inFlightStatuses as readonly string[]).includes(status);
-
 /** The stored response as an object; a reply in flight shows the output streamed so far. */
 async function storedResponseObject(deps: ResponseRouteDeps, found: StoredResponse, include?: readonly string[]): Promise<ResponseObject> {
   const base = responseBaseSchema.parse(found.response.request);
@@ -178,10 +176,7 @@ async function storedResponseObject(deps: ResponseRouteDeps, found: StoredRespon
   return toResponseObject(base, responseOutcomeOfReply(reply, { include: include ?? base.include }));
 }
 
-/**
- * The translated events of a reply's log as SSE: every event whose number is past `startingAfter`,
- * until the translation ends. A comment line every heartbeat keeps proxies from closing a quiet stream.
- */
+/** The translated events of a reply's log as SSE: every event whose number is past `startingAfter`, until the translation ends. */
 function responseEventStream(
   c: Context<AppEnv>,
   deps: ResponseRouteDeps,
@@ -189,29 +184,17 @@ function responseEventStream(
   translator: ResponseEventTranslator,
   startingAfter = -1,
 ): Response {
-  return streamSSE(
-    c,
-    async (stream) => {
-      const stop = new AbortController();
-      stream.onAbort(() => stop.abort());
-      const heartbeat = setInterval(() => stream.write(": keep-alive\n\n").catch(() => stop.abort()), deps.heartbeatMs);
-      try {
-        for await (const e of follow(stop.signal)) {
-          for (const out of translator.push(e)) {
-            if (out.sequence_number <= startingAfter) continue;
-            await stream.writeSSE({ event: out.type, data: JSON.stringify(out) });
-          }
-          if (translator.finished || stream.aborted) break;
-        }
-      } finally {
-        clearInterval(heartbeat);
-        stop.abort();
-      }
-    },
-    async (err) => {
-      if (err.name !== "AbortError") c.var.log.warn({ err }, "response stream ended with an error");
-    },
-  );
+  return replyEventsResponse(c, {
+    follow,
+    heartbeatMs: deps.heartbeatMs,
+    log: c.var.log,
+    translate: (e) =>
+      translator
+        .push(e)
+        .filter((out) => out.sequence_number > startingAfter)
+        .map((out) => ({ event: out.type, data: JSON.stringify(out) })),
+    until: () => translator.finished,
+  });
 }
 
 /** Waits for a reply's end event; null if the client left first. */
@@ -274,7 +257,7 @@ export function responseRoutes(deps: ResponseRouteDeps) {
     if (opts.background) return c.json(await storedResponseObject(deps, found), 200);
     const end = await endOf(c, await followReply(c.var.tenantId, found));
     const object = await storedResponseObject(deps, await findResponse(deps, c.var.tenantId, found.response.id));
-    const failure = failedBeforeOutput(object, end ? (JSON.parse(end.data) as { error?: null }) : {});
+    const failure = failedBeforeOutput(object, end ? (JSON.parse(end.data) as Parameters<typeof failedBeforeOutput>[1]) : {});
     if (failure) return sendError(c, failure, c.var.log);
     return c.json(object, 200);
   };

@@ -1,7 +1,7 @@
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { Database } from "../db/client.ts";
-import { findActiveApiKey, hashApiKey, looksLikeApiKey, type KeyHolder, type RevocationListener } from "../domain/api-keys.ts";
+import { findActiveApiKey, type KeyHolder, type RevocationListener } from "../domain/api-keys.ts";
 import type { RedisCoolOff } from "./redis-cool-off.ts";
 
 const REVOKED = "revoked";
@@ -34,10 +34,8 @@ export class ApiKeyAuthenticator implements RevocationListener {
     return `${this.#prefix}:api-key:${keyHash}`;
   }
 
-  /** The key's holder, or null for anything that is not an active key of ours. */
-  async authenticate(key: string): Promise<KeyHolder | null> {
-    if (!looksLikeApiKey(key)) return null;
-    const keyHash = hashApiKey(key);
+  /** The holder of the key whose hash (hashApiKey) is `keyHash`, or null for anything that is not an active key of ours. */
+  async authenticate(keyHash: string): Promise<KeyHolder | null> {
     const cacheKey = this.#cacheKey(keyHash);
     // Redis failed a moment ago: Postgres alone decides for now, without waiting on Redis first.
     if (this.#coolOff?.active) return findActiveApiKey(this.#db, keyHash);

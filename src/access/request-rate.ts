@@ -28,12 +28,12 @@ export class RequestRateLimiter {
     });
   }
 
-  /** Counts one request of `keyId`; throws RateLimitedError when the window's budget is spent. */
-  async take(keyId: string): Promise<LimitState> {
+  /** Counts one request of the key `keyHash` (hashApiKey); throws RateLimitedError when the window's budget is spent. */
+  async take(keyHash: string): Promise<LimitState> {
     // Redis failed a moment ago (the key check saw it): count in memory without waiting on it first.
     const limiter = this.#coolOff?.active ? this.#inMemory : this.#limiter;
     try {
-      return this.#state(await limiter.consume(keyId));
+      return this.#state(await limiter.consume(keyHash));
     } catch (err) {
       if (!(err instanceof RateLimiterRes)) throw err;
       const state = this.#state(err);

@@ -5,7 +5,7 @@ import type { Redis } from "ioredis";
 import type { ApiKeyAuthenticator } from "../access/api-key-cache.ts";
 import type { RequestRateLimiter } from "../access/request-rate.ts";
 import type { ConversationDeps } from "../domain/conversations.ts";
-import { limitRequestRate, requireAdminSecret, requireApiKey } from "./auth.ts";
+import { requireAdminSecret, requireApiKeyWithinRate } from "./auth.ts";
 import type { AppEnv } from "./env.ts";
 import { ApiError, sendError } from "./errors.ts";
 import type { InputLimits } from "./input-limits.ts";
@@ -76,7 +76,7 @@ export function createApp(deps: AppDeps) {
   });
 
   const v1 = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
-  v1.use(requireApiKey(deps.authenticator), limitRequestRate(deps.requestRate), limitBody, checkJsonBody);
+  v1.use(requireApiKeyWithinRate(deps.authenticator, deps.requestRate), limitBody, checkJsonBody);
   v1.route("/conversations", conversationRoutes(deps));
   v1.route("/conversations", messageRoutes(deps));
   v1.route("/conversations", conversationItemRoutes(deps));

@@ -143,33 +143,66 @@ export async function appendTurn(
   checkTurnRequest(deps, conversationId, turn);
   if (turn.replaces !== undefined) return appendTurnLocked(deps, tenantId, conversationId, turn);
 
-  const state = await readTurnState(deps.db, tenantId, conversationId);
-  if (!state) throw new NotFoundError("conversation", conversationId);
-  if (state.busyReplyId !== null) throw new ConversationBusyError(state.busyReplyId);
-  if (turn.expectLastSeq !== undefined && state.lastSeq !== turn.expectLastSeq) throw new HistoryMovedOnError();
-  await assertToolResultsAnswerCalls(deps.db, conversationId, turn.messages);
-
-  const count = turn.messages.length + (turn.reply ? 1 : 0);
-  const planned = planTurnRows(deps, tenantId, conversationId, turn, {
-    settings: state,
-    firstSeq: state.lastSeq + 1,
-    historyTokensBefore: state.historyTokensBefore,
-  });
-  const { replyId } = planned;
+  // The reply's slot is asked for while the conversation is read (one round trip less before the turn is
+  // stored), and given back when the turn is refused: a busy or missing conversation answers 409/404 before
+  // a spent slot budget answers 429, as if the slot had been asked for after the read.
+  const replyId = turn.reply ? newMessageId() : null;
   const slot = turnSlot(deps, tenantId);
+  const [read, taken] = await Promise.allSettled([readTurnState(deps.db, tenantId, conversationId), replyId ? slot.take(replyId) : null]);
   let stored: { messages: MessageRow[]; reply: MessageRow | null } | null;
   try {
-    if (replyId) await slot.take(replyId);
+    if (read.status === "rejected") throw read.reason;
+    const state = read.value;
+    if (!state) throw new NotFoundError("conversation", conversationId);
+    if (state.busyReplyId !== null) throw new ConversationBusyError(state.busyReplyId);
+    if (turn.expectLastSeq !== undefined && state.lastSeq !== turn.expectLastSeq) throw new HistoryMovedOnError();
+    if (taken.status === "rejected") throw taken.reason;
+    await assertToolResultsAnswerCalls(deps.db, conversationId, turn.messages);
+    const count = turn.messages.length + (turn.reply ? 1 : 0);
+    const planned = planTurnRows(deps, tenantId, conversationId, turn, {
+      settings: state,
+      firstSeq: state.lastSeq + 1,
+      historyTokensBefore: state.historyTokensBefore,
+      replyId,
+    });
     // The waits above may have outlasted the request: its caller has been told 503, so nothing is stored.
     turn.signal?.throwIfAborted();
-    const write = async (db: Database | Transaction) => {
-      const rows = await insertTurnRows(db, tenantId, conversationId, state.version, count, planned.rows);
-      rows.sort((a, b) => a.seq - b.seq);
-      const reply = replyId ? (rows.pop() ?? null) : null;
-      return { messages: rows, reply };
-    };
-    const onStored = turn.onStored;
-    stored = onStored
+    stored = await storeTurnRows(deps, tenantId, conversationId, turn, state.version, count, planned);
+  } catch (err) {
+    await slot.giveBack();
+    throw err;
+  }
+  if (!stored) {
+    await slot.giveBack();
+    return appendTurnLocked(deps, tenantId, conversationId, turn);
+  }
+  await startStoredReply(deps, tenantId, stored, turn, slot);
+  return stored;
+}
+
+/**
+ * The fast path's write: the turn's rows in one statement (in a transaction with `onStored` when there is
+ * one). Null when the locked path must decide instead: the row changed since it was read (another turn, a
+ * deleted item, new settings), another transaction holds it, or a racing reply took the one-in-flight index.
+ */
+async function storeTurnRows(
+  deps: TurnDeps,
+  tenantId: string,
+  conversationId: string,
+  turn: NewTurn,
+  version: string,
+  count: number,
+  planned: ReturnType<typeof planTurnRows>,
+): Promise<{ messages: MessageRow[]; reply: MessageRow | null } | null> {
+  const write = async (db: Database | Transaction) => {
+    const rows = await insertTurnRows(db, tenantId, conversationId, version, count, planned.rows);
+    rows.sort((a, b) => a.seq - b.seq);
+    const reply = planned.replyId ? (rows.pop() ?? null) : null;
+    return { messages: rows, reply };
+  };
+  const onStored = turn.onStored;
+  try {
+    return onStored
       ? await deps.db.transaction(async (tx) => {
           const done = await write(tx);
           await onStored(tx, { ...done, settings: planned.settings });
@@ -177,16 +210,9 @@ export async function appendTurn(
         })
       : await write(deps.db);
   } catch (err) {
-    await slot.giveBack();
-    // The row changed since it was read (another turn, a deleted item, new settings), another transaction
-    // holds it, or a racing reply took the one-in-flight index: the locked path decides, on the row as it is now.
-    if (!isUniqueViolation(err, "messages_one_reply_in_flight_idx") && !isNotNullViolation(err, "seq") && !isLockNotAvailable(err)) throw err;
-    stored = null;
+    if (isUniqueViolation(err, "messages_one_reply_in_flight_idx") || isNotNullViolation(err, "seq") || isLockNotAvailable(err)) return null;
+    throw err;
   }
-  if (!stored) return appendTurnLocked(deps, tenantId, conversationId, turn);
-
-  await startStoredReply(deps, tenantId, stored, turn, slot);
-  return stored;
 }
 
 /**
@@ -338,14 +364,14 @@ function planTurnRows(
   tenantId: string,
   conversationId: string,
   turn: NewTurn,
-  at: { settings: ConversationSettings; firstSeq: number; historyTokensBefore: number },
+  at: { settings: ConversationSettings; firstSeq: number; historyTokensBefore: number; replyId: string | null },
 ) {
   const model = turn.model ?? at.settings.model;
   if (turn.reply) assertOneChoice(at.settings.params);
   if (turn.reply && !deps.models.resolve(model)) {
     throw new ModelNotFoundError(model, deps.models.describeServed());
   }
-  const replyId = turn.reply ? newMessageId() : null;
+  const { replyId } = at;
   // One timestamp for the whole turn: it is how failed-turns.ts finds a turn's messages.
   const now = new Date();
   const given = completedMessageRows(turn.messages, {
@@ -442,6 +468,7 @@ async function appendTurnLocked(
         settings: bumped,
         firstSeq,
         historyTokensBefore: previous?.historyTokens ?? 0,
+        replyId: turn.reply ? newMessageId() : null,
       });
       if (planned.replyId) await slot.take(planned.replyId);
       // The waits above (the row lock, Redis) may have outlasted the request: its caller has been told

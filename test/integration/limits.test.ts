@@ -98,8 +98,15 @@ describe("replies in flight per tenant, shared by two API instances", () => {
     for (let i = 0; i < 3; i++) conversations.push((await one.post("/conversations", { params: held })).body.id);
 
     const first = await one.post(`/conversations/${conversations[0]}/messages`, { content: "first", wait: false });
+    // A turn refused for its conversation (busy) gives back the slot it asked for while the conversation was
+    // read: the tenant's second slot is still free for the next turn.
+    const busy = await two.post(`/conversations/${conversations[0]}/messages`, { content: "again", wait: false });
+    expect(busy.status).toBe(409);
     const second = await two.post(`/conversations/${conversations[1]}/messages`, { content: "second", wait: false });
     expect([first.status, second.status]).toEqual([202, 202]);
+    // With every slot taken, what is wrong with the conversation is still what the answer says: 409, 404.
+    expect((await one.post(`/conversations/${conversations[0]}/messages`, { content: "again", wait: false })).body.error.code).toBe("conversation_busy");
+    expect((await one.post("/conversations/conv_00000000000000000000000000/messages", { content: "nowhere", wait: false })).status).toBe(404);
 
     // The held replies move from queued to in_progress meanwhile; what matters is which messages exist.
     const messageIds = async () => (await storedFor(pair.service, "busy")).map((row) => row.message_id);

@@ -1,5 +1,5 @@
-import { countTokens } from "gpt-tokenizer/encoding/o200k_base";
 import { O200K_TOKEN_SPLIT_REGEX } from "gpt-tokenizer/encodingParams/constants";
+import { countTokens } from "./o200k.ts";
 
 /**
  * Tokens a message takes in a model's prompt: its text in o200k_base (the

@@ -3,6 +3,7 @@ import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { Logger } from "pino";
+import { eventBatches } from "../streams/reply-event-queue.ts";
 import type { ReplyEvent } from "../streams/reply-events.ts";
 
 /** What a handler writes an SSE response with: Hono's SSEStreamingApi has the same shape. */
@@ -21,12 +22,16 @@ const SSE_HEADERS = {
   Connection: "keep-alive",
 };
 
+const hasLineBreak = (text: string) => text.includes("\n") || text.includes("\r");
+
 function sseMessage(message: { data: string; event?: string; id?: string }): string {
-  for (const value of [message.event, message.id]) {
-    if (value && /[\r\n]/.test(value)) throw new Error('event and id must not contain "\\r" or "\\n"');
+  if ((message.event && hasLineBreak(message.event)) || (message.id && hasLineBreak(message.id))) {
+    throw new Error('event and id must not contain "\\r" or "\\n"');
   }
   let text = message.event ? `event: ${message.event}\n` : "";
-  text += `data: ${message.data.split(/\r\n|\r|\n/).join("\ndata: ")}\n`;
+  // JSON (almost every event's data) has no line breaks: no split for it.
+  const data = hasLineBreak(message.data) ? message.data.split(/\r\n|\r|\n/).join("\ndata: ") : message.data;
+  text += `data: ${data}\n`;
   if (message.id !== undefined) text += `id: ${message.id}\n`;
   return `${text}\n`;
 }
@@ -148,9 +153,19 @@ export function replyEventsResponse(
         stream.write(": keep-alive\n\n").catch(() => stop.abort());
       }, opts.heartbeatMs);
       try {
-        for await (const e of opts.follow(stop.signal)) {
-          for (const message of translate(e)) await stream.writeSSE(message);
-          if (stream.aborted || opts.until?.()) break;
+        // The events that arrived together go out in one write (one socket write, not one per event).
+        for await (const batch of eventBatches(opts.follow(stop.signal))) {
+          let text = "";
+          let last = false;
+          try {
+            for (const e of batch) {
+              for (const message of translate(e)) text += sseMessage(message);
+              if ((last = stream.aborted || (opts.until?.() ?? false))) break;
+            }
+          } finally {
+            if (text) await stream.write(text);
+          }
+          if (last || stream.aborted) break;
         }
       } finally {
         clearInterval(heartbeat);

@@ -1,4 +1,3 @@
-import { Readable } from "node:stream";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import {
@@ -9,6 +8,7 @@ import {
   terminalEventNames,
   type ReplyEvent,
 } from "./reply-events.ts";
+import { ReplyEventQueue } from "./reply-event-queue.ts";
 
 /** A reply's end as its record (Postgres) has it, for a follower whose events stopped coming. */
 export interface RecordedEnd {
@@ -43,7 +43,7 @@ interface Follower {
   key: string;
   /** The last id this follower has been given. */
   lastId: string;
-  out: Readable;
+  out: ReplyEventQueue;
   /** Published events that arrived while the stream was being read: delivered after it. */
   held: ReplyEvent[] | null;
   /** It has been given an end event (only `done` may still be missing). */
@@ -68,11 +68,25 @@ interface FollowedStream {
   checking: boolean;
 }
 
+/** Orders two stream ids as compareStreamIds does, without splitting them (it runs for every event relayed). */
+function compareIds(a: string, b: string): number {
+  const ad = a.indexOf("-");
+  const bd = b.indexOf("-");
+  // Equal-length digit strings compare as their numbers do; ids from the stream's own clock always have 13.
+  if (ad === bd && ad > 0) {
+    const ms = a.slice(0, ad);
+    const other = b.slice(0, bd);
+    if (ms !== other) return ms < other ? -1 : 1;
+    return Number(a.slice(ad + 1)) - Number(b.slice(bd + 1));
+  }
+  return compareStreamIds(a, b);
+}
+
 const nextStreamId = (id: string): string => {
   const [ms = "0", seq = "0"] = id.split("-");
   return `${ms}-${Number(seq) + 1}`;
 };
-const laterStreamId = (a: string, b: string): string => (compareStreamIds(a, b) >= 0 ? a : b);
+const laterStreamId = (a: string, b: string): string => (compareIds(a, b) >= 0 ? a : b);
 
 /** How long a stalled follower waits for the stream to answer before ending from the record alone. */
 const STREAM_READ_BOUND_MS = 1_000;
@@ -135,8 +149,8 @@ export class ReplyEventFollower {
     const follower: Follower = {
       key,
       lastId: afterId ?? "0-0",
-      // Node's Readable is the queue between the subscriber and each consumer.
-      out: new Readable({ objectMode: true, read() {}, highWaterMark: Number.MAX_SAFE_INTEGER }),
+      // Its consumer leaving (or reading the end) stops following.
+      out: new ReplyEventQueue(() => this.#remove(follower)),
       held: null,
       sawEnd: false,
       recordedEnd: opts.recordedEnd,
@@ -144,10 +158,9 @@ export class ReplyEventFollower {
       catchUps: 0,
       deltas: afterId === null ? [] : null,
     };
-    follower.out.once("close", () => this.#remove(follower));
     const { signal } = opts;
     if (signal?.aborted) {
-      follower.out.push(null);
+      follower.out.end();
       return follower.out;
     }
     signal?.addEventListener("abort", () => this.#end(follower), { once: true });
@@ -222,7 +235,7 @@ export class ReplyEventFollower {
 
   #deliver(f: Follower, e: ReplyEvent): void {
     if (!this.#isFollowing(f)) return;
-    if (compareStreamIds(e.id, f.lastId) <= 0) {
+    if (compareIds(e.id, f.lastId) <= 0) {
       // A follower that resumed from an id beyond the reply's end sees its `done` go by: that ends it too.
       if (e.event === "done") this.#end(f);
       return;
@@ -299,7 +312,7 @@ export class ReplyEventFollower {
   /** Ends a follower's iteration normally (a consumer that left is not an error). */
   #end(f: Follower): void {
     this.#remove(f);
-    f.out.push(null);
+    f.out.end();
   }
 
   #remove(f: Follower): void {

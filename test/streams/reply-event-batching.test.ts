@@ -1,0 +1,109 @@
+import { randomBytes } from "node:crypto";
+import { Redis } from "ioredis";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
+import { eventBatches, ReplyEventQueue } from "../../src/streams/reply-event-queue.ts";
+import { ReplyEventFollower } from "../../src/streams/reply-event-follower.ts";
+import { ReplyEventLog, type ReplyEvent } from "../../src/streams/reply-events.ts";
+
+const prefix = `parley-test-${randomBytes(4).toString("hex")}`;
+const newId = () => `msg_${randomBytes(8).toString("hex")}`;
+let redis: Redis;
+let subscriber: Redis;
+let log: ReplyEventLog;
+let follower: ReplyEventFollower;
+
+beforeAll(() => {
+  redis = new Redis(inject("redisUrl"));
+  subscriber = new Redis(inject("redisUrl"), { maxRetriesPerRequest: null });
+  log = new ReplyEventLog({ redis, prefix, ttlSeconds: 60 });
+  follower = new ReplyEventFollower({ subscriber, commands: redis, log: pino({ level: "silent" }) });
+});
+afterAll(async () => {
+  await follower.close();
+  const keys = await redis.keys(`${prefix}:*`);
+  if (keys.length) await redis.del(...keys);
+  redis.disconnect();
+  subscriber.disconnect();
+});
+
+const delta = (id: string, content: string) => ({ event: "message.delta" as const, data: { id, delta: { content } } });
+
+describe("the writes of many replies", () => {
+  it("go out together when asked for in the same turn of the event loop, each answered as its own", async () => {
+    const ids = Array.from({ length: 20 }, newId);
+    // The last reply has a newer attempt: its write is refused, the others' are taken.
+    const taken = ids.at(-1)!;
+    await log.write(taken, [], { attempt: 2, seq: 1 });
+    const pipeline = vi.spyOn(redis, "pipeline");
+    try {
+      const written = await Promise.all(ids.map((id) => log.write(id, [delta(id, `to ${id}`)], { attempt: 1, seq: 1 })));
+      expect(pipeline).toHaveBeenCalledTimes(1);
+      expect(written.slice(0, -1).every((w) => w.status === "ok" && w.ids.length === 1)).toBe(true);
+      expect(written.at(-1)).toEqual({ status: "superseded" });
+    } finally {
+      pipeline.mockRestore();
+    }
+    for (const id of ids.slice(0, -1)) {
+      expect((await log.readAfter(id, null)).map((e) => JSON.parse(e.data).delta.content)).toEqual([`to ${id}`]);
+    }
+    expect(await log.readAfter(taken, null)).toEqual([]);
+  });
+
+  it("fail each on its own: a write whose script errs does not fail the others sent with it", async () => {
+    const [good, bad] = [newId(), newId()];
+    // A string where the fence hash should be: the script's HMGET errs (WRONGTYPE) for this reply only.
+    await redis.set(`${prefix}:reply-fence:{${bad}}`, "not a hash");
+    const [ok, failed] = await Promise.allSettled([
+      log.write(good, [delta(good, "fine")], { attempt: 1, seq: 1 }),
+      log.write(bad, [delta(bad, "never")], { attempt: 1, seq: 1 }),
+    ]);
+    expect(ok.status === "fulfilled" && ok.value.status).toBe("ok");
+    expect(failed.status).toBe("rejected");
+  });
+});
+
+describe("a follower's events", () => {
+  it("come as the batches they arrived in: the events of one write together, for one socket write", async () => {
+    const id = newId();
+    const key = log.key(id);
+    const batches: ReplyEvent[][] = [];
+    const done = (async () => {
+      for await (const batch of eventBatches(follower.follow(key, null))) batches.push(batch);
+    })();
+    await vi.waitFor(() => expect(follower.size).toBe(1));
+    // Subscribed and caught up: the next write is relayed from its publication.
+    await new Promise((r) => setTimeout(r, 50));
+    await log.append(id, [delta(id, "a"), delta(id, "b"), delta(id, "c")]);
+    await log.append(id, [{ event: "message.completed", data: { id } }, { event: "done", data: "[DONE]" }]);
+    await done;
+    expect(batches.map((b) => b.map((e) => e.event))).toEqual([
+      ["message.delta", "message.delta", "message.delta"],
+      ["message.completed", "done"],
+    ]);
+    expect(follower.size).toBe(0);
+  });
+
+  it("stop being followed when their consumer leaves, as when it reads the end", async () => {
+    const id = newId();
+    await log.append(id, [delta(id, "a"), delta(id, "b")]);
+    for await (const e of follower.follow(log.key(id), null)) {
+      expect(e.event).toBe("message.delta");
+      break;
+    }
+    expect(follower.size).toBe(0);
+  });
+
+  it("queue without bound and end after what was queued", async () => {
+    const closed = vi.fn();
+    const queue = new ReplyEventQueue(closed);
+    for (let i = 0; i < 1_000; i++) queue.push({ id: `1-${i}`, event: "message.delta", data: "{}" });
+    queue.end();
+    queue.push({ id: "2-0", event: "message.delta", data: "{}" });
+    const seen: string[] = [];
+    for await (const e of queue) seen.push(e.id);
+    expect(seen).toHaveLength(1_000);
+    expect(seen.at(-1)).toBe("1-999");
+    expect(closed).toHaveBeenCalledTimes(1);
+  });
+});

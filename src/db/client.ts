@@ -36,6 +36,9 @@ export function connectDatabase(
   const timeouts = opts.timeouts ?? DEFAULT_DATABASE_TIMEOUTS;
   const pool = postgres(url, {
     max: opts.max ?? 10,
+    // Off, postgres.js sends every statement unnamed, whatever the query asks: drizzle's named `.prepare(name)`
+    // (src/db/statements.ts) passes `prepare: true` itself, which a pooler in transaction mode cannot keep.
+    prepare: opts.preparedStatements !== false,
     connect_timeout: timeouts.connectMs / 1000,
     // Notices ("relation already exists, skipping") are not errors; keep them out of the logs.
     onnotice: () => {},

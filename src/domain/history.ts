@@ -2,6 +2,7 @@ import { sql } from "drizzle-orm";
 import type { ContextWindows } from "../context/context-windows.ts";
 import { ContextLengthExceededError, turnBudget } from "../context/turn-budget.ts";
 import type { Database } from "../db/client.ts";
+import { prepared, preparedSql } from "../db/statements.ts";
 import { messages, type ConversationRow, type MessageRow } from "../db/schema.ts";
 import type { ChatMessage } from "../providers/types.ts";
 import { summaryMessage } from "./summary-message.ts";
@@ -83,6 +84,44 @@ interface HistoryWindow {
   sent: WindowRow[];
 }
 
+type WindowStatementRow = {
+  total: string;
+  newest_tokens: number;
+  from_seq: number;
+  role: MessageRow["role"];
+  status: MessageRow["status"];
+  content: string;
+  tokens: number;
+  rich: RichFields | null;
+};
+
+/**
+ * The window's statements, built once per database handle (src/db/statements.ts): `strict` and budgeted
+ * differ in where the window may start, and `newest` reads the newest message alone.
+ * Placeholders: conversationId, replySeq, budget, fromSeq (`newest`: the first two).
+ */
+const windowStatements = prepared((db: Database) => {
+  const replySeq = sql`${sql.placeholder("replySeq")}::int`;
+  const budget = sql`${sql.placeholder("budget")}::bigint`;
+  const before = sql`${messages.conversationId} = ${sql.placeholder("conversationId")} and ${messages.seq} < ${replySeq}`;
+  const newest = sql`select ${messages.historyTokens} as total, ${messages.tokens} as tokens from ${messages} where ${before} order by ${messages.seq} desc limit 1`;
+  // The suffix after message m holds total - m.historyTokens tokens: start after the first m where that fits.
+  const budgetedCut = sql`coalesce((select ${messages.seq} from ${messages} where ${before} and ${messages.historyTokens} >= newest.total - ${budget} order by ${messages.historyTokens}, ${messages.seq} limit 1), ${replySeq} - 1) + 1`;
+  // Materialized, so the bounds are computed once, not per message; the messages come in index order, unsorted.
+  const window = (cut: ReturnType<typeof sql>) => sql`with newest as (${newest}), bounds as materialized (
+      select total, tokens, greatest(case when total <= ${budget} then 1 else ${cut} end, ${sql.placeholder("fromSeq")}::int) as from_seq from newest
+    )
+    select (select total from bounds) as total, (select tokens from bounds) as newest_tokens, (select from_seq from bounds) as from_seq,
+      ${messages.role} as role, ${messages.status} as status, ${messages.content} as content, ${messages.tokens} as tokens, ${richFieldsSql} as rich
+    from ${messages} where ${before} and ${messages.seq} >= (select from_seq from bounds)
+    order by ${messages.seq}`;
+  return {
+    budgeted: preparedSql<WindowStatementRow>(db, "history_window", window(budgetedCut)),
+    strict: preparedSql<WindowStatementRow>(db, "history_window_strict", window(replySeq)),
+    newest: preparedSql<{ total: string; tokens: number }>(db, "history_newest", newest),
+  };
+});
+
 /**
  * The window of messages a reply is sent, in one statement (a turn's reads are round trips before its
  * first token): the newest message before the reply gives the running total; over `budget`, the window
@@ -97,32 +136,16 @@ async function readWindow(
   replySeq: number,
   opts: { budget: number; strict: boolean; fromSeq: number },
 ): Promise<HistoryWindow> {
-  const before = sql`${messages.conversationId} = ${conversationId} and ${messages.seq} < ${replySeq}`;
-  const newest = sql`select ${messages.historyTokens} as total, ${messages.tokens} as tokens from ${messages} where ${before} order by ${messages.seq} desc limit 1`;
-  // The suffix after message m holds total - m.historyTokens tokens: start after the first m where that fits.
-  const cut = opts.strict
-    ? sql`${replySeq}`
-    : sql`coalesce((select ${messages.seq} from ${messages} where ${before} and ${messages.historyTokens} >= newest.total - ${opts.budget}::bigint order by ${messages.historyTokens}, ${messages.seq} limit 1), ${replySeq - 1}) + 1`;
-  // Materialized, so the bounds are computed once, not per message; the messages come in index order, unsorted.
-  const rows = await db.execute<{
-    total: string;
-    newest_tokens: number;
-    from_seq: number;
-    role: MessageRow["role"];
-    status: MessageRow["status"];
-    content: string;
-    tokens: number;
-    rich: RichFields | null;
-  }>(sql`with newest as (${newest}), bounds as materialized (
-      select total, tokens, greatest(case when total <= ${opts.budget}::bigint then 1 else ${cut} end, ${opts.fromSeq}::int) as from_seq from newest
-    )
-    select (select total from bounds) as total, (select tokens from bounds) as newest_tokens, (select from_seq from bounds) as from_seq,
-      ${messages.role} as role, ${messages.status} as status, ${messages.content} as content, ${messages.tokens} as tokens, ${richFieldsSql} as rich
-    from ${messages} where ${before} and ${messages.seq} >= (select from_seq from bounds)
-    order by ${messages.seq}`);
+  const statements = windowStatements(db);
+  const rows = await (opts.strict ? statements.strict : statements.budgeted).execute({
+    conversationId,
+    replySeq,
+    budget: opts.budget,
+    fromSeq: opts.fromSeq,
+  });
   const [first] = rows;
   if (!first) {
-    const [last] = await db.execute<{ total: string; tokens: number }>(newest);
+    const [last] = await statements.newest.execute({ conversationId, replySeq });
     return { total: Number(last?.total ?? 0), newestTokens: last?.tokens ?? 0, fromSeq: opts.fromSeq, sent: [] };
   }
   const sent: WindowRow[] = [];

@@ -1,6 +1,7 @@
 import { and, desc, eq, inArray, lt, sql } from "drizzle-orm";
 import { alias } from "drizzle-orm/pg-core";
 import type { Database } from "../db/client.ts";
+import { prepared } from "../db/statements.ts";
 import {
   conversations,
   messages,
@@ -30,25 +31,31 @@ export const isInFlight = (status: string): boolean => (inFlightStatuses as read
 export const replyInFlightSql = sql`${messages.status} in ('queued', 'in_progress')`;
 
 /**
- * queued → in_progress, as a new attempt, and the reply's conversation (null
- * once deleted), in one statement: the worker's first round trip after it
- * takes a job. The row's `attempt` is bumped and the run that took it keeps
- * that number (its writes are checked against it). Null when the reply is not
- * this tenant's or no longer in flight (finished, cancelled, deleted).
+ * queued → in_progress as a new attempt, and the reply's conversation (null once deleted), in one statement:
+ * the worker's first round trip after it takes a job. Placeholders: replyId, tenantId.
  */
-export async function startReplyAttempt(
-  db: Database,
-  tenantId: string,
-  replyId: string,
-): Promise<{ reply: MessageRow; conversation: ConversationRow | null } | null> {
+const startAttemptStatement = prepared((db: Database | Transaction) => {
   const started = db.$with("started").as(
     db
       .update(messages)
       .set({ status: "in_progress", attempt: sql`${messages.attempt} + 1` })
-      .where(and(eq(messages.id, replyId), eq(messages.tenantId, tenantId), replyInFlightSql))
+      .where(and(eq(messages.id, sql.placeholder("replyId")), eq(messages.tenantId, sql.placeholder("tenantId")), replyInFlightSql))
       .returning(),
   );
-  const [row] = await db.with(started).select().from(started).leftJoin(conversations, eq(conversations.id, started.conversationId));
+  return db.with(started).select().from(started).leftJoin(conversations, eq(conversations.id, started.conversationId)).prepare("start_reply_attempt");
+});
+
+/**
+ * Starts a new attempt at a reply (see startAttemptStatement): the row's `attempt` is bumped and the run that
+ * took it keeps that number (its writes are checked against it). Null when the reply is not this tenant's or
+ * no longer in flight (finished, cancelled, deleted).
+ */
+export async function startReplyAttempt(
+  db: Database | Transaction,
+  tenantId: string,
+  replyId: string,
+): Promise<{ reply: MessageRow; conversation: ConversationRow | null } | null> {
+  const [row] = await startAttemptStatement(db).execute({ replyId, tenantId });
   return row ? { reply: row.started, conversation: row.conversations } : null;
 }
 
@@ -88,57 +95,95 @@ export async function finishReply(
   const toolCalls = outcome.toolCalls?.length ? outcome.toolCalls : null;
   const tokens = givenMessageTokens({ content: outcome.content, tool_calls: toolCalls ?? undefined });
   const counted = belongsInHistory({ role: "assistant", status: outcome.status, content: outcome.content }) ? tokens : 0;
-  const previous = alias(messages, "previous");
-  const storeEnd = (on: Database | Transaction) => {
-    const ended = on.$with("ended").as(
-      on
-        .update(messages)
-        .set({
-          status: outcome.status,
-          content: outcome.content,
-          toolCalls,
-          reasoning: outcome.reasoning || null,
-          logprobs: outcome.logprobs ?? null,
-          finishReason: outcome.status === "completed" ? outcome.finishReason : null,
-          usage: outcome.status === "completed" ? outcome.usage : null,
-          error: outcome.status === "failed" ? outcome.error : null,
-          tokens,
-          historyTokens: sql`coalesce((${on
-            .select({ total: previous.historyTokens })
-            .from(previous)
-            .where(and(eq(previous.conversationId, messages.conversationId), lt(previous.seq, messages.seq)))
-            .orderBy(desc(previous.seq))
-            .limit(1)}), 0) + ${counted}`,
-          ...(outcome.context ? { contextMessages: outcome.context.messages, contextTokens: outcome.context.tokens } : {}),
-          completedAt: sql`now()`,
-        })
-        .where(
-          and(
-            eq(messages.id, replyId),
-            replyInFlightSql,
-            opts.attempt === undefined ? undefined : eq(messages.attempt, opts.attempt),
-          ),
-        )
-        .returning(),
-    );
-    // The conversation's `updated_at` in the same statement, one round trip less before the end is announced.
-    // It is informational, so a conversation locked right now (a turn being appended, which sets it anyway; a
-    // delete) is skipped, never waited for: waiting here, holding the reply's row, would take the two locks in
-    // the opposite order to a delete (conversation, then its replies) and could deadlock with it.
-    const toTouch = on
-      .select({ id: conversations.id })
-      .from(conversations)
-      .where(inArray(conversations.id, on.select({ id: ended.conversationId }).from(ended)))
-      .for("update", { skipLocked: true });
-    const touched = on.$with("touched").as(on.update(conversations).set({ updatedAt: sql`now()` }).where(inArray(conversations.id, toTouch)));
-    return on.with(ended, touched).select().from(ended);
+  const values: EndValues = {
+    replyId,
+    attempt: opts.attempt ?? null,
+    status: outcome.status,
+    content: outcome.content,
+    toolCalls: jsonText(toolCalls),
+    reasoning: outcome.reasoning || null,
+    logprobs: jsonText(outcome.logprobs),
+    finishReason: outcome.status === "completed" ? outcome.finishReason : null,
+    usage: jsonText(outcome.status === "completed" ? outcome.usage : null),
+    error: jsonText(outcome.status === "failed" ? outcome.error : null),
+    tokens,
+    counted,
+    contextMessages: outcome.context?.messages ?? null,
+    contextTokens: outcome.context?.tokens ?? null,
   };
   // A reply that failed with nothing to show takes its turn out of history with it, in one transaction.
   const [row] = endsTurnUnsent(outcome)
     ? await db.transaction(async (tx) => {
-        const [ended] = await storeEnd(tx);
+        const [ended] = await storeEndStatement(tx).execute(values);
         return ended ? [await leaveTurnOutOfHistory(tx, ended)] : [];
       })
-    : await storeEnd(db);
+    : await storeEndStatement(db).execute(values);
   return row ?? null;
 }
+
+/** finishReply's placeholders: json columns as their text (or null), so a null is SQL's, not json's `null`. */
+interface EndValues {
+  [name: string]: unknown;
+  replyId: string;
+  /** null: any attempt's row (cancel, delete, the sweep). */
+  attempt: number | null;
+  status: ReplyOutcome["status"];
+  content: string;
+  toolCalls: string | null;
+  reasoning: string | null;
+  logprobs: string | null;
+  finishReason: string | null;
+  usage: string | null;
+  error: string | null;
+  tokens: number;
+  counted: number;
+  /** null: the columns keep what they hold (the outcome carries no context). */
+  contextMessages: number | null;
+  contextTokens: number | null;
+}
+
+// drizzle's json encoder would turn a null placeholder value into json `null`: encoded here instead.
+const jsonText = (value: unknown): string | null => (value === null || value === undefined ? null : JSON.stringify(value));
+
+/** finishReply's statement (see there), built once per handle or transaction; placeholders as in EndValues. */
+const storeEndStatement = prepared((on: Database | Transaction) => {
+  const p = sql.placeholder;
+  const previous = alias(messages, "previous");
+  const ended = on.$with("ended").as(
+    on
+      .update(messages)
+      .set({
+        status: sql`${p("status")}`,
+        content: sql`${p("content")}`,
+        toolCalls: sql`${p("toolCalls")}::json`,
+        reasoning: sql`${p("reasoning")}`,
+        logprobs: sql`${p("logprobs")}::json`,
+        finishReason: sql`${p("finishReason")}`,
+        usage: sql`${p("usage")}::jsonb`,
+        error: sql`${p("error")}::jsonb`,
+        tokens: sql`${p("tokens")}::int`,
+        historyTokens: sql`coalesce((${on
+          .select({ total: previous.historyTokens })
+          .from(previous)
+          .where(and(eq(previous.conversationId, messages.conversationId), lt(previous.seq, messages.seq)))
+          .orderBy(desc(previous.seq))
+          .limit(1)}), 0) + ${p("counted")}::bigint`,
+        contextMessages: sql`coalesce(${p("contextMessages")}::int, ${messages.contextMessages})`,
+        contextTokens: sql`coalesce(${p("contextTokens")}::int, ${messages.contextTokens})`,
+        completedAt: sql`now()`,
+      })
+      .where(and(eq(messages.id, p("replyId")), replyInFlightSql, sql`${messages.attempt} = coalesce(${p("attempt")}::int, ${messages.attempt})`))
+      .returning(),
+  );
+  // The conversation's `updated_at` in the same statement, one round trip less before the end is announced.
+  // It is informational, so a conversation locked right now (a turn being appended, which sets it anyway; a
+  // delete) is skipped, never waited for: waiting here, holding the reply's row, would take the two locks in
+  // the opposite order to a delete (conversation, then its replies) and could deadlock with it.
+  const toTouch = on
+    .select({ id: conversations.id })
+    .from(conversations)
+    .where(inArray(conversations.id, on.select({ id: ended.conversationId }).from(ended)))
+    .for("update", { skipLocked: true });
+  const touched = on.$with("touched").as(on.update(conversations).set({ updatedAt: sql`now()` }).where(inArray(conversations.id, toTouch)));
+  return on.with(ended, touched).select().from(ended).prepare("finish_reply");
+});

@@ -38,6 +38,24 @@ describe("storing a reply's end", () => {
     expect(await finishReply(ctx.handle.db, replyId, { status: "failed", content: "", error: { message: "x", type: "server_error", code: "x" } })).toBeNull();
   });
 
+  it("stores each column of the end as given: absent values as SQL null (not json null), an absent context left as it was", async () => {
+    const { replyId } = await replyInFlight();
+    const toolCalls = [{ id: "call_1", type: "function" as const, function: { name: "f", arguments: "{}" } }];
+    const usage = { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 };
+    await ctx.database.sql`update messages set context_messages = 7, context_tokens = 70 where id = ${replyId}`;
+    const row = await finishReply(ctx.handle.db, replyId, { status: "completed", content: "", finishReason: "tool_calls", usage, toolCalls }, { attempt: 1 });
+    expect(row).toMatchObject({ toolCalls, usage, finishReason: "tool_calls", error: null, logprobs: null, reasoning: null, contextMessages: 7, contextTokens: 70 });
+    const [stored] = await ctx.database.sql`select tool_calls is null as no_calls, error is null as no_error, logprobs is null as no_logprobs from messages where id = ${replyId}`;
+    expect(stored).toEqual({ no_calls: false, no_error: true, no_logprobs: true });
+
+    const failed = await replyInFlight();
+    const error = { message: "x", type: "server_error", code: "x" };
+    const ended = await finishReply(ctx.handle.db, failed.replyId, { status: "failed", content: "par", error, logprobs: [{ token: "par" }], context: { messages: 1, tokens: 9 } });
+    expect(ended).toMatchObject({ status: "failed", error, usage: null, finishReason: null, toolCalls: null, logprobs: [{ token: "par" }], contextMessages: 1, contextTokens: 9 });
+    const [nulls] = await ctx.database.sql`select usage is null as no_usage, tool_calls is null as no_calls from messages where id = ${failed.replyId}`;
+    expect(nulls).toEqual({ no_usage: true, no_calls: true });
+  });
+
   it("does not wait on a conversation another transaction holds: the reply is stored, the touch skipped", async () => {
     const { conversationId, replyId } = await replyInFlight();
     const holder = ctx.database.sql.reserve();

@@ -1,0 +1,69 @@
+import { eq, sql } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connectDatabase, type Database, type DatabaseHandle } from "../../src/db/client.ts";
+import { migrateDatabase } from "../../src/db/migrate.ts";
+import { tenants } from "../../src/db/schema.ts";
+import { prepared, preparedSql } from "../../src/db/statements.ts";
+import { createTestDatabase, type TestDatabase } from "../support/service.ts";
+
+/**
+ * Statements built once per handle (src/db/statements.ts), and DATABASE_PREPARED_STATEMENTS: off, nothing
+ * is kept on the server as a named prepared statement (a pooler in transaction mode hands each transaction
+ * another connection), not even drizzle's named `.prepare(name)`; on, statements are.
+ */
+
+let database: TestDatabase;
+beforeAll(async () => {
+  database = await createTestDatabase();
+  await migrateDatabase(database.url);
+  await database.sql`insert into tenants (id) values ('test')`;
+});
+afterAll(() => database?.drop());
+
+const tenantById = prepared((db: Database) => db.select().from(tenants).where(eq(tenants.id, sql.placeholder("id"))).prepare("tenant_by_id"));
+const tenantIds = (db: Database) => preparedSql<{ id: string }>(db, "tenant_ids", sql`select id from ${tenants} where id = ${sql.placeholder("id")}`);
+
+/** Runs every way Parley sends a statement on a one-connection pool, and counts what that connection keeps. */
+async function keptStatements(handle: DatabaseHandle): Promise<number> {
+  const { db } = handle;
+  expect(await tenantById(db).execute({ id: "test" })).toEqual([expect.objectContaining({ id: "test" })]);
+  expect(await tenantIds(db).execute({ id: "test" })).toEqual([{ id: "test" }]);
+  expect(await db.select().from(tenants).where(eq(tenants.id, "test"))).toHaveLength(1);
+  await db.transaction(async (tx) => {
+    expect(await tx.select().from(tenants).where(eq(tenants.id, sql.placeholder("id"))).prepare("in_tx").execute({ id: "test" })).toHaveLength(1);
+  });
+  const [row] = await db.execute<{ kept: number }>(sql`select count(*)::int as kept from pg_prepared_statements`);
+  return row!.kept;
+}
+
+describe("prepared statements", () => {
+  it("keeps none on the server when they are off, named prepare included", async () => {
+    const handle = connectDatabase(database.url, { max: 1, preparedStatements: false });
+    try {
+      expect(await keptStatements(handle)).toBe(0);
+    } finally {
+      await handle.close();
+    }
+  });
+
+  it("keeps each statement on its connection when they are on", async () => {
+    const handle = connectDatabase(database.url, { max: 1 });
+    try {
+      expect(await keptStatements(handle)).toBeGreaterThanOrEqual(4);
+    } finally {
+      await handle.close();
+    }
+  });
+
+  it("builds a statement once per handle and runs it with each call's values", async () => {
+    const [one, two] = [connectDatabase(database.url, { max: 1 }), connectDatabase(database.url, { max: 1 })];
+    try {
+      expect(tenantById(one.db)).toBe(tenantById(one.db));
+      expect(tenantById(two.db)).not.toBe(tenantById(one.db));
+      expect(await tenantById(one.db).execute({ id: "nobody" })).toEqual([]);
+      expect(await tenantById(one.db).execute({ id: "test" })).toHaveLength(1);
+    } finally {
+      await Promise.all([one.close(), two.close()]);
+    }
+  });
+});

@@ -1,4 +1,4 @@
-import { EventSourceParserStream, ParseError } from "eventsource-parser/stream";
+import { createParser, type EventSourceMessage, type ParseError } from "eventsource-parser";
 
 /**
  * Reading an upstream's chat-completions stream (server-sent events) into the
@@ -9,8 +9,11 @@ import { EventSourceParserStream, ParseError } from "eventsource-parser/stream";
  * keeps neither a leading BOM nor an unknown event out. eventsource-parser
  * implements the WHATWG event-stream interpretation (CR, LF and CRLF line ends,
  * comments, `retry:`/`id:` fields, multi-line `data:` joined with \n, events
- * split anywhere across reads); TextDecoderStream joins UTF-8 characters split
- * across reads and drops a leading BOM.
+ * split anywhere across reads); TextDecoder (streaming) joins UTF-8 characters
+ * split across reads and drops a leading BOM. Both are driven from one reader
+ * loop rather than piped through their TransformStreams: two streams, their
+ * promises and the decoder's terminate error per call cost a third of the
+ * provider's CPU for a short reply.
  */
 
 /** The longest line or event the upstream may send; a hostile upstream could otherwise fill memory. */
@@ -57,27 +60,46 @@ function parseJson(data: string): { ok: true; value: unknown } | { ok: false } {
  * connection, an abort) is rethrown as it came.
  */
 export async function* chatCompletionPayloads(body: ReadableStream<Uint8Array>): AsyncGenerator<unknown, void, undefined> {
-  const events = body
-    .pipeThrough(new TextDecoderStream())
-    .pipeThrough(new EventSourceParserStream({ maxBufferSize: MAX_UPSTREAM_EVENT_CHARS }));
+  const events: EventSourceMessage[] = [];
+  let tooLarge = false;
+  const parser = createParser({
+    onEvent: (event) => events.push(event),
+    // The parser's other errors (a bad `retry:`, an unknown field) are skipped, as the stream parser skips them.
+    onError: (err: ParseError) => {
+      if (err.type === "max-buffer-size-exceeded") tooLarge = true;
+    },
+    maxBufferSize: MAX_UPSTREAM_EVENT_CHARS,
+  });
+  const decoder = new TextDecoder();
+  const reader = body.getReader();
+  let ended = false;
   try {
-    for await (const event of events) {
-      const name = event.event ?? "message";
-      if (name === "error") {
+    for (;;) {
+      // A failed read (a cut connection, an abort) is rethrown as it came.
+      const read = await reader.read();
+      ended = read.done;
+      const text = read.done ? decoder.decode() : decoder.decode(read.value, { stream: true });
+      if (text) parser.feed(text);
+      // The events of the read that overflowed are lost with it, as the stream parser errors its stream.
+      if (tooLarge) throw new UpstreamStreamFormatError("too_large");
+      for (const event of events.splice(0)) {
+        const name = event.event ?? "message";
+        if (name === "error") {
+          const parsed = parseJson(event.data);
+          const payload = parsed.ok ? parsed.value : event.data;
+          throw new UpstreamErrorEvent(isPlainObject(payload) && payload.error !== undefined ? payload.error : payload);
+        }
+        if (name !== "message" || event.data.trim() === "") continue;
+        if (event.data === "[DONE]") return;
         const parsed = parseJson(event.data);
-        const payload = parsed.ok ? parsed.value : event.data;
-        throw new UpstreamErrorEvent(isPlainObject(payload) && payload.error !== undefined ? payload.error : payload);
+        if (!parsed.ok) throw new UpstreamStreamFormatError("not_json");
+        if (isPlainObject(parsed.value) && parsed.value.error) throw new UpstreamErrorEvent(parsed.value.error);
+        yield parsed.value;
       }
-      if (name !== "message" || event.data.trim() === "") continue;
-      if (event.data === "[DONE]") return;
-      const parsed = parseJson(event.data);
-      if (!parsed.ok) throw new UpstreamStreamFormatError("not_json");
-      if (isPlainObject(parsed.value) && parsed.value.error) throw new UpstreamErrorEvent(parsed.value.error);
-      yield parsed.value;
+      if (read.done) return;
     }
-  } catch (err) {
-    // The only ParseError eventsource-parser raises to the stream is the buffer limit.
-    if (err instanceof ParseError) throw new UpstreamStreamFormatError("too_large");
-    throw err;
+  } finally {
+    // Stopped before the body's end ([DONE], an error event, the consumer leaving): the rest is not wanted.
+    if (!ended) await reader.cancel().catch(() => {});
   }
 }

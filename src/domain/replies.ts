@@ -32,30 +32,57 @@ export const replyInFlightSql = sql`${messages.status} in ('queued', 'in_progres
 
 /**
  * queued → in_progress as a new attempt, and the reply's conversation (null once deleted), in one statement:
- * the worker's first round trip after it takes a job. Placeholders: replyId, tenantId.
+ * the worker's first round trip after it takes a job. Placeholders: replyId, tenantId, runAttempt.
+ *
+ * The attempt is the greater of the row's next and the job's run count (BullMQ's attemptsStarted, bumped in
+ * Redis each time the job is taken). That lets the statement commit without waiting for its WAL flush
+ * (synchronous_commit off for its own transaction only): ~2 ms of fsync off the path to the first token.
+ * Why two runs still never share an attempt:
+ * - Without a crash nothing differs: the commit is visible to every session, and the row's lock released, when
+ *   it returns; only its flush waits (the WAL writer's next round, ≤ 3 × wal_writer_delay, or sooner: any later
+ *   synchronous commit flushes all WAL before it, the reply's own end included).
+ * - Postgres crashing in that window can take the bump back. The run holding the lost number then stores
+ *   nothing (finishReply matches its attempt), and a run that takes the job after it does not reuse the
+ *   number: every run of a reply is a run of its one job (the job id is the reply id; the sweep queues
+ *   one again only for a reply at attempt 0), so the row's attempt
+ *   never exceeds the runs Redis counted before, and the later run's larger count is its attempt.
+ * - A number could repeat only if Redis lost the job's count at the same moment (both stores losing their
+ *   latest writes together). Redis would then have lost the old run's fence claim and lock too (written after
+ *   the count), so that run is cut off at its next lock renewal (completions.ts), as after any lost lock.
  */
 const startAttemptStatement = prepared((db: Database | Transaction) => {
   const started = db.$with("started").as(
     db
       .update(messages)
-      .set({ status: "in_progress", attempt: sql`${messages.attempt} + 1` })
+      .set({ status: "in_progress", attempt: sql`greatest(${messages.attempt} + 1, ${sql.placeholder("runAttempt")}::int)` })
       .where(and(eq(messages.id, sql.placeholder("replyId")), eq(messages.tenantId, sql.placeholder("tenantId")), replyInFlightSql))
       .returning(),
   );
-  return db.with(started).select().from(started).leftJoin(conversations, eq(conversations.id, started.conversationId)).prepare("start_reply_attempt");
+  return (
+    db
+      .with(started)
+      .select()
+      .from(started)
+      .leftJoin(conversations, eq(conversations.id, started.conversationId))
+      // Set for this statement's own transaction (it runs alone: an implicit one) and read by its commit; the next
+      // statement on the connection commits synchronously again. Evaluated for the row the update returned.
+      .where(sql`set_config('synchronous_commit', 'off', true) = 'off'`)
+      .prepare("start_reply_attempt")
+  );
 });
 
 /**
  * Starts a new attempt at a reply (see startAttemptStatement): the row's `attempt` is bumped and the run that
- * took it keeps that number (its writes are checked against it). Null when the reply is not this tenant's or
- * no longer in flight (finished, cancelled, deleted).
+ * took it keeps that number (its writes are checked against it). `runAttempt`: the job's run count
+ * (JobRun.attempt). Null when the reply is not this tenant's or no longer in flight (finished, cancelled, deleted).
  */
 export async function startReplyAttempt(
   db: Database | Transaction,
   tenantId: string,
   replyId: string,
+  runAttempt: number,
 ): Promise<{ reply: MessageRow; conversation: ConversationRow | null } | null> {
-  const [row] = await startAttemptStatement(db).execute({ replyId, tenantId });
+  const [row] = await startAttemptStatement(db).execute({ replyId, tenantId, runAttempt });
   return row ? { reply: row.started, conversation: row.conversations } : null;
 }
 

@@ -60,8 +60,9 @@ const terminalEvent = {
  */
 export async function generateReply(deps: ReplyGenerationDeps, job: ReplyJob, run: JobRun): Promise<void> {
   const log = deps.log.child({ replyId: job.replyId });
-  // The attempt and the conversation in one statement: the first of two round trips to Postgres before the upstream call.
-  const attempt = await startReplyAttempt(deps.db, job.tenantId, job.replyId);
+  // The attempt and the conversation in one statement: the first of two round trips to Postgres before the upstream
+  // call. It does not wait for its WAL flush; the run's count in Redis keeps attempts apart (see startReplyAttempt).
+  const attempt = await startReplyAttempt(deps.db, job.tenantId, job.replyId, run.attempt);
   if (!attempt) return void log.info("reply is gone or already ended; nothing to generate");
   const { reply, conversation } = attempt;
   // While this run goes on, the lost-reply sweep leaves the reply alone, even once Redis has lost its job.

@@ -1,6 +1,7 @@
 import { z } from "@hono/zod-openapi";
 import { and, desc, eq, lt, notExists, sql } from "drizzle-orm";
 import type { Database } from "../db/client.ts";
+import { prepared } from "../db/statements.ts";
 import { conversations, messages, type ConversationRow, type MessageRow } from "../db/schema.ts";
 import type { ModelRegistry } from "../providers/registry.ts";
 import type { ModelJobQueue } from "../queue/completions.ts";
@@ -277,7 +278,8 @@ type ConversationSettings = Pick<ConversationRow, "model" | "system" | "params" 
  * in flight if any, the running token total of its newest message, and `version` (the row's xmin, which
  * every update of the row changes), which the write then requires unchanged. Null: no such conversation.
  */
-async function readTurnState(db: Database, tenantId: string, conversationId: string) {
+const turnState = prepared((db: Database) => {
+  const conversationId = sql.placeholder("conversationId");
   const busyReply = db
     .select({ id: messages.id })
     .from(messages)
@@ -290,7 +292,7 @@ async function readTurnState(db: Database, tenantId: string, conversationId: str
     .where(eq(messages.conversationId, conversationId))
     .orderBy(desc(messages.seq))
     .limit(1);
-  const [state] = await db
+  return db
     .select({
       version: sql<string>`${conversations}.xmin::text`,
       lastSeq: conversations.lastSeq,
@@ -302,9 +304,12 @@ async function readTurnState(db: Database, tenantId: string, conversationId: str
       historyTokensBefore: sql<number>`coalesce((${newest}), 0)`.mapWith(Number),
     })
     .from(conversations)
-    .where(and(eq(conversations.id, conversationId), eq(conversations.tenantId, tenantId)))
-    .prepare("turn_state")
-    .execute();
+    .where(and(eq(conversations.id, conversationId), eq(conversations.tenantId, sql.placeholder("tenantId"))))
+    .prepare("turn_state");
+});
+
+async function readTurnState(db: Database, tenantId: string, conversationId: string) {
+  const [state] = await turnState(db).execute({ tenantId, conversationId });
   return state ?? null;
 }
 

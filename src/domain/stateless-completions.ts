@@ -181,6 +181,31 @@ function completionEnd(id: string, outcome: ChoicesOutcome, published: StreamedR
 }
 
 /**
+ * An inline call's event: its data kept as the object it was made from, for
+ * its one reader in this process (`eventValue`), and made JSON text only if
+ * read as text: a stream's event is text because it travels through Redis.
+ */
+class InlineEvent implements ReplyEvent {
+  readonly id: string;
+  readonly event: ReplyEventName;
+  readonly value: unknown;
+  #text: string | undefined;
+
+  constructor(id: string, event: ReplyEventName, value: unknown) {
+    this.id = id;
+    this.event = event;
+    this.value = value;
+  }
+
+  get data(): string {
+    return (this.#text ??= typeof this.value === "string" ? this.value : JSON.stringify(this.value));
+  }
+}
+
+/** An event's data as an object: an inline event's as it was made, a stream's parsed from its JSON text. */
+export const eventValue = (e: ReplyEvent): unknown => (e instanceof InlineEvent ? e.value : JSON.parse(e.data));
+
+/**
  * An inline call's events, handed from the running call to its one reader in
  * order: never more than the call says, so held in memory as a stream holds them.
  */
@@ -193,7 +218,7 @@ class InlineEvents {
   push(event: ReplyEventName, data: unknown): void {
     if (this.#closed) return;
     // Ids as a stream's would look: the chat-completions relay does not send them, but a ReplyEvent has one.
-    this.#held.push({ id: `0-${++this.#seq}`, event, data: typeof data === "string" ? data : JSON.stringify(data) });
+    this.#held.push(new InlineEvent(`0-${++this.#seq}`, event, data));
     this.#wakeReader();
   }
 

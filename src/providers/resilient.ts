@@ -15,6 +15,12 @@ export interface ResiliencePolicy {
   sleep?: (ms: number, signal: AbortSignal) => Promise<unknown>;
 }
 
+/**
+ * The reason an attempt's controller is aborted with once the attempt is over (its call ended, failed, or its
+ * consumer left): made once, since an abort without a reason builds a DOMException and its stack every time.
+ */
+const ATTEMPT_OVER = new DOMException("The attempt is over.", "AbortError");
+
 /** Worth another try: the upstream was busy, broken or unreachable, and nothing has been said yet. */
 function isRetryable(err: unknown): err is ProviderError {
   if (!(err instanceof ProviderError)) return false;
@@ -102,7 +108,7 @@ export function withResilience(provider: ChatProvider, policy: ResiliencePolicy)
           await retryOrThrow(err, attempt, signal);
         } finally {
           // Also closes the upstream call when the consumer stops early.
-          attemptAbort.abort();
+          attemptAbort.abort(ATTEMPT_OVER);
         }
       }
     },
@@ -120,7 +126,7 @@ export function withResilience(provider: ChatProvider, policy: ResiliencePolicy)
         } catch (err) {
           await retryOrThrow(err, attempt, signal);
         } finally {
-          attemptAbort.abort();
+          attemptAbort.abort(ATTEMPT_OVER);
         }
       }
     },

@@ -2,7 +2,7 @@ import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import type { ReplySlots } from "../../src/domain/reply-slots.ts";
 import { ModelNotFoundError } from "../../src/domain/errors.ts";
-import { runStatelessCompletion, serveInlineCompletion, type StatelessCompletionRequest } from "../../src/domain/stateless-completions.ts";
+import { eventValue, runStatelessCompletion, serveInlineCompletion, type StatelessCompletionRequest } from "../../src/domain/stateless-completions.ts";
 import { ModelRegistry } from "../../src/providers/registry.ts";
 import { ProviderError, type ChatChunk, type ChatProvider } from "../../src/providers/types.ts";
 import type { NewReplyEvent, ReplyEvent, ReplyEventLog } from "../../src/streams/reply-events.ts";
@@ -78,6 +78,8 @@ describe("a stateless call served inline", () => {
     const read = await readAll(call.follow(new AbortController().signal), steps);
     const worker = (await writtenByWorker(providerOf(chunks))).filter((e) => e.event !== "message.created");
     expect(read.map(withoutId)).toEqual(worker.map(withoutId));
+    // The relay takes an inline event's data as the object it was made from: what its JSON text says.
+    for (const e of read) expect(e.event === "done" ? eventValue(e) : JSON.parse(JSON.stringify(eventValue(e)))).toEqual(e.event === "done" ? e.data : JSON.parse(e.data));
     expect(read.map((e) => e.event)).toEqual(["message.delta", "message.delta", "message.delta", "message.completed", "done"]);
     expect(steps.indexOf(`release ${call.id}`)).toBeLessThan(steps.indexOf("read message.completed"));
     expect(steps.filter((s) => s.startsWith("release"))).toHaveLength(1);

@@ -1,8 +1,9 @@
 import type { Context } from "hono";
 import type { Logger } from "pino";
+import { eventValue } from "../../domain/stateless-completions.ts";
 import { terminalEventNames, type ReplyEvent } from "../../streams/reply-events.ts";
 import { errorBody, ReplyFailedError, sendError, type ReplyFailure } from "../errors.ts";
-import { sseResponse } from "../sse.ts";
+import { sseResponse, type SseStream } from "../sse.ts";
 import { choicesOf, chunkDelta, chunkLogprobs, type DeltaEventData, type ReplyEndChoices } from "./choices.ts";
 import { chatCompletion, chatCompletionChunk, type ChunkDelta } from "./wire.ts";
 
@@ -22,6 +23,12 @@ export interface RelayOptions {
   log: Logger;
 }
 
+/** Why a relay stops following once it has answered: made once (an abort without a reason builds a DOMException each time). */
+const RELAY_OVER = new DOMException("The relay is over.", "AbortError");
+
+/** One `data:` event of a JSON value: JSON text holds no line break, so it is one line as it is. */
+const writeData = (stream: SseStream, value: unknown) => stream.write(`data: ${JSON.stringify(value)}\n\n`);
+
 /** A reply that failed before its first token, as an HTTP error: the upstream's own 4xx when it refused the request. */
 function failureResponse(c: Context, end: ReplyEnd, log: Logger): Response {
   const error = end.error ?? { message: `The reply was ${end.status}.`, type: "server_error", code: end.status };
@@ -36,7 +43,7 @@ export async function chatCompletionResponse(c: Context, opts: RelayOptions): Pr
   try {
     for await (const e of opts.follow(stop.signal)) {
       if (!terminalEventNames.has(e.event)) continue;
-      const end = JSON.parse(e.data) as ReplyEnd;
+      const end = eventValue(e) as ReplyEnd;
       if (end.status !== "completed") return failureResponse(c, end, opts.log);
       return c.json(
         chatCompletion({ ...opts, choices: choicesOf(end), usage: end.usage }),
@@ -45,7 +52,7 @@ export async function chatCompletionResponse(c: Context, opts: RelayOptions): Pr
     }
   } finally {
     c.req.raw.signal.removeEventListener("abort", onAbort);
-    stop.abort();
+    stop.abort(RELAY_OVER);
   }
   return c.json(errorBody("The client went away.", "invalid_request_error", null, "client_closed"), 400);
 }
@@ -73,7 +80,7 @@ export async function chatCompletionStreamResponse(c: Context, opts: RelayOption
     buffered.push(next.value);
     if (next.value.event === "message.delta") break;
     if (terminalEventNames.has(next.value.event)) {
-      const end = JSON.parse(next.value.data) as ReplyEnd;
+      const end = eventValue(next.value) as ReplyEnd;
       if (end.status === "failed" && !end.content) {
         stop.abort();
         return failureResponse(c, end, opts.log);
@@ -107,12 +114,12 @@ export async function chatCompletionStreamResponse(c: Context, opts: RelayOption
         started.add(index);
         first = false;
         if (index === 0) sent += given.content ?? "";
-        await stream.writeSSE({ data: JSON.stringify(chatCompletionChunk({ ...opts, index, delta, logprobs, finishReason: null })) });
+        await writeData(stream, chatCompletionChunk({ ...opts, index, delta, logprobs, finishReason: null }));
       };
       try {
         for await (const e of rest()) {
           if (e.event === "message.delta") {
-            const data = JSON.parse(e.data) as DeltaEventData;
+            const data = eventValue(e) as DeltaEventData;
             await sendDelta(data.choice ?? 0, chunkDelta(data.delta), chunkLogprobs(data.delta.logprobs));
           } else if (e.event === "message.reset" && !first) {
             // The chat-completions format cannot take back what it sent: say so and stop.
@@ -122,10 +129,10 @@ export async function chatCompletionStreamResponse(c: Context, opts: RelayOption
               null,
               "reply_restarted",
             );
-            await stream.writeSSE({ data: JSON.stringify(error) });
+            await writeData(stream, error);
             break;
           } else if (terminalEventNames.has(e.event)) {
-            const end = JSON.parse(e.data) as ReplyEnd;
+            const end = eventValue(e) as ReplyEnd;
             if (end.content.length > sent.length && end.content.startsWith(sent)) {
               await sendDelta(0, { content: end.content.slice(sent.length) });
             }
@@ -141,12 +148,12 @@ export async function chatCompletionStreamResponse(c: Context, opts: RelayOption
                   finishReason: choice.finishReason ?? "stop",
                   ...(last ? { usage: end.usage } : {}),
                 });
-                await stream.writeSSE({ data: JSON.stringify(chunk) });
+                await writeData(stream, chunk);
               }
-              await stream.writeSSE({ data: "[DONE]" });
+              await stream.write("data: [DONE]\n\n");
             } else {
               const error = end.error ?? { message: `The reply was ${end.status}.`, type: "server_error", code: end.status };
-              await stream.writeSSE({ data: JSON.stringify(errorBody(error.message, error.type, error.param ?? null, error.code)) });
+              await writeData(stream, errorBody(error.message, error.type, error.param ?? null, error.code));
             }
             break;
           }
@@ -154,7 +161,7 @@ export async function chatCompletionStreamResponse(c: Context, opts: RelayOption
         }
       } finally {
         clearInterval(heartbeat);
-        stop.abort();
+        stop.abort(RELAY_OVER);
       }
     },
     async (err) => {

@@ -23,6 +23,22 @@ export function prepared<H extends object, Q>(build: (db: H) => Q): (db: H) => Q
   };
 }
 
+/**
+ * As `prepared`, for a statement whose text depends on a key from a small, bounded set (a number of rows up to
+ * a limit, one of a few variants): built once per handle and key. An unbounded key (a value a client chooses)
+ * would keep a statement per value: pass such values as placeholders instead.
+ */
+export function preparedByKey<H extends object, K, Q>(build: (db: H, key: K) => Q): (db: H, key: K) => Q {
+  const built = new WeakMap<H, Map<K, Q>>();
+  return (db, key) => {
+    let forHandle = built.get(db);
+    if (forHandle === undefined) built.set(db, (forHandle = new Map()));
+    let query = forHandle.get(key);
+    if (query === undefined) forHandle.set(key, (query = build(db, key)));
+    return query;
+  };
+}
+
 /** Anything that runs statements: the pool's handle or a transaction on it. */
 interface Runner {
   readonly _: { readonly session: Pick<PgSession, "prepareQuery"> };

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectDatabase, type Database, type DatabaseHandle } from "../../src/db/client.ts";
 import { migrateDatabase } from "../../src/db/migrate.ts";
 import { tenants } from "../../src/db/schema.ts";
-import { prepared, preparedSql } from "../../src/db/statements.ts";
+import { prepared, preparedByKey, preparedSql } from "../../src/db/statements.ts";
 import { createTestDatabase, type TestDatabase } from "../support/service.ts";
 
 /**
@@ -64,6 +64,23 @@ describe("prepared statements", () => {
       expect(await tenantById(one.db).execute({ id: "test" })).toHaveLength(1);
     } finally {
       await Promise.all([one.close(), two.close()]);
+    }
+  });
+
+  it("builds a keyed statement once per handle and key", async () => {
+    const handle = connectDatabase(database.url, { max: 1 });
+    let builds = 0;
+    const firstIds = preparedByKey((db: Database, count: number) => {
+      builds++;
+      return preparedSql<{ id: string }>(db, `first_tenants_${count}`, sql`select id from ${tenants} order by id limit ${sql.raw(String(count))}`);
+    });
+    try {
+      expect(firstIds(handle.db, 1)).toBe(firstIds(handle.db, 1));
+      expect(firstIds(handle.db, 2)).not.toBe(firstIds(handle.db, 1));
+      expect(builds).toBe(2);
+      expect(await firstIds(handle.db, 1).execute({})).toEqual([{ id: "test" }]);
+    } finally {
+      await handle.close();
     }
   });
 });

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { and, asc, eq, sql } from "drizzle-orm";
 import type { Database } from "../db/client.ts";
+import { prepared } from "../db/statements.ts";
 import { conversations, messages, type StoredToolCall } from "../db/schema.ts";
 import { contentText, type ContentPart, type ToolCall } from "./chat-message.ts";
 import { inHistorySql } from "./history.ts";
@@ -71,7 +72,12 @@ export async function storedHistoryPrefixLength(
 
 /** The conversation's first `limit` messages that go into history, in order. */
 async function storedHistoryHead(db: Database, tenantId: string, conversationId: string, limit: number): Promise<StoredForComparison[]> {
-  return db
+  return historyHeadStatement(db).execute({ tenantId, conversationId, limit });
+}
+
+// Built once per database handle (src/db/statements.ts): a full-history client sends every turn through here.
+const historyHeadStatement = prepared((db: Database) =>
+  db
     .select({
       role: messages.role,
       textHash: sqlSha256(sql`${messages.content}`),
@@ -82,18 +88,24 @@ async function storedHistoryHead(db: Database, tenantId: string, conversationId:
       toolCalls: messages.toolCalls,
     })
     .from(messages)
-    .where(and(eq(messages.conversationId, conversationId), eq(messages.tenantId, tenantId), inHistorySql))
+    .where(and(eq(messages.conversationId, sql.placeholder("conversationId")), eq(messages.tenantId, sql.placeholder("tenantId")), inHistorySql))
     .orderBy(asc(messages.seq))
-    .limit(limit);
-}
+    .limit(sql.placeholder("limit"))
+    .prepare("stored_history_head"),
+);
 
 async function conversationSystem(db: Database, tenantId: string, conversationId: string): Promise<string | null> {
-  const [row] = await db
-    .select({ system: conversations.system })
-    .from(conversations)
-    .where(and(eq(conversations.id, conversationId), eq(conversations.tenantId, tenantId)));
+  const [row] = await conversationSystemStatement(db).execute({ tenantId, conversationId });
   return row?.system ?? null;
 }
+
+const conversationSystemStatement = prepared((db: Database) =>
+  db
+    .select({ system: conversations.system })
+    .from(conversations)
+    .where(and(eq(conversations.id, sql.placeholder("conversationId")), eq(conversations.tenantId, sql.placeholder("tenantId"))))
+    .prepare("conversation_system"),
+);
 
 const partsOf = (m: SentMessage): ContentPart[] | null => m.parts ?? (Array.isArray(m.content) ? m.content : null);
 const hasImages = (m: SentMessage) => partsOf(m)?.some((p) => p.type !== "text") ?? false;

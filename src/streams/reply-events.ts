@@ -121,14 +121,6 @@ return result`;
 
 type WriteCommand = (stream: string, fence: string, ...args: string[]) => Promise<string[]>;
 
-/** A script call asked for in this turn of the event loop, waiting to go out with the others. */
-interface PendingWrite {
-  keys: [string, string];
-  args: string[];
-  resolve: (reply: string[]) => void;
-  reject: (err: unknown) => void;
-}
-
 /** How a write to a reply's stream went. */
 export type ReplyEventWrite =
   | { status: "ok"; ids: string[] }
@@ -173,8 +165,6 @@ export class ReplyEventLog {
   readonly #redis: Redis & { writeReplyEvents: WriteCommand };
   readonly #prefix: string;
   readonly #ttlSeconds: number;
-  /** The script calls asked for since the last batch went out; null when none is waiting. */
-  #batch: PendingWrite[] | null = null;
 
   constructor(opts: { redis: Redis; prefix: string; ttlSeconds: number }) {
     // ioredis runs it with EVALSHA, loading the script where Redis does not know it yet.
@@ -207,53 +197,9 @@ export class ReplyEventLog {
       opts.resync ? "1" : "",
     ];
     for (const e of events) args.push(e.event, e.event === "done" ? "[DONE]" : JSON.stringify(e.data));
-    const [status, ...ids] = await this.#call([this.key(replyId), this.#fenceKey(replyId)], args);
+    const [status, ...ids] = await this.#redis.writeReplyEvents(this.key(replyId), this.#fenceKey(replyId), ...args);
     if (status === "ok") return { status, ids: ids.map(String) };
     return { status: status as "written" | "ended" | "superseded" | "lost" };
-  }
-
-  /**
-   * One script call, sent with every other asked for in the same turn of the
-   * event loop as one pipeline: one socket write for the tokens of many
-   * replies instead of one each (the worker's largest per-token cost with a
-   * thousand replies streaming). Each call is still its own script run, fenced
-   * on its own keys, and answered on its own. ioredis's enableAutoPipelining
-   * does the same, but for every command of a shared connection and with one
-   * pipeline in flight at a time; this keeps it to the event writes.
-   */
-  #call(keys: [string, string], args: string[]): Promise<string[]> {
-    return new Promise((resolve, reject) => {
-      if (!this.#batch) {
-        this.#batch = [];
-        // After the I/O callbacks of this turn (each upstream's chunk arrives in its own), not after each one.
-        setImmediate(() => this.#sendBatch());
-      }
-      this.#batch.push({ keys, args, resolve, reject });
-    });
-  }
-
-  #sendBatch(): void {
-    const batch = this.#batch ?? [];
-    this.#batch = null;
-    if (batch.length === 1) {
-      const [only] = batch as [PendingWrite];
-      this.#redis.writeReplyEvents(...only.keys, ...only.args).then(only.resolve, only.reject);
-      return;
-    }
-    const pipeline = this.#redis.pipeline() as unknown as { writeReplyEvents: (...args: string[]) => void; exec(): Promise<[Error | null, unknown][] | null> };
-    for (const w of batch) pipeline.writeReplyEvents(...w.keys, ...w.args);
-    pipeline.exec().then(
-      (results) => {
-        batch.forEach((w, i) => {
-          const [err, reply] = results?.[i] ?? [new Error("no reply to a pipelined reply-events write"), null];
-          if (err) w.reject(err);
-          else w.resolve(reply as string[]);
-        });
-      },
-      (err: unknown) => {
-        for (const w of batch) w.reject(err);
-      },
-    );
   }
 
   /**

@@ -29,40 +29,6 @@ afterAll(async () => {
 
 const delta = (id: string, content: string) => ({ event: "message.delta" as const, data: { id, delta: { content } } });
 
-describe("the writes of many replies", () => {
-  it("go out together when asked for in the same turn of the event loop, each answered as its own", async () => {
-    const ids = Array.from({ length: 20 }, newId);
-    // The last reply has a newer attempt: its write is refused, the others' are taken.
-    const taken = ids.at(-1)!;
-    await log.write(taken, [], { attempt: 2, seq: 1 });
-    const pipeline = vi.spyOn(redis, "pipeline");
-    try {
-      const written = await Promise.all(ids.map((id) => log.write(id, [delta(id, `to ${id}`)], { attempt: 1, seq: 1 })));
-      expect(pipeline).toHaveBeenCalledTimes(1);
-      expect(written.slice(0, -1).every((w) => w.status === "ok" && w.ids.length === 1)).toBe(true);
-      expect(written.at(-1)).toEqual({ status: "superseded" });
-    } finally {
-      pipeline.mockRestore();
-    }
-    for (const id of ids.slice(0, -1)) {
-      expect((await log.readAfter(id, null)).map((e) => JSON.parse(e.data).delta.content)).toEqual([`to ${id}`]);
-    }
-    expect(await log.readAfter(taken, null)).toEqual([]);
-  });
-
-  it("fail each on its own: a write whose script errs does not fail the others sent with it", async () => {
-    const [good, bad] = [newId(), newId()];
-    // A string where the fence hash should be: the script's HMGET errs (WRONGTYPE) for this reply only.
-    await redis.set(`${prefix}:reply-fence:{${bad}}`, "not a hash");
-    const [ok, failed] = await Promise.allSettled([
-      log.write(good, [delta(good, "fine")], { attempt: 1, seq: 1 }),
-      log.write(bad, [delta(bad, "never")], { attempt: 1, seq: 1 }),
-    ]);
-    expect(ok.status === "fulfilled" && ok.value.status).toBe("ok");
-    expect(failed.status).toBe("rejected");
-  });
-});
-
 describe("a follower's events", () => {
   it("come as the batches they arrived in: the events of one write together, for one socket write", async () => {
     const id = newId();
@@ -75,6 +41,7 @@ describe("a follower's events", () => {
     // Subscribed and caught up: the next write is relayed from its publication.
     await new Promise((r) => setTimeout(r, 50));
     await log.append(id, [delta(id, "a"), delta(id, "b"), delta(id, "c")]);
+    await vi.waitFor(() => expect(batches).toHaveLength(1));
     await log.append(id, [{ event: "message.completed", data: { id } }, { event: "done", data: "[DONE]" }]);
     await done;
     expect(batches.map((b) => b.map((e) => e.event))).toEqual([

@@ -93,11 +93,13 @@ export function withResilience(provider: ChatProvider, policy: ResiliencePolicy)
         // first): from then on the idle limit applies. Only a chunk that said something makes a failure final.
         let alive = false;
         let said = false;
+        let ended = false;
         try {
           for (;;) {
             const next = alive
               ? await within(iterator.next(), policy.idleTimeoutMs, () => attemptAbort.abort(), "sent nothing")
               : await within(iterator.next(), policy.firstTokenTimeoutMs, () => attemptAbort.abort(), "sent no first token");
+            ended = next.done === true;
             if (next.done) return;
             alive = true;
             if (saysSomething(next.value)) said = true;
@@ -107,8 +109,8 @@ export function withResilience(provider: ChatProvider, policy: ResiliencePolicy)
           if (said) throw err;
           await retryOrThrow(err, attempt, signal);
         } finally {
-          // Also closes the upstream call when the consumer stops early.
-          attemptAbort.abort(ATTEMPT_OVER);
+          // Closes the upstream call when the consumer stops early or the attempt failed; one that ended has nothing open.
+          if (!ended) attemptAbort.abort(ATTEMPT_OVER);
         }
       }
     },
@@ -124,9 +126,9 @@ export function withResilience(provider: ChatProvider, policy: ResiliencePolicy)
             "did not answer",
           );
         } catch (err) {
-          await retryOrThrow(err, attempt, signal);
-        } finally {
+          // An answer has nothing left open; a failure may (a timed-out call, a body half read).
           attemptAbort.abort(ATTEMPT_OVER);
+          await retryOrThrow(err, attempt, signal);
         }
       }
     },

@@ -41,8 +41,8 @@ export const replyInFlightSql = sql`${messages.status} in ('queued', 'in_progres
  * - Without a crash nothing differs: the commit is visible to every session, and the row's lock released, when
  *   it returns; only its flush waits (the WAL writer's next round, ≤ 3 × wal_writer_delay, or sooner: any later
  *   synchronous commit flushes all WAL before it, the reply's own end included).
- * - Postgres crashing in that window can take the bump back. The run holding the lost number then stores
- *   nothing (finishReply matches its attempt), and a run that takes the job after it does not reuse the
+ * - Postgres crashing in that window can take the bump back. The run holding the lost number still stores its
+ *   end (finishReply refuses only a run older than the row's attempt), and a run that takes the job after it does not reuse the
  *   number: every run of a reply is a run of its one job (the job id is the reply id; the sweep queues
  *   one again only for a reply at attempt 0), so the row's attempt
  *   never exceeds the runs Redis counted before, and the later run's larger count is its attempt.
@@ -107,7 +107,7 @@ export interface StreamedExtras {
  * Stores how a reply ended, once: only a reply still in flight changes, so a
  * late or repeated writer (a cancelled reply's worker, a retried job) cannot
  * overwrite the end that was stored first. With `attempt`, only that run's
- * row changes: a run whose reply was taken by a newer run stores nothing.
+ * row changes (or one whose bump a crash took back): a run whose reply was taken by a newer run stores nothing.
  * Cancel, delete and the sweep pass none: they win while the reply is in flight.
  * Returns null when nothing changed.
  * The reply's tokens are counted here, and its running total continues the
@@ -199,7 +199,9 @@ const storeEndStatement = prepared((on: Database | Transaction) => {
         contextTokens: sql`coalesce(${p("contextTokens")}::int, ${messages.contextTokens})`,
         completedAt: sql`now()`,
       })
-      .where(and(eq(messages.id, p("replyId")), replyInFlightSql, sql`${messages.attempt} = coalesce(${p("attempt")}::int, ${messages.attempt})`))
+      // No newer attempt has started: the row's attempt is this run's, or lower when a Postgres crash took
+      // this run's bump back (startAttemptStatement), in which case it is still the newest run and stores its end.
+      .where(and(eq(messages.id, p("replyId")), replyInFlightSql, sql`${messages.attempt} <= coalesce(${p("attempt")}::int, ${messages.attempt})`))
       .returning(),
   );
   // The conversation's `updated_at` in the same statement, one round trip less before the end is announced.

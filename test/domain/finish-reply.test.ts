@@ -56,6 +56,18 @@ describe("storing a reply's end", () => {
     expect(nulls).toEqual({ no_usage: true, no_calls: true });
   });
 
+  it("stores only the newest run's end: a run older than the row's attempt stores nothing, one whose bump a crash took back stores its end", async () => {
+    const older = await replyInFlight();
+    await ctx.database.sql`update messages set attempt = 2 where id = ${older.replyId}`;
+    expect(await finishReply(ctx.handle.db, older.replyId, { status: "completed", content: "late", finishReason: "stop", usage: null }, { attempt: 1 })).toBeNull();
+    expect(await finishReply(ctx.handle.db, older.replyId, { status: "completed", content: "newest", finishReason: "stop", usage: null }, { attempt: 2 })).toMatchObject({ content: "newest" });
+
+    // Attempt 1 was handed out, then Postgres lost the bump (committed without waiting for its flush): the row says 0.
+    const lost = await replyInFlight();
+    await ctx.database.sql`update messages set attempt = 0, status = 'queued' where id = ${lost.replyId}`;
+    expect(await finishReply(ctx.handle.db, lost.replyId, { status: "completed", content: "kept", finishReason: "stop", usage: null }, { attempt: 1 })).toMatchObject({ status: "completed", content: "kept" });
+  });
+
   it("does not wait on a conversation another transaction holds: the reply is stored, the touch skipped", async () => {
     const { conversationId, replyId } = await replyInFlight();
     const holder = ctx.database.sql.reserve();

@@ -35,7 +35,11 @@ export async function startChild(
   const matches = () => (typeof opts.ready === "string" ? out.includes(opts.ready) : opts.ready.test(out));
   while (!matches()) {
     if (proc.exitCode !== null) throw new Error(`${name} exited ${proc.exitCode}:\n${out.slice(-2000)}`);
-    if (Date.now() > deadline) throw new Error(`${name} did not start:\n${out.slice(-2000)}`);
+    if (Date.now() > deadline) {
+      // Nobody holds this child after the throw: left running, it would load the machine and keep the bench's pipes open.
+      proc.kill("SIGKILL");
+      throw new Error(`${name} did not start:\n${out.slice(-2000)}`);
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
   return {

@@ -5,60 +5,44 @@ import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
 import { eventBatches, ReplyEventQueue } from "../../src/streams/reply-event-queue.ts";
 import { ReplyEventFollower } from "../../src/streams/reply-event-follower.ts";
 import { ReplyEventLog, type ReplyEvent } from "../../src/streams/reply-events.ts";
+import { useReplyEventFollower } from "../support/reply-event-log.ts";
 
 const prefix = `parley-test-${randomBytes(4).toString("hex")}`;
 const newId = () => `msg_${randomBytes(8).toString("hex")}`;
-let redis: Redis;
-let subscriber: Redis;
-let log: ReplyEventLog;
-let follower: ReplyEventFollower;
-
-beforeAll(() => {
-  redis = new Redis(inject("redisUrl"));
-  subscriber = new Redis(inject("redisUrl"), { maxRetriesPerRequest: null });
-  log = new ReplyEventLog({ redis, prefix, ttlSeconds: 60 });
-  follower = new ReplyEventFollower({ subscriber, commands: redis, log: pino({ level: "silent" }) });
-});
-afterAll(async () => {
-  await follower.close();
-  const keys = await redis.keys(`${prefix}:*`);
-  if (keys.length) await redis.del(...keys);
-  redis.disconnect();
-  subscriber.disconnect();
-});
+const replyEvents = useReplyEventFollower(prefix);
 
 const delta = (id: string, content: string) => ({ event: "message.delta" as const, data: { id, delta: { content } } });
 
 describe("a follower's events", () => {
   it("come as the batches they arrived in: the events of one write together, for one socket write", async () => {
     const id = newId();
-    const key = log.key(id);
+    const key = replyEvents.log.key(id);
     const batches: ReplyEvent[][] = [];
     const done = (async () => {
-      for await (const batch of eventBatches(follower.follow(key, null))) batches.push(batch);
+      for await (const batch of eventBatches(replyEvents.follower.follow(key, null))) batches.push(batch);
     })();
-    await vi.waitFor(() => expect(follower.size).toBe(1));
+    await vi.waitFor(() => expect(replyEvents.follower.size).toBe(1));
     // Subscribed and caught up: the next write is relayed from its publication.
     await new Promise((r) => setTimeout(r, 50));
-    await log.append(id, [delta(id, "a"), delta(id, "b"), delta(id, "c")]);
+    await replyEvents.log.append(id, [delta(id, "a"), delta(id, "b"), delta(id, "c")]);
     await vi.waitFor(() => expect(batches).toHaveLength(1));
-    await log.append(id, [{ event: "message.completed", data: { id } }, { event: "done", data: "[DONE]" }]);
+    await replyEvents.log.append(id, [{ event: "message.completed", data: { id } }, { event: "done", data: "[DONE]" }]);
     await done;
     expect(batches.map((b) => b.map((e) => e.event))).toEqual([
       ["message.delta", "message.delta", "message.delta"],
       ["message.completed", "done"],
     ]);
-    expect(follower.size).toBe(0);
+    expect(replyEvents.follower.size).toBe(0);
   });
 
   it("stop being followed when their consumer leaves, as when it reads the end", async () => {
     const id = newId();
-    await log.append(id, [delta(id, "a"), delta(id, "b")]);
-    for await (const e of follower.follow(log.key(id), null)) {
+    await replyEvents.log.append(id, [delta(id, "a"), delta(id, "b")]);
+    for await (const e of replyEvents.follower.follow(replyEvents.log.key(id), null)) {
       expect(e.event).toBe("message.delta");
       break;
     }
-    expect(follower.size).toBe(0);
+    expect(replyEvents.follower.size).toBe(0);
   });
 
   it("queue without bound and end after what was queued", async () => {

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ReplyEventFollower, awaitReplyEnd, type RecordedEnd } from "../../src/streams/reply-event-follower.ts";
 import { ReplyEventLog, compareStreamIds, type ReplyEvent } from "../../src/streams/reply-events.ts";
 import { freePort } from "../support/processes.ts";
+import { useReplyEventFollower } from "../support/reply-event-log.ts";
 
 /**
  * A follower whose reply's events stop (the end was never written: Redis
@@ -15,24 +16,7 @@ import { freePort } from "../support/processes.ts";
 const STALL_MS = 200;
 const prefix = `parley-test-${randomBytes(4).toString("hex")}`;
 const silent = pino({ level: "silent" });
-let redis: Redis;
-let subscriber: Redis;
-let log: ReplyEventLog;
-let follower: ReplyEventFollower;
-
-beforeAll(() => {
-  redis = new Redis(inject("redisUrl"));
-  subscriber = new Redis(inject("redisUrl"), { maxRetriesPerRequest: null });
-  log = new ReplyEventLog({ redis, prefix, ttlSeconds: 60 });
-  follower = new ReplyEventFollower({ subscriber, commands: redis, log: silent, stallMs: STALL_MS });
-});
-afterAll(async () => {
-  await follower.close();
-  const keys = await redis.keys(`${prefix}:*`);
-  if (keys.length) await redis.del(...keys);
-  redis.disconnect();
-  subscriber.disconnect();
-});
+const replyEvents = useReplyEventFollower(prefix, { stallMs: STALL_MS });
 
 async function collect(iter: AsyncIterable<ReplyEvent>): Promise<ReplyEvent[]> {
   const out: ReplyEvent[] = [];
@@ -64,14 +48,14 @@ const deltas = (events: ReplyEvent[]) =>
 describe("a follower whose reply's events stop", () => {
   it("ends from the record once the reply has ended there: the end event, then done, with ids after the last delivered", async () => {
     const id = newReplyId();
-    const [createdId] = await log.append(id, [{ event: "message.created", data: { id } }]);
+    const [createdId] = await replyEvents.log.append(id, [{ event: "message.created", data: { id } }]);
     const record = fakeRecord(1); // an end time before the stream's ids: the ids must still come after them
-    const following = collect(follower.follow(log.key(id), null, { recordedEnd: record.check }));
-    await log.appendDelta(id, { id, delta: { content: "Hello" } });
-    await log.appendDelta(id, { id, delta: { content: " world" } });
+    const following = collect(replyEvents.follower.follow(replyEvents.log.key(id), null, { recordedEnd: record.check }));
+    await replyEvents.log.appendDelta(id, { id, delta: { content: "Hello" } });
+    await replyEvents.log.appendDelta(id, { id, delta: { content: " world" } });
     // Still in flight: checked (the stream is idle), and the follower keeps waiting.
     while (record.checks < 2) await new Promise((r) => setTimeout(r, 20));
-    expect(follower.size).toBeGreaterThan(0);
+    expect(replyEvents.follower.size).toBeGreaterThan(0);
     record.end("completed", "Hello world");
 
     const events = await following;
@@ -84,11 +68,11 @@ describe("a follower whose reply's events stop", () => {
 
   it("takes its end event ids from when the reply ended, as a replay from the stored row does", async () => {
     const id = newReplyId();
-    await log.append(id, [{ event: "message.created", data: { id } }]);
+    await replyEvents.log.append(id, [{ event: "message.created", data: { id } }]);
     const endedAt = Date.now() + 60_000;
     const record = fakeRecord(endedAt);
     record.end("failed", "");
-    const events = await collect(follower.follow(log.key(id), null, { recordedEnd: record.check }));
+    const events = await collect(replyEvents.follower.follow(replyEvents.log.key(id), null, { recordedEnd: record.check }));
     expect(events.slice(1).map((e) => [e.event, e.id])).toEqual([
       ["message.failed", `${endedAt}-1`],
       ["done", `${endedAt}-2`],
@@ -97,14 +81,14 @@ describe("a follower whose reply's events stop", () => {
 
   it("delivers the stream's own end when only its publication was missed, without a second end", async () => {
     const id = newReplyId();
-    await log.append(id, [{ event: "message.created", data: { id } }]);
+    await replyEvents.log.append(id, [{ event: "message.created", data: { id } }]);
     const record = fakeRecord();
-    const following = collect(follower.follow(log.key(id), null, { recordedEnd: record.check }));
+    const following = collect(replyEvents.follower.follow(replyEvents.log.key(id), null, { recordedEnd: record.check }));
     while (record.checks < 1) await new Promise((r) => setTimeout(r, 20));
     // Written to the stream but never published (as when the subscriber missed it).
-    await redis.xadd(log.key(id), "*", "event", "message.delta", "data", JSON.stringify({ id, delta: { content: "kept" } }));
-    await redis.xadd(log.key(id), "*", "event", "message.completed", "data", JSON.stringify({ status: "completed", content: "kept" }));
-    await redis.xadd(log.key(id), "*", "event", "done", "data", "[DONE]");
+    await replyEvents.redis.xadd(replyEvents.log.key(id), "*", "event", "message.delta", "data", JSON.stringify({ id, delta: { content: "kept" } }));
+    await replyEvents.redis.xadd(replyEvents.log.key(id), "*", "event", "message.completed", "data", JSON.stringify({ status: "completed", content: "kept" }));
+    await replyEvents.redis.xadd(replyEvents.log.key(id), "*", "event", "done", "data", "[DONE]");
     record.end("completed", "kept");
     const events = await following;
     expect(events.map((e) => e.event)).toEqual(["message.created", "message.delta", "message.completed", "done"]);
@@ -112,10 +96,10 @@ describe("a follower whose reply's events stop", () => {
 
   it("adds only done when the end event had been delivered", async () => {
     const id = newReplyId();
-    await log.append(id, [{ event: "message.created", data: { id } }]);
+    await replyEvents.log.append(id, [{ event: "message.created", data: { id } }]);
     const record = fakeRecord();
-    const following = collect(follower.follow(log.key(id), null, { recordedEnd: record.check }));
-    await log.append(id, [{ event: "message.cancelled", data: { status: "cancelled", content: "" } }]);
+    const following = collect(replyEvents.follower.follow(replyEvents.log.key(id), null, { recordedEnd: record.check }));
+    await replyEvents.log.append(id, [{ event: "message.cancelled", data: { status: "cancelled", content: "" } }]);
     record.end("cancelled", "");
     const events = await following;
     expect(events.map((e) => e.event)).toEqual(["message.created", "message.cancelled", "done"]);
@@ -123,15 +107,15 @@ describe("a follower whose reply's events stop", () => {
 
   it("keeps following a stream that goes on, and ends with its own end", async () => {
     const id = newReplyId();
-    await log.append(id, [{ event: "message.created", data: { id } }]);
+    await replyEvents.log.append(id, [{ event: "message.created", data: { id } }]);
     const record = fakeRecord();
-    const following = collect(follower.follow(log.key(id), null, { recordedEnd: record.check }));
+    const following = collect(replyEvents.follower.follow(replyEvents.log.key(id), null, { recordedEnd: record.check }));
     // A delta every STALL_MS / 4: the stream never stalls, so its record is never asked.
     for (let i = 0; i < 12; i++) {
-      await log.appendDelta(id, { id, delta: { content: `${i} ` } });
+      await replyEvents.log.appendDelta(id, { id, delta: { content: `${i} ` } });
       await new Promise((r) => setTimeout(r, STALL_MS / 4));
     }
-    await log.append(id, [
+    await replyEvents.log.append(id, [
       { event: "message.completed", data: { status: "completed" } },
       { event: "done", data: "[DONE]" },
     ]);
@@ -143,10 +127,10 @@ describe("a follower whose reply's events stop", () => {
 
   it("ends a waiting caller (awaitReplyEnd) from the record", async () => {
     const id = newReplyId();
-    await log.append(id, [{ event: "message.created", data: { id } }]);
+    await replyEvents.log.append(id, [{ event: "message.created", data: { id } }]);
     const record = fakeRecord();
     record.end("completed", "from the row");
-    const end = await awaitReplyEnd(follower, log.key(id), new AbortController().signal, record.check);
+    const end = await awaitReplyEnd(replyEvents.follower, replyEvents.log.key(id), new AbortController().signal, record.check);
     expect(end).toEqual({ status: "completed", content: "from the row" });
   });
 });

@@ -4,26 +4,10 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ReplyEventFollower, awaitReplyEnd } from "../../src/streams/reply-event-follower.ts";
 import { ReplyEventLog, type ReplyEvent } from "../../src/streams/reply-events.ts";
+import { useReplyEventFollower } from "../support/reply-event-log.ts";
 
 const prefix = `parley-test-${randomBytes(4).toString("hex")}`;
-let redis: Redis;
-let subscriber: Redis;
-let log: ReplyEventLog;
-let follower: ReplyEventFollower;
-
-beforeAll(() => {
-  redis = new Redis(inject("redisUrl"));
-  subscriber = new Redis(inject("redisUrl"), { maxRetriesPerRequest: null });
-  log = new ReplyEventLog({ redis, prefix, ttlSeconds: 60 });
-  follower = new ReplyEventFollower({ subscriber, commands: redis, log: pino({ level: "silent" }) });
-});
-afterAll(async () => {
-  await follower.close();
-  const keys = await redis.keys(`${prefix}:*`);
-  if (keys.length) await redis.del(...keys);
-  redis.disconnect();
-  subscriber.disconnect();
-});
+const replyEvents = useReplyEventFollower(prefix);
 
 async function collect(iter: AsyncIterable<ReplyEvent>): Promise<ReplyEvent[]> {
   const out: ReplyEvent[] = [];
@@ -32,7 +16,7 @@ async function collect(iter: AsyncIterable<ReplyEvent>): Promise<ReplyEvent[]> {
 }
 
 const finish = (id: string) =>
-  log.append(id, [
+  replyEvents.log.append(id, [
     { event: "message.completed", data: { id, status: "completed" } },
     { event: "done", data: "[DONE]" },
   ]);
@@ -40,11 +24,11 @@ const finish = (id: string) =>
 describe("following reply events", () => {
   it("gives each follower every event after its own position, in order, ending at done", async () => {
     const id = `msg_${randomBytes(4).toString("hex")}`;
-    const [createdId] = await log.append(id, [{ event: "message.created", data: { id } }]);
-    const fromStart = collect(follower.follow(log.key(id), null));
-    const fromCreated = collect(follower.follow(log.key(id), createdId!));
-    for (let i = 0; i < 20; i++) await log.appendDelta(id, { id, delta: { content: `t${i}` } });
-    const late = collect(follower.follow(log.key(id), null)); // joins mid-reply, from the start
+    const [createdId] = await replyEvents.log.append(id, [{ event: "message.created", data: { id } }]);
+    const fromStart = collect(replyEvents.follower.follow(replyEvents.log.key(id), null));
+    const fromCreated = collect(replyEvents.follower.follow(replyEvents.log.key(id), createdId!));
+    for (let i = 0; i < 20; i++) await replyEvents.log.appendDelta(id, { id, delta: { content: `t${i}` } });
+    const late = collect(replyEvents.follower.follow(replyEvents.log.key(id), null)); // joins mid-reply, from the start
     await finish(id);
 
     const [a, b, c] = await Promise.all([fromStart, fromCreated, late]);
@@ -52,23 +36,23 @@ describe("following reply events", () => {
     expect(b).toEqual(a.slice(1));
     expect(c).toEqual(a);
     expect(a.at(-1)?.data).toBe("[DONE]");
-    expect(follower.size).toBe(0);
+    expect(replyEvents.follower.size).toBe(0);
   });
 
   it("replays a finished reply at once", async () => {
     const id = `msg_${randomBytes(4).toString("hex")}`;
-    await log.appendDelta(id, { id, delta: { content: "x" } });
+    await replyEvents.log.appendDelta(id, { id, delta: { content: "x" } });
     await finish(id);
-    const events = await collect(follower.follow(log.key(id), null));
+    const events = await collect(replyEvents.follower.follow(replyEvents.log.key(id), null));
     expect(events.map((e) => e.event)).toEqual(["message.delta", "message.completed", "done"]);
   });
 
   it("follows many replies at once over one connection", async () => {
     const ids = Array.from({ length: 200 }, (_, i) => `msg_many${i}_${randomBytes(3).toString("hex")}`);
-    const followed = ids.map((id) => collect(follower.follow(log.key(id), null)));
+    const followed = ids.map((id) => collect(replyEvents.follower.follow(replyEvents.log.key(id), null)));
     await Promise.all(
       ids.map(async (id, i) => {
-        await log.appendDelta(id, { id, delta: { content: `only ${i}` } });
+        await replyEvents.log.appendDelta(id, { id, delta: { content: `only ${i}` } });
         await finish(id);
       }),
     );
@@ -81,13 +65,13 @@ describe("following reply events", () => {
 
   it("recovers from the stream what was published while the subscriber was reconnecting", async () => {
     const id = `msg_${randomBytes(4).toString("hex")}`;
-    const following = collect(follower.follow(log.key(id), null));
-    await log.appendDelta(id, { id, delta: { content: "before " } });
+    const following = collect(replyEvents.follower.follow(replyEvents.log.key(id), null));
+    await replyEvents.log.appendDelta(id, { id, delta: { content: "before " } });
     await new Promise((r) => setTimeout(r, 50));
-    subscriber.disconnect(true); // drops the connection; ioredis reconnects and subscribes again
-    await log.appendDelta(id, { id, delta: { content: "during " } });
-    await new Promise((r) => subscriber.once("ready", r));
-    await log.appendDelta(id, { id, delta: { content: "after" } });
+    replyEvents.subscriber.disconnect(true); // drops the connection; ioredis reconnects and subscribes again
+    await replyEvents.log.appendDelta(id, { id, delta: { content: "during " } });
+    await new Promise((r) => replyEvents.subscriber.once("ready", r));
+    await replyEvents.log.appendDelta(id, { id, delta: { content: "after" } });
     await finish(id);
     const events = await following;
     expect(events.filter((e) => e.event === "message.delta").map((e) => JSON.parse(e.data).delta.content).join("")).toBe(
@@ -99,10 +83,10 @@ describe("following reply events", () => {
   it("stops following when the signal aborts", async () => {
     const id = `msg_${randomBytes(4).toString("hex")}`;
     const ctl = new AbortController();
-    const pending = awaitReplyEnd(follower, log.key(id), ctl.signal);
+    const pending = awaitReplyEnd(replyEvents.follower, replyEvents.log.key(id), ctl.signal);
     await new Promise((r) => setTimeout(r, 50));
     ctl.abort();
     await expect(pending).rejects.toThrow();
-    expect(follower.size).toBe(0);
+    expect(replyEvents.follower.size).toBe(0);
   });
 });

@@ -1,5 +1,7 @@
 import { Redis } from "ioredis";
+import { pino } from "pino";
 import { afterAll, beforeAll, inject } from "vitest";
+import { ReplyEventFollower } from "../../src/streams/reply-event-follower.ts";
 import { ReplyEventLog } from "../../src/streams/reply-events.ts";
 import { startOwnRedis, type OwnRedis } from "./redis-server.ts";
 
@@ -36,6 +38,36 @@ export function useReplyEventLog(prefix: string, opts: { own?: boolean } = {}): 
     const keys = await ctx.redis.keys(`${prefix}:*`);
     if (keys.length) await ctx.redis.del(...keys);
     ctx.redis.disconnect();
+  });
+  return ctx;
+}
+
+export interface ReplyEventFollowerContext {
+  redis: Redis;
+  /** The follower's subscriber connection (in subscribe mode: drop it to test a reconnect). */
+  subscriber: Redis;
+  log: ReplyEventLog;
+  follower: ReplyEventFollower;
+}
+
+/**
+ * A reply event log on the shared Redis under `prefix` and a follower of it, for the tests of one scope,
+ * filled in by `beforeAll`; the follower is closed and the prefix's keys deleted afterwards.
+ */
+export function useReplyEventFollower(prefix: string, opts: { stallMs?: number } = {}): ReplyEventFollowerContext {
+  const ctx = {} as ReplyEventFollowerContext;
+  beforeAll(() => {
+    ctx.redis = new Redis(inject("redisUrl"));
+    ctx.subscriber = new Redis(inject("redisUrl"), { maxRetriesPerRequest: null });
+    ctx.log = new ReplyEventLog({ redis: ctx.redis, prefix, ttlSeconds: 60 });
+    ctx.follower = new ReplyEventFollower({ subscriber: ctx.subscriber, commands: ctx.redis, log: pino({ level: "silent" }), ...opts });
+  });
+  afterAll(async () => {
+    await ctx.follower.close();
+    const keys = await ctx.redis.keys(`${prefix}:*`);
+    if (keys.length) await ctx.redis.del(...keys);
+    ctx.redis.disconnect();
+    ctx.subscriber.disconnect();
   });
   return ctx;
 }

@@ -25,3 +25,14 @@ describe("Parley's Node flags", () => {
     expect(Math.max(...alone)).toBeGreaterThan(1.3);
   });
 });
+
+describe("package.json's start and dev scripts", () => {
+  it("run with every flag of PARLEY_NODE_FLAGS (npm start is how the image and operators start Parley)", async () => {
+    const { readFile } = await import("node:fs/promises");
+    const pkg = JSON.parse(await readFile(new URL("../package.json", import.meta.url), "utf8")) as { scripts: Record<string, string> };
+    for (const script of ["start", "dev"]) {
+      const words = pkg.scripts[script]!.split(/\s+/);
+      for (const flag of PARLEY_NODE_FLAGS) expect(words, `${script}: ${pkg.scripts[script]}`).toContain(flag);
+    }
+  });
+});

@@ -102,6 +102,8 @@ function isDependencyDown(err: unknown): boolean {
     const message = e instanceof Error ? e.message : "";
     // "Command timed out": ioredis' commandTimeout, Redis unreachable behind an open connection.
     if (/Connection is closed|Stream isn't writeable|enableOfflineQueue|ECONNREFUSED|Command timed out/.test(message)) return true;
+    // ioredis gave up on a command after maxRetriesPerRequest reconnections (Redis restarting or away).
+    if (e instanceof Error && e.name === "MaxRetriesPerRequestError") return true;
   }
   return false;
 }

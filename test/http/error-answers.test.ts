@@ -116,3 +116,14 @@ describe("a failure before the first token, as a chat completion answers it", ()
     expect(await answerTo(busy)).toMatchObject({ status: 502, shouldRetry: null });
   });
 });
+
+describe("a dependency that is away", () => {
+  it("answers 503 service_unavailable, not 500, when ioredis gives up on a command after its retries (Redis restarting)", async () => {
+    const { MaxRetriesPerRequestError } = await import("ioredis/built/errors/index.js");
+    const { toErrorResponse } = await import("../../src/http/errors.ts");
+    const { pino } = await import("pino");
+    const answer = toErrorResponse(new MaxRetriesPerRequestError(2), pino({ level: "silent" }));
+    expect(answer.status).toBe(503);
+    expect(answer.body.error.code).toBe("service_unavailable");
+  });
+});

@@ -87,7 +87,12 @@ describe("Redis restarted mid-load", () => {
     const turns = Promise.all(
       conversations.map((id) => api.post(`/conversations/${id}/messages`, { content: "a reply that takes a while to stream" })),
     );
-    await sleep(300);
+    // Killed once every turn is stored and replies are streaming, however long a loaded machine took to get there.
+    await eventually(async () => {
+      const [row] = await database.sql`select count(*)::int as stored, (count(*) filter (where status = 'in_progress'))::int as streaming
+                                       from messages where role = 'assistant'`;
+      return row?.stored === conversations.length && row.streaming > 0 ? true : null;
+    }, { what: "every turn stored, replies streaming", timeoutMs: 20_000 });
     redis.kill("SIGKILL");
     await once(redis, "exit");
     await sleep(300);

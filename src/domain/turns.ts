@@ -1,7 +1,7 @@
 import { z } from "@hono/zod-openapi";
 import { and, desc, eq, lt, notExists, sql } from "drizzle-orm";
 import type { Database } from "../db/client.ts";
-import { prepared } from "../db/statements.ts";
+import { prepared, preparedByKey } from "../db/statements.ts";
 import { conversations, messages, type ConversationRow, type MessageRow } from "../db/schema.ts";
 import type { ModelRegistry } from "../providers/registry.ts";
 import type { ModelJobQueue } from "../queue/completions.ts";
@@ -331,10 +331,80 @@ async function insertTurnRows(
   conversationId: string,
   version: string,
   count: number,
-  rows: (typeof messages.$inferInsert & { seq: number })[],
+  rows: TurnRow[],
 ): Promise<MessageRow[]> {
+  if (count !== rows.length) throw new Error("a fast-path turn inserts one row per seq it takes");
+  const values: Record<string, unknown> = { tenantId, conversationId, version };
+  const lastSeq = rows.at(-1)?.seq ?? 0;
+  rows.forEach((row, i) => {
+    for (const key of Object.keys(row)) if (!(key in TURN_ROW_DEFAULTS)) throw new Error(`the turn insert binds no column for '${key}'`);
+    const r = { ...TURN_ROW_DEFAULTS, ...row };
+    Object.assign(values, {
+      [`id${i}`]: r.id,
+      [`back${i}`]: lastSeq - r.seq,
+      [`role${i}`]: r.role,
+      [`content${i}`]: r.content,
+      [`parts${i}`]: jsonOrNull(r.parts),
+      [`name${i}`]: r.name,
+      [`toolCalls${i}`]: jsonOrNull(r.toolCalls),
+      [`toolCallId${i}`]: r.toolCallId,
+      [`reasoning${i}`]: r.reasoning,
+      [`status${i}`]: r.status,
+      [`metadata${i}`]: JSON.stringify(r.metadata),
+      [`model${i}`]: r.model,
+      [`params${i}`]: jsonOrNull(r.params),
+      [`tokens${i}`]: r.tokens,
+      [`historyTokens${i}`]: r.historyTokens,
+      [`createdAt${i}`]: r.createdAt ? r.createdAt.toISOString() : new Date().toISOString(),
+      [`completedAt${i}`]: r.completedAt ? r.completedAt.toISOString() : null,
+    });
+  });
+  const statement = rows.length <= PREPARED_TURN_ROWS ? turnInsert(db, rows.length) : buildTurnInsert(db, rows.length);
+  return statement.execute(values);
+}
+
+type TurnRow = typeof messages.$inferInsert & { seq: number };
+
+/**
+ * Every column a turn's row may set, with the value an absent one takes (the column's default): each row
+ * binds them all, so one statement text serves every turn of the same number of rows.
+ */
+const TURN_ROW_DEFAULTS = {
+  id: "",
+  tenantId: "",
+  conversationId: "",
+  seq: 0,
+  role: "user",
+  content: "",
+  parts: null,
+  name: null,
+  toolCalls: null,
+  toolCallId: null,
+  reasoning: null,
+  status: "completed",
+  metadata: {},
+  model: null,
+  params: null,
+  tokens: 0,
+  historyTokens: 0,
+  createdAt: null,
+  completedAt: null,
+} satisfies Partial<Record<keyof TurnRow, unknown>>;
+
+const jsonOrNull = (value: unknown): string | null => (value === null || value === undefined ? null : JSON.stringify(value));
+
+/** Turns of up to this many rows (a message and its reply, a few tool results) reuse a statement built once. */
+const PREPARED_TURN_ROWS = 8;
+
+/**
+ * The turn's insert for `count` rows, every value a placeholder (cast in SQL: drizzle would encode a bare
+ * placeholder by its column, turning a null json into 'null').
+ */
+function buildTurnInsert(db: Database | Transaction, count: number) {
+  const p = sql.placeholder;
+  const conversationId = p("conversationId");
   const inFlight = and(eq(messages.conversationId, conversationId), replyInFlightSql);
-  const asRead = and(eq(conversations.id, conversationId), eq(conversations.tenantId, tenantId), sql`${conversations}.xmin::text = ${version}`);
+  const asRead = and(eq(conversations.id, conversationId), eq(conversations.tenantId, p("tenantId")), sql`${conversations}.xmin::text = ${p("version")}`);
   const locked = db.$with("locked").as(
     db.select({ id: sql<string>`${conversations.id}`.as("locked_id") }).from(conversations).where(asRead).for("update", { noWait: true }),
   );
@@ -350,15 +420,36 @@ async function insertTurnRows(
       )
       .returning({ lastSeq: conversations.lastSeq }),
   );
-  const lastSeq = rows.at(-1)?.seq ?? 0;
+  const row = (i: number) => ({
+    id: sql`${p(`id${i}`)}`,
+    tenantId: sql`${p("tenantId")}`,
+    conversationId: sql`${conversationId}`,
+    seq: sql`(select ${bumped.lastSeq} from ${bumped}) - ${p(`back${i}`)}::int`,
+    role: sql`${p(`role${i}`)}`,
+    content: sql`${p(`content${i}`)}`,
+    parts: sql`${p(`parts${i}`)}::json`,
+    name: sql`${p(`name${i}`)}`,
+    toolCalls: sql`${p(`toolCalls${i}`)}::json`,
+    toolCallId: sql`${p(`toolCallId${i}`)}`,
+    reasoning: sql`${p(`reasoning${i}`)}`,
+    status: sql`${p(`status${i}`)}`,
+    metadata: sql`${p(`metadata${i}`)}::jsonb`,
+    model: sql`${p(`model${i}`)}`,
+    params: sql`${p(`params${i}`)}::json`,
+    tokens: sql`${p(`tokens${i}`)}::int`,
+    historyTokens: sql`${p(`historyTokens${i}`)}::bigint`,
+    createdAt: sql`${p(`createdAt${i}`)}::timestamptz`,
+    completedAt: sql`${p(`completedAt${i}`)}::timestamptz`,
+  });
   return db
     .with(locked, bumped)
     .insert(messages)
-    .values(rows.map((row) => ({ ...row, seq: sql`(select ${bumped.lastSeq} from ${bumped}) - ${lastSeq - row.seq}` })))
+    .values(Array.from({ length: count }, (_, i) => row(i)))
     .returning()
-    .prepare("turn_insert")
-    .execute();
+    .prepare("turn_insert");
 }
+
+const turnInsert = preparedByKey(buildTurnInsert);
 
 /**
  * The rows a turn stores, from the conversation's settings and where its history ends, after the checks

@@ -39,6 +39,12 @@ export function preparedByKey<H extends object, K, Q>(build: (db: H, key: K) => 
   };
 }
 
+/**
+ * A json(b) placeholder's value: its JSON text, or null for SQL NULL. drizzle's json encoder would turn a
+ * null placeholder value into json `null`, so json values are bound as text and cast in the statement.
+ */
+export const jsonParam = (value: unknown): string | null => (value === null || value === undefined ? null : JSON.stringify(value));
+
 /** Anything that runs statements: the pool's handle or a transaction on it. */
 interface Runner {
   readonly _: { readonly session: Pick<PgSession, "prepareQuery"> };

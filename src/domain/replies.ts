@@ -1,7 +1,7 @@
 import { and, desc, eq, inArray, lt, sql } from "drizzle-orm";
 import { alias } from "drizzle-orm/pg-core";
 import type { Database } from "../db/client.ts";
-import { prepared } from "../db/statements.ts";
+import { jsonParam, prepared } from "../db/statements.ts";
 import {
   conversations,
   messages,
@@ -127,12 +127,12 @@ export async function finishReply(
     attempt: opts.attempt ?? null,
     status: outcome.status,
     content: outcome.content,
-    toolCalls: jsonText(toolCalls),
+    toolCalls: jsonParam(toolCalls),
     reasoning: outcome.reasoning || null,
-    logprobs: jsonText(outcome.logprobs),
+    logprobs: jsonParam(outcome.logprobs),
     finishReason: outcome.status === "completed" ? outcome.finishReason : null,
-    usage: jsonText(outcome.status === "completed" ? outcome.usage : null),
-    error: jsonText(outcome.status === "failed" ? outcome.error : null),
+    usage: jsonParam(outcome.status === "completed" ? outcome.usage : null),
+    error: jsonParam(outcome.status === "failed" ? outcome.error : null),
     tokens,
     counted,
     contextMessages: outcome.context?.messages ?? null,
@@ -169,8 +169,6 @@ interface EndValues {
   contextTokens: number | null;
 }
 
-// drizzle's json encoder would turn a null placeholder value into json `null`: encoded here instead.
-const jsonText = (value: unknown): string | null => (value === null || value === undefined ? null : JSON.stringify(value));
 
 /** finishReply's statement (see there), built once per handle or transaction; placeholders as in EndValues. */
 const storeEndStatement = prepared((on: Database | Transaction) => {

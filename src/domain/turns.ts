@@ -1,7 +1,7 @@
 import { z } from "@hono/zod-openapi";
-import { and, desc, eq, lt, notExists, sql } from "drizzle-orm";
+import { and, desc, eq, lt, notExists, sql, type SQL } from "drizzle-orm";
 import type { Database } from "../db/client.ts";
-import { prepared, preparedByKey } from "../db/statements.ts";
+import { jsonParam, prepared, preparedByKey } from "../db/statements.ts";
 import { conversations, messages, type ConversationRow, type MessageRow } from "../db/schema.ts";
 import type { ModelRegistry } from "../providers/registry.ts";
 import type { ModelJobQueue } from "../queue/completions.ts";
@@ -159,7 +159,6 @@ export async function appendTurn(
     if (turn.expectLastSeq !== undefined && state.lastSeq !== turn.expectLastSeq) throw new HistoryMovedOnError();
     if (taken.status === "rejected") throw taken.reason;
     await assertToolResultsAnswerCalls(deps.db, conversationId, turn.messages);
-    const count = turn.messages.length + (turn.reply ? 1 : 0);
     const planned = planTurnRows(deps, tenantId, conversationId, turn, {
       settings: state,
       firstSeq: state.lastSeq + 1,
@@ -168,7 +167,7 @@ export async function appendTurn(
     });
     // The waits above may have outlasted the request: its caller has been told 503, so nothing is stored.
     turn.signal?.throwIfAborted();
-    stored = await storeTurnRows(deps, tenantId, conversationId, turn, state.version, count, planned);
+    stored = await storeTurnRows(deps, tenantId, conversationId, turn, state.version, planned);
   } catch (err) {
     await slot.giveBack();
     throw err;
@@ -192,11 +191,10 @@ async function storeTurnRows(
   conversationId: string,
   turn: NewTurn,
   version: string,
-  count: number,
   planned: ReturnType<typeof planTurnRows>,
 ): Promise<{ messages: MessageRow[]; reply: MessageRow | null } | null> {
   const write = async (db: Database | Transaction) => {
-    const rows = await insertTurnRows(db, tenantId, conversationId, version, count, planned.rows);
+    const rows = await insertTurnRows(db, tenantId, conversationId, version, planned.rows);
     rows.sort((a, b) => a.seq - b.seq);
     const reply = planned.replyId ? (rows.pop() ?? null) : null;
     return { messages: rows, reply };
@@ -330,76 +328,67 @@ async function insertTurnRows(
   tenantId: string,
   conversationId: string,
   version: string,
-  count: number,
   rows: TurnRow[],
 ): Promise<MessageRow[]> {
-  if (count !== rows.length) throw new Error("a fast-path turn inserts one row per seq it takes");
   const values: Record<string, unknown> = { tenantId, conversationId, version };
   const lastSeq = rows.at(-1)?.seq ?? 0;
   rows.forEach((row, i) => {
-    for (const key of Object.keys(row)) if (!(key in TURN_ROW_DEFAULTS)) throw new Error(`the turn insert binds no column for '${key}'`);
-    const r = { ...TURN_ROW_DEFAULTS, ...row };
-    Object.assign(values, {
-      [`id${i}`]: r.id,
-      [`back${i}`]: lastSeq - r.seq,
-      [`role${i}`]: r.role,
-      [`content${i}`]: r.content,
-      [`parts${i}`]: jsonOrNull(r.parts),
-      [`name${i}`]: r.name,
-      [`toolCalls${i}`]: jsonOrNull(r.toolCalls),
-      [`toolCallId${i}`]: r.toolCallId,
-      [`reasoning${i}`]: r.reasoning,
-      [`status${i}`]: r.status,
-      [`metadata${i}`]: JSON.stringify(r.metadata),
-      [`model${i}`]: r.model,
-      [`params${i}`]: jsonOrNull(r.params),
-      [`tokens${i}`]: r.tokens,
-      [`historyTokens${i}`]: r.historyTokens,
-      [`createdAt${i}`]: r.createdAt ? r.createdAt.toISOString() : new Date().toISOString(),
-      [`completedAt${i}`]: r.completedAt ? r.completedAt.toISOString() : null,
-    });
+    for (const key of Object.keys(row)) if (!BOUND_ELSEWHERE.has(key) && !(key in TURN_ROW_COLUMNS)) throw new Error(`the turn insert binds no column for '${key}'`);
+    values[`back${i}`] = lastSeq - row.seq;
+    for (const [key, type] of Object.entries(TURN_ROW_COLUMNS) as [keyof typeof TURN_ROW_COLUMNS, ColumnType][]) {
+      values[`${key}${i}`] = bound(type, row[key] ?? ABSENT[key] ?? null);
+    }
   });
   const statement = rows.length <= PREPARED_TURN_ROWS ? turnInsert(db, rows.length) : buildTurnInsert(db, rows.length);
   return statement.execute(values);
 }
 
 type TurnRow = typeof messages.$inferInsert & { seq: number };
+type ColumnType = "text" | "json" | "jsonb" | "int" | "bigint" | "timestamptz";
 
 /**
- * Every column a turn's row may set, with the value an absent one takes (the column's default): each row
- * binds them all, so one statement text serves every turn of the same number of rows.
+ * The columns each of a turn's rows binds, with their SQL types: every row binds them all (an absent value as
+ * its column's default), so one statement text serves every turn of the same number of rows. A bound value
+ * is cast in SQL rather than encoded by drizzle, which would turn a null json into 'null'.
  */
-const TURN_ROW_DEFAULTS = {
-  id: "",
-  tenantId: "",
-  conversationId: "",
-  seq: 0,
-  role: "user",
-  content: "",
-  parts: null,
-  name: null,
-  toolCalls: null,
-  toolCallId: null,
-  reasoning: null,
-  status: "completed",
-  metadata: {},
-  model: null,
-  params: null,
-  tokens: 0,
-  historyTokens: 0,
-  createdAt: null,
-  completedAt: null,
-} satisfies Partial<Record<keyof TurnRow, unknown>>;
+const TURN_ROW_COLUMNS = {
+  id: "text",
+  role: "text",
+  content: "text",
+  parts: "json",
+  name: "text",
+  toolCalls: "json",
+  toolCallId: "text",
+  reasoning: "text",
+  status: "text",
+  metadata: "jsonb",
+  model: "text",
+  params: "json",
+  tokens: "int",
+  historyTokens: "bigint",
+  createdAt: "timestamptz",
+  completedAt: "timestamptz",
+} as const satisfies Partial<Record<keyof TurnRow, ColumnType>>;
 
-const jsonOrNull = (value: unknown): string | null => (value === null || value === undefined ? null : JSON.stringify(value));
+/** The turn's own placeholders (tenantId, conversationId) and the seq, numbered from the bumped last_seq. */
+const BOUND_ELSEWHERE = new Set(["tenantId", "conversationId", "seq"]);
+
+/** The column defaults (src/db/schema.ts) of the columns that have one other than null; created_at's is now(). */
+const ABSENT: Partial<Record<keyof typeof TURN_ROW_COLUMNS, unknown>> = {
+  metadata: {},
+  tokens: 0,
+  get createdAt() {
+    return new Date();
+  },
+};
+
+const bound = (type: ColumnType, value: unknown): unknown =>
+  type === "json" || type === "jsonb" ? jsonParam(value) : value instanceof Date ? value.toISOString() : value;
 
 /** Turns of up to this many rows (a message and its reply, a few tool results) reuse a statement built once. */
 const PREPARED_TURN_ROWS = 8;
 
-/**
- * The turn's insert for `count` rows, every value a placeholder (cast in SQL: drizzle would encode a bare
- * placeholder by its column, turning a null json into 'null').
- */
+/** The turn's insert for `count` rows (see insertTurnRows), every value a placeholder. */
 function buildTurnInsert(db: Database | Transaction, count: number) {
   const p = sql.placeholder;
   const conversationId = p("conversationId");
@@ -421,25 +410,13 @@ function buildTurnInsert(db: Database | Transaction, count: number) {
       .returning({ lastSeq: conversations.lastSeq }),
   );
   const row = (i: number) => ({
-    id: sql`${p(`id${i}`)}`,
     tenantId: sql`${p("tenantId")}`,
     conversationId: sql`${conversationId}`,
     seq: sql`(select ${bumped.lastSeq} from ${bumped}) - ${p(`back${i}`)}::int`,
-    role: sql`${p(`role${i}`)}`,
-    content: sql`${p(`content${i}`)}`,
-    parts: sql`${p(`parts${i}`)}::json`,
-    name: sql`${p(`name${i}`)}`,
-    toolCalls: sql`${p(`toolCalls${i}`)}::json`,
-    toolCallId: sql`${p(`toolCallId${i}`)}`,
-    reasoning: sql`${p(`reasoning${i}`)}`,
-    status: sql`${p(`status${i}`)}`,
-    metadata: sql`${p(`metadata${i}`)}::jsonb`,
-    model: sql`${p(`model${i}`)}`,
-    params: sql`${p(`params${i}`)}::json`,
-    tokens: sql`${p(`tokens${i}`)}::int`,
-    historyTokens: sql`${p(`historyTokens${i}`)}::bigint`,
-    createdAt: sql`${p(`createdAt${i}`)}::timestamptz`,
-    completedAt: sql`${p(`completedAt${i}`)}::timestamptz`,
+    ...(Object.fromEntries(Object.entries(TURN_ROW_COLUMNS).map(([key, type]) => [key, sql`${p(`${key}${i}`)}::${sql.raw(type)}`])) as Record<
+      keyof typeof TURN_ROW_COLUMNS,
+      SQL
+    >),
   });
   return db
     .with(locked, bumped)

@@ -36,6 +36,60 @@ function saysSomething(chunk: ChatChunk): boolean {
 }
 
 /**
+ * A limit on each wait for the next chunk, kept by one timer re-armed per wait
+ * (`refresh`), where a timer, a timeout promise and a race per chunk cost the
+ * worker an allocation-heavy step for every token it relays. Only a wait in
+ * progress can time out: the time the consumer spends between chunks is not
+ * counted (the timer that fires then does nothing, and the next wait re-arms it).
+ */
+class WaitLimit {
+  readonly #onTimeout: () => void;
+  #timer: NodeJS.Timeout | null = null;
+  #ms = 0;
+  /** The wait in progress: how to fail it, and the error it fails with. */
+  #waiting: { reject: (err: unknown) => void; error: () => Error } | null = null;
+
+  constructor(onTimeout: () => void) {
+    this.#onTimeout = onTimeout;
+  }
+
+  /** `work`, unless `ms` pass first: then `onTimeout` runs and the wait rejects with `error()`. */
+  wait<T>(work: Promise<T>, ms: number, error: () => Error): Promise<T> {
+    if (this.#timer && ms === this.#ms) this.#timer.refresh();
+    else {
+      if (this.#timer) clearTimeout(this.#timer);
+      this.#ms = ms;
+      this.#timer = setTimeout(() => this.#expire(), ms);
+    }
+    return new Promise<T>((resolve, reject) => {
+      const waiting = { reject, error };
+      this.#waiting = waiting;
+      const settle = () => {
+        if (this.#waiting === waiting) this.#waiting = null;
+      };
+      work.then(
+        (value) => (settle(), resolve(value)),
+        (err: unknown) => (settle(), reject(err)), // after a timeout: expected, and already answered
+      );
+    });
+  }
+
+  clear(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+    this.#waiting = null;
+  }
+
+  #expire(): void {
+    const waiting = this.#waiting;
+    if (!waiting) return;
+    this.#waiting = null;
+    this.#onTimeout();
+    waiting.reject(waiting.error());
+  }
+}
+
+/**
  * Wraps a provider with what a model call needs to be dependable: a limit on
  * the time to the first token and between tokens, and retries with
  * exponential backoff and full jitter (honouring Retry-After) for failures
@@ -60,18 +114,11 @@ export function withResilience(provider: ChatProvider, policy: ResiliencePolicy)
 
   /** `work`, unless `ms` pass first: then `onTimeout` runs and the timeout error is thrown. */
   async function within<T>(work: Promise<T>, ms: number, onTimeout: () => void, what: string): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        onTimeout();
-        reject(timeoutError(what, ms));
-      }, ms);
-    });
-    work.catch(() => {}); // its rejection after a timeout is expected and already answered
+    const limit = new WaitLimit(onTimeout);
     try {
-      return await Promise.race([work, timedOut]);
+      return await limit.wait(work, ms, () => timeoutError(what, ms));
     } finally {
-      clearTimeout(timer);
+      limit.clear();
     }
   }
 
@@ -94,11 +141,15 @@ export function withResilience(provider: ChatProvider, policy: ResiliencePolicy)
         let alive = false;
         let said = false;
         let ended = false;
+        // One timer for the attempt, re-armed for each chunk (see WaitLimit).
+        const limit = new WaitLimit(() => attemptAbort.abort());
+        const quiet = () => timeoutError("sent nothing", policy.idleTimeoutMs);
+        const noFirstToken = () => timeoutError("sent no first token", policy.firstTokenTimeoutMs);
         try {
           for (;;) {
             const next = alive
-              ? await within(iterator.next(), policy.idleTimeoutMs, () => attemptAbort.abort(), "sent nothing")
-              : await within(iterator.next(), policy.firstTokenTimeoutMs, () => attemptAbort.abort(), "sent no first token");
+              ? await limit.wait(iterator.next(), policy.idleTimeoutMs, quiet)
+              : await limit.wait(iterator.next(), policy.firstTokenTimeoutMs, noFirstToken);
             ended = next.done === true;
             if (next.done) return;
             alive = true;
@@ -109,6 +160,7 @@ export function withResilience(provider: ChatProvider, policy: ResiliencePolicy)
           if (said) throw err;
           await retryOrThrow(err, attempt, signal);
         } finally {
+          limit.clear();
           // Closes the upstream call when the consumer stops early or the attempt failed; one that ended has nothing open.
           if (!ended) attemptAbort.abort(ATTEMPT_OVER);
         }

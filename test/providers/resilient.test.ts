@@ -139,6 +139,25 @@ describe("after the first token", () => {
     expect((error as Error).message).toMatch(/150 ms/);
     expect(upstream.requests).toHaveLength(1);
   });
+
+  it("restarts the idle limit with every chunk: a stream longer than the limit whose chunks come within it completes", async () => {
+    upstream.setBehaviour({ kind: "ok", tokenDelayMs: 40, replyTokens: 12 });
+    const { deltas, error } = await drain(provider({ idleTimeoutMs: 150 }).streamChat(request, new AbortController().signal));
+    expect(error).toBeUndefined();
+    expect(deltas).toEqual(Array.from({ length: 12 }, (_, i) => ` w${i}`));
+  });
+
+  it("does not count the consumer's time between chunks against the idle limit", async () => {
+    upstream.setBehaviour({ kind: "ok", replyTokens: 3 });
+    const deltas: string[] = [];
+    for await (const c of provider({ idleTimeoutMs: 100 }).streamChat(request, new AbortController().signal)) {
+      if (c.type !== "delta" || c.content === undefined) continue;
+      deltas.push(c.content);
+      // The consumer (a writer waiting for Redis) takes longer than the limit before asking for the next chunk.
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    expect(deltas).toEqual([" w0", " w1", " w2"]);
+  });
 });
 
 describe("an upstream's timeout_ms", () => {

@@ -9,6 +9,7 @@ import { connectDatabase } from "../src/db/client.ts";
 import { migrateDatabase } from "../src/db/migrate.ts";
 import { createApiKey } from "../src/domain/api-keys.ts";
 import { PARLEY_NODE_FLAGS } from "../src/runtime-flags.ts";
+import { buildDist } from "../scripts/build.ts";
 import type { BenchContext, ScenarioResult } from "./lib/context.ts";
 import { renderSvg } from "./lib/charts.ts";
 import { startParley, type ParleyProcesses } from "./lib/parley.ts";
@@ -82,6 +83,8 @@ const children: Child[] = [];
 const parleys: ParleyProcesses[] = [];
 let sql: postgres.Sql | null = null;
 try {
+  // Parley's processes run dist/, as production does (`npm start`), built from the src/ being measured.
+  await buildDist();
   await migrateDatabase(databaseUrl);
   sql = postgres(databaseUrl, { max: 2, onnotice: () => {} });
   // One key for the whole run; the load clients (child processes) inherit it through the environment.

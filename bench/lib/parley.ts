@@ -10,7 +10,7 @@ export interface ParleyProcesses {
   stop(): Promise<void>;
 }
 
-/** Starts `api` API and `workers` worker processes of `src/main.ts` with `env`, each waiting until it says it is ready. */
+/** Starts `api` API and `workers` worker processes of `dist/main.js` (what `npm start` runs) with `env`, each waiting until it says it is ready. */
 export async function startParley(opts: {
   api: number;
   workers: number;
@@ -33,7 +33,7 @@ export async function startParley(opts: {
   try {
     for (let i = 0; i < opts.api; i++) {
       const port = await freePort();
-      const api = await startChild(`${label}api-${i}`, ["src/main.ts"], {
+      const api = await startChild(`${label}api-${i}`, ["dist/main.js"], {
         env: { ...opts.env, ROLE: "api", PORT: String(port) },
         ready: "api listening",
         nodeFlags: opts.nodeFlags("api"),
@@ -43,7 +43,7 @@ export async function startParley(opts: {
       started.apiPids.push(api.pid);
     }
     for (let i = 0; i < opts.workers; i++) {
-      const worker = await startChild(`${label}worker-${i}`, ["src/main.ts"], {
+      const worker = await startChild(`${label}worker-${i}`, ["dist/main.js"], {
         env: { ...opts.env, ROLE: "worker", WORKER_CONCURRENCY: String(Math.ceil(1_200 / opts.workers)) },
         ready: "worker started",
         nodeFlags: opts.nodeFlags("worker"),

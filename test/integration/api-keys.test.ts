@@ -171,7 +171,7 @@ describe("the admin API", () => {
 
 describe("npm run keys", () => {
   const run = (args: string[]) =>
-    promisify(execFile)(process.execPath, [...PARLEY_NODE_FLAGS, "src/cli/keys.ts", ...args], {
+    promisify(execFile)(process.execPath, [...PARLEY_NODE_FLAGS, "dist/cli/keys.js", ...args], {
       cwd: root,
       env: {
         PATH: process.env.PATH ?? "",

@@ -1,4 +1,5 @@
 import type { TestProject } from "vitest/node";
+import { buildDist } from "../../scripts/build.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -17,6 +18,10 @@ const LOCAL_REDIS = "redis://127.0.0.1:6379";
  * Redis key prefix on that server.
  */
 export default async function setup(project: TestProject) {
+  // The processes tests spawn run dist/, as `npm start` does: built from this run's src/ every time, so a
+  // stale dist/ is never what is tested (an unchanged tree takes ~1 s and rewrites nothing). A failed build
+  // fails the run with tsc's message.
+  await buildDist();
   let databaseUrl = process.env.DATABASE_URL;
   let redisUrl = process.env.REDIS_URL;
   const stops: (() => Promise<unknown>)[] = [];

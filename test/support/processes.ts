@@ -25,9 +25,9 @@ export interface ParleyProcess {
   exited: Promise<number | string>;
 }
 
-/** `node src/main.ts` as `npm start` runs it, with the given environment. */
+/** `node dist/main.js` as `npm start` runs it (global-setup.ts built dist/ for this run), with the given environment. */
 export function spawnParley(env: Record<string, string>): ParleyProcess {
-  const child = spawn(process.execPath, [...PARLEY_NODE_FLAGS, "src/main.ts"], {
+  const child = spawn(process.execPath, [...PARLEY_NODE_FLAGS, "dist/main.js"], {
     cwd: root,
     env: { PATH: process.env.PATH ?? "", LOG_LEVEL: "info", ...env },
     stdio: ["ignore", "pipe", "pipe"],

@@ -61,13 +61,18 @@ export const configSchema = z.object({
   WORKER_LOCK_MS: int(1000).default(10_000),
   WORKER_STALLED_CHECK_MS: int(500).default(5_000),
   /**
-   * Every LOST_REPLY_SWEEP_MS each worker looks for replies in flight with no
+   * Every LOST_REPLY_SWEEP_MS the worker holding the sweep lease looks for replies in flight with no
    * job left to run them and no live run, older than LOST_REPLY_GRACE_MS, and
    * fails them (or queues again one no worker took): a lost reply ends within
    * about the grace and two sweeps.
    */
   LOST_REPLY_SWEEP_MS: int(100).default(15_000),
   LOST_REPLY_GRACE_MS: int(0).default(15_000),
+  /**
+   * One worker at a time runs the sweeps, holding a lease in Redis that it renews every third of this;
+   * a dead holder's lease moves to another worker within about 4/3 of it.
+   */
+  SWEEP_LEASE_MS: int(300).default(30_000),
   /**
    * A worker renews a liveness mark in Redis for each reply it generates every REPLY_LIVENESS_MS
    * (the mark lasts 3 periods). The sweep leaves a marked reply alone, even when its job is gone

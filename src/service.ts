@@ -14,6 +14,7 @@ import { runStatelessCompletion } from "./domain/stateless-completions.ts";
 import { createApp } from "./http/app.ts";
 import { inputLimitsFrom } from "./http/input-limits.ts";
 import { startModelJobWorker, type ModelJobWorker } from "./queue/completions.ts";
+import { RedisLease, startLeasedSweep, type LeasedSweep } from "./queue/sweep-lease.ts";
 import { CancellationListener, publishCancel } from "./queue/reply-cancellation.ts";
 import { ReplyEventFollower } from "./streams/reply-event-follower.ts";
 
@@ -74,7 +75,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
   const runsWorker = config.ROLE !== "api";
 
   let worker: ModelJobWorker | null = null;
-  let sweep: NodeJS.Timeout | null = null;
+  let sweeps: LeasedSweep | null = null;
   if (runsWorker) {
     const cancellations = new CancellationListener({
       subscriber: deps.connectRedis({ maxRetriesPerRequest: null }),
@@ -116,19 +117,22 @@ export async function startService(config: Config, log: Logger): Promise<Running
       },
       onError: (err) => log.warn({ err }, "worker error"),
     });
-    const lostReplies = new LostReplySweep(deps, { graceMs: config.LOST_REPLY_GRACE_MS, livenessMs: replyLivenessMs });
-    // A sweep slower than the interval (Postgres slow or away, bounded by its timeouts) is not joined by a
-    // second one: the two would check the same replies, and the sweep's two-sightings rule keeps state.
-    let sweeping = false;
-    sweep = setInterval(() => {
-      if (sweeping) return;
-      sweeping = true;
-      lostReplies
-        .run()
-        .then(() => forgetExpiredIdempotencyKeys(deps.db, config.IDEMPOTENCY_KEY_TTL_HOURS * 3_600_000))
-        .catch((err: unknown) => log.warn({ err }, "sweeping lost replies failed"))
-        .finally(() => (sweeping = false));
-    }, config.LOST_REPLY_SWEEP_MS);
+    // One worker at a time sweeps (lost replies, then expired idempotency keys), whatever their number.
+    const lease = new RedisLease({ redis: deps.redis, key: `${config.REDIS_PREFIX}:sweep-lease`, ttlMs: config.SWEEP_LEASE_MS });
+    sweeps = startLeasedSweep({
+      lease,
+      intervalMs: config.LOST_REPLY_SWEEP_MS,
+      log,
+      // A sweep made when this worker takes the lease: its suspects are kept while it holds the lease, and
+      // the next holder starts from none (a lost reply then ends a sweep or two later, never sooner).
+      newSweep: () => {
+        const lostReplies = new LostReplySweep(deps, { graceMs: config.LOST_REPLY_GRACE_MS, livenessMs: replyLivenessMs });
+        return async () => {
+          await lostReplies.run();
+          await forgetExpiredIdempotencyKeys(deps.db, config.IDEMPOTENCY_KEY_TTL_HOURS * 3_600_000);
+        };
+      },
+    });
     log.info({ concurrency: config.WORKER_CONCURRENCY }, "worker started");
   }
 
@@ -172,7 +176,8 @@ export async function startService(config: Config, log: Logger): Promise<Running
   return {
     url,
     async stop(timeoutMs = config.SHUTDOWN_TIMEOUT_MS) {
-      if (sweep) clearInterval(sweep);
+      // Given back at once, so another worker sweeps while this one drains.
+      const sweepsStopped = sweeps?.stop();
       const httpClosed = server
         ? new Promise<void>((resolve) => server?.close(() => resolve()))
         : Promise.resolve();
@@ -194,6 +199,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
         log.warn({ timeoutMs }, "drain bound reached; in-flight replies are left to other workers");
         return;
       }
+      await sweepsStopped;
       await deps.close();
     },
   };

@@ -40,6 +40,17 @@ const jsonList = <T extends z.ZodType>(item: T) =>
     })
     .pipe(z.array(item));
 const upstreamList = jsonList(upstreamConfigSchema);
+/** `*`, or origins exactly as a browser sends them in `Origin`: scheme, host and port only, no trailing slash. */
+const corsOrigins = csv.pipe(
+  z.union([
+    z.tuple([z.literal("*")]),
+    z.array(
+      z.string().refine((o) => URL.canParse(o) && new URL(o).origin === o && /^https?:/.test(o), {
+        error: (issue) => `'${String(issue.input)}' is not an origin (http(s)://host[:port], no path or trailing slash), nor '*' alone`,
+      }),
+    ).min(1, "lists no origin"),
+  ]),
+);
 
 /** The environment, parsed once at start; nothing else reads process.env. */
 export const configSchema = z.object({
@@ -125,6 +136,12 @@ export const configSchema = z.object({
   /** The window of a model neither configured nor of a known family. */
   DEFAULT_CONTEXT_TOKENS: int(256).default(8_192),
   DEFAULT_REPLY_RESERVE_TOKENS: int(1).default(1_024),
+
+  /**
+   * Browser origins allowed to call the API (CORS): `*`, or exact origins (`https://app.example.com`),
+   * comma-separated. Unset: no CORS headers at all, so browsers keep other origins out.
+   */
+  CORS_ORIGINS: corsOrigins.optional(),
 
   /** `production` refuses to start open: it needs ADMIN_SECRET or at least one API key. */
   NODE_ENV: z.enum(["production", "development", "test"]).default("development"),

@@ -158,6 +158,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
       limits: inputLimitsFrom(config),
       maxBodyBytes: config.MAX_BODY_BYTES,
       requestTimeoutMs: config.REQUEST_TIMEOUT_MS,
+      corsOrigins: config.CORS_ORIGINS,
     });
     server = await new Promise<ServerType>((resolve) => {
       const s = serve(

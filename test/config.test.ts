@@ -17,4 +17,26 @@ describe("configuration", () => {
     expect(loadConfig({}).REPLY_STALL_CHECK_MS).toBe(5000);
     expect(() => loadConfig({ REPLY_STALL_CHECK_MS: "10" })).toThrow(/REPLY_STALL_CHECK_MS/);
   });
+
+  describe("CORS_ORIGINS", () => {
+    it.each([
+      ["a path", "https://app.example.com/", "https://app.example.com/"],
+      ["no scheme", "app.example.com", "app.example.com"],
+      ["* among origins", "*,https://app.example.com", "*"],
+      ["another scheme", "ftp://app.example.com", "ftp://app.example.com"],
+      ["upper case (browsers send origins lower-cased)", "https://App.example.com", "https://App.example.com"],
+    ])("refuses %s, naming the variable and the value", (_, value, bad) => {
+      expect(() => loadConfig({ CORS_ORIGINS: value })).toThrow(ConfigError);
+      expect(() => loadConfig({ CORS_ORIGINS: value })).toThrow(`CORS_ORIGINS[0]: '${bad}' is not an origin`);
+    });
+
+    it("takes *, or exact origins with spaces around commas", () => {
+      expect(loadConfig({ CORS_ORIGINS: "*" }).CORS_ORIGINS).toEqual(["*"]);
+      expect(loadConfig({ CORS_ORIGINS: "https://a.example.com, http://localhost:5173" }).CORS_ORIGINS).toEqual([
+        "https://a.example.com",
+        "http://localhost:5173",
+      ]);
+      expect(loadConfig({}).CORS_ORIGINS).toBeUndefined();
+    });
+  });
 });

@@ -6,6 +6,7 @@ import type { ApiKeyAuthenticator } from "../access/api-key-cache.ts";
 import type { RequestRateLimiter } from "../access/request-rate.ts";
 import type { ConversationDeps } from "../domain/conversations.ts";
 import { requireAdminSecret, requireApiKeyWithinRate } from "./auth.ts";
+import { corsFor } from "./cors.ts";
 import type { AppEnv } from "./env.ts";
 import { ApiError, sendError } from "./errors.ts";
 import type { InputLimits } from "./input-limits.ts";
@@ -32,6 +33,8 @@ export type AppDeps = ConversationDeps &
     maxBodyBytes: number;
     /** REQUEST_TIMEOUT_MS: a request with no response by then is answered 503. */
     requestTimeoutMs: number;
+    /** CORS_ORIGINS: browser origins allowed to call the API; none, no CORS headers. */
+    corsOrigins?: readonly string[];
   };
 
 /** A caller's request id is kept when it is a plain token; anything else is replaced (it is echoed in a header and logged). */
@@ -56,6 +59,7 @@ export function createApp(deps: AppDeps) {
     );
   });
 
+  app.use(corsFor(deps.corsOrigins));
   app.use(requestDeadline(deps.requestTimeoutMs));
 
   app.onError((err, c) => sendError(c, err, c.var.log ?? deps.log));

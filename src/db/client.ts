@@ -47,10 +47,14 @@ export function connectDatabase(
       application_name: "parley",
       statement_timeout: timeouts.statementMs,
       idle_in_transaction_session_timeout: timeouts.idleInTransactionMs,
-      // Statements are prepared for their round trip, not for plan reuse: a generic plan cannot see the
-      // values (a partial index's statuses, a window's bounds) and read whole conversations where a custom
-      // plan reads an index range. Planned each time, as unprepared statements were.
-      plan_cache_mode: "force_custom_plan",
+      // Postgres's default, said here so a server or role setting cannot change it: a prepared statement's
+      // plan is reused once its generic plan costs no more than the custom ones. Planning every execution
+      // (force_custom_plan) was ~40% of Postgres's time per turn (pg_stat_statements, bench throughput load).
+      // A generic plan is made without the values and kept until the table's stats or schema change, so a
+      // statement must read an index range with any values and at any table size: in-flight statuses are
+      // literals (replies.ts), and the history window's start is one probe of an index in its sort order
+      // (schema.ts); test/db/indexes.test.ts checks both under force_generic_plan.
+      plan_cache_mode: "auto",
     },
   });
   const sql = opts.preparedStatements === false ? pool : preparing(pool);

@@ -170,8 +170,10 @@ export const messages = pgTable(
   (t) => [
     // History reads and "the last N messages" are range scans of this index.
     uniqueIndex("messages_conversation_seq_idx").on(t.conversationId, t.seq),
-    // Where a turn's history starts: the first message whose running total reaches a threshold.
-    index("messages_conversation_history_tokens_idx").on(t.conversationId, t.historyTokens),
+    // Where a turn's history starts: the first message whose running total reaches a threshold. seq breaks ties
+    // (messages that count 0 tokens) in index order, so "order by history_tokens, seq limit 1" reads one entry
+    // whatever plan is used; without it a generic plan made while the table was small sorted every candidate.
+    index("messages_conversation_history_tokens_seq_idx").on(t.conversationId, t.historyTokens, t.seq),
     // At most one reply in flight per conversation, whatever a bug elsewhere does.
     uniqueIndex("messages_one_reply_in_flight_idx")
       .on(t.conversationId)

@@ -59,6 +59,23 @@ describe("indexes", () => {
     }
   });
 
+  it("finds where a turn's history starts with one index probe and no sort, even in a prepared statement's generic plan", async () => {
+    const reserved = await database.sql.reserve();
+    try {
+      await reserved.unsafe("set plan_cache_mode = force_generic_plan");
+      // The history window's start (history.ts): the first message, in (history_tokens, seq) order, from a running total on.
+      await reserved.unsafe(
+        "prepare history_start(text, int, bigint) as select seq from messages where conversation_id = $1 and seq < $2 and history_tokens >= $3 order by history_tokens, seq limit 1",
+      );
+      const rows = await reserved.unsafe(`explain execute history_start('conv_${"1".padStart(26, "0")}', 51, 0)`);
+      const p = rows.map((r) => r["QUERY PLAN"]).join("\n");
+      expect(p).toMatch(/Index (Only )?Scan.*messages_conversation_history_tokens_seq_idx/);
+      expect(p).not.toMatch(/Sort/);
+    } finally {
+      reserved.release();
+    }
+  });
+
   it("lists a tenant's conversations newest first with an index scan", async () => {
     const p = await plan(`select * from conversations where tenant_id = 'default' order by id desc limit 20`);
     expect(p).toMatch(/Index Scan.*conversations_tenant_id_idx/);

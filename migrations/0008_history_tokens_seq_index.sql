@@ -1,0 +1,2 @@
+DROP INDEX "messages_conversation_history_tokens_idx";--> statement-breakpoint
+CREATE INDEX "messages_conversation_history_tokens_seq_idx" ON "messages" USING btree ("conversation_id","history_tokens","seq");

@@ -66,9 +66,9 @@ export interface LeasedSweep {
 /**
  * Runs a sweep every `intervalMs` in the one process holding `lease`, whatever the number of workers.
  * Every process tries to take (or renew) the lease every third of its lifetime (or every interval, if
- * shorter), so a dead holder's lease moves within about 4/3 of it. `newSweep` is called each time this process takes the lease: a sweep
- * keeps its state between runs (the lost-reply sweep's two sightings) while its process holds the lease
- * without a break, and a new holder starts fresh. While Redis does not answer no sweep runs (the lost-reply
+ * shorter), so a dead holder's lease moves within about 4/3 of it. `newSweep` is called each time this
+ * process takes the lease: a sweep keeps its state between runs (the lost-reply sweep's two sightings)
+ * while its process holds the lease without a break, and a new holder starts fresh. While Redis does not answer no sweep runs (the lost-reply
  * sweep needs Redis, and another process may take the lease meanwhile); one warning per outage says so.
  */
 export function startLeasedSweep(opts: {

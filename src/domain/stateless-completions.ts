@@ -293,10 +293,17 @@ export async function serveInlineCompletion(
     },
     async drain() {},
   };
-  const release = () =>
+  // Sent, not waited for: the end is not held back by a Redis round trip. It is issued before the end is
+  // handed on, so a client calling again on the end finds the slot free: on this instance its next commands
+  // queue behind the release on the same connection (Redis applies a connection's commands in order); on
+  // another, its key check's round trip comes first, while the release leaves within this event-loop turn.
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
     deps.replySlots.release(tenantId, id).catch((err: unknown) => deps.log.warn({ err }, "could not give back the reply slot"));
+  };
   void (async () => {
-    let released = false;
     try {
       const outcome = await callForEveryChoice({
         provider: resolved.provider,
@@ -311,19 +318,17 @@ export async function serveInlineCompletion(
       if (outcome.status === "failed") deps.log.warn({ completionId: id, code: outcome.error.code }, "completion failed");
       const end = completionEnd(id, outcome, choices.get(0) ?? new StreamedReply(), choices);
       // Given back before the end is sent, as a worker does: a client that calls again on the end finds it free.
-      await release();
-      released = true;
+      release();
       events.push(outcome.status === "completed" ? "message.completed" : "message.failed", end);
       events.push("done", "[DONE]");
     } catch (err) {
       deps.log.error({ err, completionId: id }, "an inline completion failed inside Parley");
       const end: CompletionEnd = { id, status: "failed", content: "", finish_reason: null, usage: null, error: describeFailure(err) };
-      await release();
-      released = true;
+      release();
       events.push("message.failed", end);
     } finally {
       events.close();
-      if (!released) await release();
+      release();
     }
   })();
   return { id, follow: (readerSignal) => events.read(readerSignal, () => stop.abort()) };

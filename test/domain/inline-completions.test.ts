@@ -85,6 +85,28 @@ describe("a stateless call served inline", () => {
     expect(steps.filter((s) => s.startsWith("release"))).toHaveLength(1);
   });
 
+  it("does not hold its end back until Redis answers the slot's give-back, nor fail when it cannot", async () => {
+    const chunks = async function* (): AsyncIterable<ChatChunk> {
+      yield { type: "delta", choice: 0, content: "hi" };
+      yield { type: "finish", choice: 0, finishReason: "stop", usage: null };
+    };
+    for (const answer of ["never", "fails"] as const) {
+      const released: string[] = [];
+      const replySlots: ReplySlots = {
+        acquire: async () => {},
+        release: (_tenant, id) => {
+          released.push(id);
+          return answer === "never" ? new Promise<void>(() => {}) : Promise.reject(new Error("Redis is away"));
+        },
+      };
+      const deps = { models: new ModelRegistry().addModels(["m"], providerOf(chunks), "test"), replySlots, log: pino({ level: "silent" }) };
+      const call = await serveInlineCompletion(deps, "t", request, new AbortController().signal);
+      const read = await readAll(call.follow(new AbortController().signal));
+      expect(read.map((e) => e.event)).toEqual(["message.delta", "message.completed", "done"]);
+      expect(released).toEqual([call.id]);
+    }
+  });
+
   it("ends failed with the upstream's error, as a worker's run does", async () => {
     const chunks = async function* (): AsyncIterable<ChatChunk> {
       yield* [];

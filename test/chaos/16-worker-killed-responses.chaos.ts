@@ -1,5 +1,5 @@
 import { expect } from "vitest";
-import { callsFor, eventually, follow, question, scenario, sleep } from "./harness.ts";
+import { callsFor, eventually, follow, question, scenario } from "./harness.ts";
 
 const LOCK_MS = 4000;
 const STALLED_CHECK_MS = 2000;
@@ -36,9 +36,10 @@ scenario("16 worker SIGKILLed: background and streamed responses complete on the
     ...inputs.slice(n / 2).map((input) => follow(`${api.url}/responses`, post({ model: "fake-model", input, stream: true }), bound)),
   ];
   await eventually("the first worker has every model call open", 30_000, async () => (c.upstream.requests.length >= n ? true : null));
-  await c.start("worker", { env });
-  await sleep(500);
+  // Killed before the second worker starts, so every response is still in flight when its worker dies however
+  // long the start takes (on a loaded machine the first worker finished them all while the second started).
   await doomed.kill();
+  await c.start("worker", { env });
 
   const followed = await Promise.all(streams);
   const problems: string[] = [];

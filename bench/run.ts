@@ -125,6 +125,7 @@ try {
     apiPids: main.apiPids,
     workerPids: main.workerPids,
     upstreamUrl,
+    upstreamPid: upstream.pid,
     sql,
     databaseUrl,
     redisUrl,

@@ -11,6 +11,8 @@ export interface BenchContext {
   workerPids: number[];
   /** The fake upstream's base URL (`…/v1`). */
   upstreamUrl: string;
+  /** The fake upstream's process, whose CPU the scenarios report beside Parley's. */
+  upstreamPid: number;
   /** Parley's database, for seeding long conversations (and the floor's table). */
   sql: postgres.Sql;
   databaseUrl: string;

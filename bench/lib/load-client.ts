@@ -31,6 +31,8 @@ export interface LoadResult {
   correct?: number;
   /** Streams that got `message.reset` (their reply was taken over by another run and started again). */
   resets?: number;
+  /** The load process's own CPU (user + system) over the run: the machine's share that is not Parley's. */
+  cpuSeconds?: number;
 }
 
 const now = () => performance.timeOrigin + performance.now();
@@ -182,5 +184,8 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
 
 if (import.meta.main) {
   const spec = JSON.parse(process.argv[2] ?? "{}") as LoadSpec;
-  console.log(JSON.stringify(await runLoad(spec)));
+  const before = process.cpuUsage();
+  const result = await runLoad(spec);
+  const { user, system } = process.cpuUsage(before);
+  console.log(JSON.stringify({ ...result, cpuSeconds: (user + system) / 1e6 }));
 }

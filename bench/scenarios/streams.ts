@@ -1,5 +1,6 @@
 import { lagOverTimeChart } from "../lib/charts.ts";
 import { createConversations, type BenchContext, type ScenarioResult } from "../lib/context.ts";
+import { startCpuShare } from "../lib/machine-share.ts";
 import { peakRssMb } from "../lib/proc.ts";
 import { runLoadProcess } from "../lib/processes.ts";
 import { round } from "../lib/stats.ts";
@@ -10,7 +11,10 @@ export async function manyStreams(ctx: BenchContext): Promise<ScenarioResult> {
   const streams = ctx.quick ? 50 : 1_000;
   const tokens = ctx.quick ? 10 : 40;
   const conversations = await createConversations(ctx, streams, `bench-0-50-${tokens}-stamp`);
+  const cpu = startCpuShare(ctx);
   const load = await runLoadProcess({ kind: "streams", urls: ctx.apiUrls, conversations, tokens, deadlineMs: 120_000 });
+  // Per relayed token: every stream's deltas (its end events ride along).
+  const share = cpu.finish({ unit: "token", count: Math.max(1, (load.completed + load.failed) * tokens), seconds: load.seconds, loadCpuSeconds: load.cpuSeconds });
   const apiRss = Math.max(...ctx.apiPids.map(peakRssMb));
   const workerRss = Math.max(...ctx.workerPids.map(peakRssMb));
   return {
@@ -29,6 +33,9 @@ export async function manyStreams(ctx: BenchContext): Promise<ScenarioResult> {
           "relay lag p99 ms": round(load.lagMs?.p99 ?? NaN),
           "API peak RSS MB": round(apiRss, 1),
           "worker peak RSS MB": round(workerRss, 1),
+          ...Object.fromEntries(
+            Object.entries(share.figures).map(([k, v]) => (k.endsWith(" ms / token") ? [k.replace(" ms / token", " µs / token"), round(v * 1000, 1)] : [k, v])),
+          ),
         },
         raw: load,
       },
@@ -42,6 +49,7 @@ export async function manyStreams(ctx: BenchContext): Promise<ScenarioResult> {
     notes: [
       "Relay lag: the fake upstream stamps each token with its send time; the client subtracts it on receipt (one clock).",
       "Peak RSS: the largest VmHWM among the API (worker) processes, over the whole run so far.",
+      "CPU per token: each process's CPU over the run over the tokens relayed; the load client and the fake upstream share the machine's cores with Parley (not in \"all\"). Cores busy: everything's CPU per token × tokens/s.",
     ],
     charts: [
       lagOverTimeChart({

@@ -1,5 +1,5 @@
 import { createConversations, type BenchContext, type CaseResult, type ScenarioResult } from "../lib/context.ts";
-import { pidsNamed, totalCpuSeconds } from "../lib/proc.ts";
+import { startCpuShare } from "../lib/machine-share.ts";
 import { runLoadProcess } from "../lib/processes.ts";
 import { round } from "../lib/stats.ts";
 import { check, TARGETS } from "../lib/targets.ts";
@@ -11,22 +11,14 @@ const CONCURRENCY = 64;
  * and the CPU each group of processes spent per turn meanwhile.
  */
 export async function measureTurns(
-  parley: { apiUrls: string[]; apiPids: number[]; workerPids: number[] },
+  parley: { apiUrls: string[]; apiPids: number[]; workerPids: number[]; upstreamPid?: number },
   opts: { scenario: string; case: string; requests: number },
 ): Promise<CaseResult & { perSecond: number; cpuMsPerTurn: number }> {
   const conversations = await createConversations(parley, CONCURRENCY, "bench-0-0-5");
-  const groups = {
-    api: () => parley.apiPids,
-    worker: () => parley.workerPids,
-    postgres: () => pidsNamed("postgres"),
-    redis: () => pidsNamed("redis-server"),
-  };
-  const before = Object.fromEntries(Object.entries(groups).map(([k, pids]) => [k, totalCpuSeconds(pids())]));
+  const cpu = startCpuShare(parley);
   const load = await runLoadProcess({ kind: "turns", urls: parley.apiUrls, conversations, requests: opts.requests, deadlineMs: 120_000 });
-  // CPU seconds per 1,000 turns is CPU milliseconds per turn.
-  const cpuMs: Record<string, number> = {};
-  for (const [k, pids] of Object.entries(groups)) cpuMs[k] = ((totalCpuSeconds(pids()) - (before[k] ?? 0)) / load.completed) * 1000;
-  const cpuMsPerTurn = Object.values(cpuMs).reduce((a, b) => a + b, 0);
+  const share = cpu.finish({ unit: "turn", count: load.completed, seconds: load.seconds, loadCpuSeconds: load.cpuSeconds });
+  const cpuMsPerTurn = share.parleyMs;
   return {
     scenario: opts.scenario,
     case: opts.case,
@@ -36,8 +28,7 @@ export async function measureTurns(
       "turns/s": round(load.perSecond, 1),
       "latency p50 ms": round(load.latencyMs.p50),
       "latency p99 ms": round(load.latencyMs.p99),
-      ...Object.fromEntries(Object.entries(cpuMs).map(([k, ms]) => [`${k} CPU ms / turn`, round(ms, 3)])),
-      "all CPU ms / turn": round(cpuMsPerTurn, 3),
+      ...share.figures,
     },
     raw: load,
     perSecond: load.perSecond,
@@ -60,6 +51,9 @@ export async function turnThroughput(ctx: BenchContext): Promise<ScenarioResult>
       check(`Turn throughput at concurrency ${CONCURRENCY}`, perSecond, TARGETS.turnsPerSecond, "turns/s", true),
       check("CPU per turn (API, worker, Postgres, Redis)", cpuMsPerTurn, TARGETS.cpuMsPerTurn, "ms"),
     ],
-    notes: ["Postgres and Redis CPU is every process of that name on the machine (the tests' servers are shared): an upper bound."],
+    notes: [
+      "Postgres and Redis CPU is every process of that name on the machine (the tests' servers are shared): an upper bound.",
+      "The load client and the fake upstream share the machine's cores with Parley; their CPU is not in \"all\". Cores busy: everything's CPU per turn × turns/s.",
+    ],
   };
 }

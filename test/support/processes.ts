@@ -42,7 +42,7 @@ export function spawnParley(env: Record<string, string>): ParleyProcess {
 }
 
 /** Waits until the process has logged a line containing `text`. */
-export async function waitForOutput(p: ParleyProcess, text: string, timeoutMs = 20_000): Promise<void> {
+export async function waitForOutput(p: ParleyProcess, text: string, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!p.output().includes(text)) {
     if (Date.now() > deadline) throw new Error(`no "${text}" in output:\n${p.output()}`);

@@ -26,7 +26,7 @@ export async function scalingOut(ctx: BenchContext): Promise<ScenarioResult> {
     const label = `${api}+${workers}`;
     const parley = await ctx.startParley({ api, workers, label: `s${api}x${workers}-` });
     try {
-      const { perSecond, cpuMsPerTurn: _, ...measured } = await measureTurns(parley, {
+      const { perSecond, cpuMsPerTurn: _, ...measured } = await measureTurns({ ...parley, upstreamPid: ctx.upstreamPid }, {
         scenario: "scaling",
         case: `${api} API + ${workers} worker`,
         requests: ctx.quick ? 128 : 4_000,

@@ -56,6 +56,11 @@ const corsOrigins = csv.pipe(
 export const configSchema = z.object({
   PORT: int(0, 65535).default(8080),
   HOST: z.string().default("0.0.0.0"),
+  /**
+   * A worker process's own HTTP port for /healthz and /readyz (on HOST); 0, none. Off by default so
+   * several workers on one host do not clash; the image sets 8081. ROLE=all answers them on PORT.
+   */
+  WORKER_HEALTH_PORT: int(0, 65535).default(0),
   DATABASE_URL: z.url().default("postgres://postgres@127.0.0.1:5432/parley"),
   REDIS_URL: z.url().default("redis://127.0.0.1:6379"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),

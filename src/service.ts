@@ -12,6 +12,8 @@ import { runSummaryJob } from "./domain/summaries.ts";
 import { generateReply } from "./domain/reply-generation.ts";
 import { runStatelessCompletion } from "./domain/stateless-completions.ts";
 import { createApp } from "./http/app.ts";
+import { startHealthServer, type HealthServer } from "./http/health-server.ts";
+import { healthRoutes } from "./http/routes/health.ts";
 import { inputLimitsFrom } from "./http/input-limits.ts";
 import { startModelJobWorker, type ModelJobWorker } from "./queue/completions.ts";
 import { RedisLease, startLeasedSweep, type LeasedSweep } from "./queue/sweep-lease.ts";
@@ -76,6 +78,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
 
   let worker: ModelJobWorker | null = null;
   let sweeps: LeasedSweep | null = null;
+  let healthServer: HealthServer | null = null;
   if (runsWorker) {
     const cancellations = new CancellationListener({
       subscriber: deps.connectRedis({ maxRetriesPerRequest: null }),
@@ -133,7 +136,11 @@ export async function startService(config: Config, log: Logger): Promise<Running
         };
       },
     });
-    log.info({ concurrency: config.WORKER_CONCURRENCY }, "worker started");
+    // ROLE=all answers /healthz and /readyz on the API's port.
+    if (config.ROLE === "worker" && config.WORKER_HEALTH_PORT > 0) {
+      healthServer = await startHealthServer({ port: config.WORKER_HEALTH_PORT, host: config.HOST, log, routes: healthRoutes(deps) });
+    }
+    log.info({ concurrency: config.WORKER_CONCURRENCY, healthUrl: healthServer?.url }, "worker started");
   }
 
   let server: ServerType | null = null;
@@ -198,9 +205,12 @@ export async function startService(config: Config, log: Logger): Promise<Running
         // run again elsewhere. Closing Postgres and Redis under them now would only make them
         // store a failure on the way out, so the process exits with the connections open.
         log.warn({ timeoutMs }, "drain bound reached; in-flight replies are left to other workers");
+        await healthServer?.close();
         return;
       }
       await sweepsStopped;
+      // Last, so probes see the worker alive while it drains.
+      await healthServer?.close();
       await deps.close();
     },
   };

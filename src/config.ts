@@ -200,6 +200,26 @@ export const configSchema = z.object({
    * transaction mode (PgBouncer), which cannot keep a connection's prepared statements.
    */
   DATABASE_PREPARED_STATEMENTS: z.stringbool().default(true),
+  /**
+   * Postgres: send the timeouts above as startup parameters. `false` behind PgBouncer, which refuses them
+   * (08P01 unsupported startup parameter): set them on the role or database there (ALTER ROLE … SET).
+   */
+  DATABASE_STARTUP_PARAMETERS: z.stringbool().default(true),
+  /** Postgres: connections per process at most. Unset: the URL's `?max=`, else 10. */
+  DATABASE_POOL_MAX: int(1, 1_000).optional(),
+  /** Postgres: an unused connection is closed after this many seconds (0: kept). */
+  DATABASE_IDLE_TIMEOUT_S: int(0).default(60),
+  /** Postgres: a connection is replaced after this many seconds (0: never). Unset: 30 to 60 minutes at random. */
+  DATABASE_MAX_LIFETIME_S: int(0).optional(),
+  /** Postgres: `application_name` of this process's connections. Unset: `parley-<ROLE>-<hostname>-<pid>`. */
+  DATABASE_APPLICATION_NAME: z.string().min(1).max(63).optional(),
+  /**
+   * Postgres: a direct URL (not through a pooler) for migrations and for creating a missing database.
+   * Unset: DATABASE_URL.
+   */
+  DATABASE_MIGRATION_URL: z.url().optional(),
+  /** Apply migrations at start. `false` when they run as a separate step (`npm run db:migrate`). */
+  MIGRATE_ON_START: z.stringbool().default(true),
   /** Redis: the longest a connection may take to be ready, and a request-path command to be answered. */
   REDIS_CONNECT_TIMEOUT_MS: int(100).default(2_000),
   REDIS_COMMAND_TIMEOUT_MS: int(100).default(2_000),

@@ -7,6 +7,7 @@ import { RequestRateLimiter } from "./access/request-rate.ts";
 import type { Config } from "./config.ts";
 import { ContextWindows } from "./context/context-windows.ts";
 import { connectDatabase, type Database } from "./db/client.ts";
+import { databasePoolOptions } from "./db/settings.ts";
 import { createOpenAICompatibleProvider } from "./providers/openai-compatible.ts";
 import { buildModelRegistry, type ModelRegistry } from "./providers/registry.ts";
 import { withResilience } from "./providers/resilient.ts";
@@ -34,14 +35,7 @@ export interface Deps {
 }
 
 export async function buildDeps(config: Config, log: Logger): Promise<Deps> {
-  const database = connectDatabase(config.DATABASE_URL, {
-    timeouts: {
-      statementMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
-      idleInTransactionMs: config.DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS,
-      connectMs: config.DATABASE_CONNECT_TIMEOUT_MS,
-    },
-    preparedStatements: config.DATABASE_PREPARED_STATEMENTS,
-  });
+  const database = connectDatabase(config.DATABASE_URL, databasePoolOptions(config));
   const connections: Redis[] = [];
   const connectRedis = (opts: RedisOptions = {}): Redis => {
     const redis = new Redis(config.REDIS_URL, { lazyConnect: false, connectTimeout: config.REDIS_CONNECT_TIMEOUT_MS, ...opts });

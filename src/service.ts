@@ -4,6 +4,7 @@ import { serve, type ServerType } from "@hono/node-server";
 import type { Logger } from "pino";
 import { ConfigError, type Config } from "./config.ts";
 import { migrateDatabase } from "./db/migrate.ts";
+import { migrationTarget } from "./db/settings.ts";
 import { buildDeps, type Deps } from "./deps.ts";
 import { countActiveApiKeys } from "./domain/api-keys.ts";
 import { forgetExpiredIdempotencyKeys } from "./domain/idempotency.ts";
@@ -65,9 +66,12 @@ async function refuseToRunOpen(config: Config, deps: Deps): Promise<void> {
   );
 }
 
-/** Starts the roles `config.ROLE` asks for, after applying migrations. */
+/** Starts the roles `config.ROLE` asks for, after applying migrations (unless MIGRATE_ON_START=false). */
 export async function startService(config: Config, log: Logger): Promise<RunningService> {
-  await migrateDatabase(config.DATABASE_URL);
+  if (config.MIGRATE_ON_START) {
+    const { url, opts } = migrationTarget(config);
+    await migrateDatabase(url, opts);
+  }
   const deps = await buildDeps(config, log);
   await refuseToRunOpen(config, deps).catch(async (err: unknown) => {
     await deps.close();

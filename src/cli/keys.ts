@@ -6,6 +6,7 @@ import { ApiKeyAuthenticator } from "../access/api-key-cache.ts";
 import { ConfigError, loadConfig } from "../config.ts";
 import { connectDatabase } from "../db/client.ts";
 import { migrateDatabase } from "../db/migrate.ts";
+import { databaseApplicationName, databasePoolOptions, migrationTarget } from "../db/settings.ts";
 import { createApiKey, listApiKeys, revokeApiKey, type ApiKeyResource } from "../domain/api-keys.ts";
 import { UnknownApiKeyError } from "../domain/errors.ts";
 
@@ -32,8 +33,10 @@ async function run(argv: string[]): Promise<number> {
   });
   const [command, ...rest] = positionals;
   const config = loadConfig();
-  await migrateDatabase(config.DATABASE_URL);
-  const database = connectDatabase(config.DATABASE_URL, { max: 1 });
+  // The service's own database settings (a pooler's included), on one connection.
+  const migration = migrationTarget(config);
+  if (config.MIGRATE_ON_START) await migrateDatabase(migration.url, migration.opts);
+  const database = connectDatabase(config.DATABASE_URL, { ...databasePoolOptions(config), max: 1, applicationName: databaseApplicationName(config, "keys") });
   const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 2, lazyConnect: true });
   try {
     if (command === "create" && values.tenant && rest.length === 0) {

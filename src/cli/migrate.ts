@@ -1,7 +1,10 @@
 import { loadConfig } from "../config.ts";
 import { migrateDatabase } from "../db/migrate.ts";
+import { migrationTarget } from "../db/settings.ts";
 
-// `npm run db:migrate`: the same migration the service applies at start, on its own.
+// `npm run db:migrate`: the same migration the service applies at start, on its own (over
+// DATABASE_MIGRATION_URL when set), for deployments that start with MIGRATE_ON_START=false.
 const config = loadConfig();
-await migrateDatabase(config.DATABASE_URL);
-console.log(`migrations applied to ${new URL(config.DATABASE_URL).pathname.slice(1)}`);
+const { url, opts } = migrationTarget(config);
+await migrateDatabase(url, opts);
+console.log(`migrations applied to ${new URL(url).pathname.slice(1)}`);

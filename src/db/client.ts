@@ -21,6 +21,25 @@ export interface DatabaseTimeouts {
 
 export const DEFAULT_DATABASE_TIMEOUTS: DatabaseTimeouts = { statementMs: 10_000, idleInTransactionMs: 10_000, connectMs: 5_000 };
 
+/** How the pool is sized and named, and how long its connections live (unset: postgres.js's own defaults). */
+export interface DatabasePoolOptions {
+  /** Connections at most; unset, the URL's `?max=` or postgres.js's 10. */
+  max?: number;
+  /** Seconds an unused connection is kept before it is closed; 0 keeps it. */
+  idleTimeoutS?: number;
+  /** Seconds a connection lives before it is replaced; 0 forever; unset, postgres.js's 30 to 60 minutes. */
+  maxLifetimeS?: number;
+  /** What the server (and a pooler) shows for these connections (`pg_stat_activity.application_name`). */
+  applicationName?: string;
+  timeouts?: DatabaseTimeouts;
+  preparedStatements?: boolean;
+  /**
+   * Send the timeouts and `plan_cache_mode` as startup parameters (default). PgBouncer refuses any it does
+   * not know (08P01 unsupported startup parameter): `false` there, and set them on the role or database.
+   */
+  startupParameters?: boolean;
+}
+
 /**
  * A pool of `max` connections. postgres.js has no timeout on waiting for a free
  * connection: a query queues until one is free. The server-side timeouts here
@@ -29,13 +48,13 @@ export const DEFAULT_DATABASE_TIMEOUTS: DatabaseTimeouts = { statementMs: 10_000
  * src/http/request-deadline.ts) rather than by a hand-written acquire timer
  * around every query drizzle sends.
  */
-export function connectDatabase(
-  url: string,
-  opts: { max?: number; timeouts?: DatabaseTimeouts; preparedStatements?: boolean } = {},
-): DatabaseHandle {
+export function connectDatabase(url: string, opts: DatabasePoolOptions = {}): DatabaseHandle {
   const timeouts = opts.timeouts ?? DEFAULT_DATABASE_TIMEOUTS;
   const pool = postgres(url, {
-    max: opts.max ?? 10,
+    // postgres.js reads an option given as undefined as set: only what is set is passed.
+    ...(opts.max !== undefined && { max: opts.max }),
+    ...(opts.idleTimeoutS !== undefined && { idle_timeout: opts.idleTimeoutS }),
+    ...(opts.maxLifetimeS !== undefined && { max_lifetime: opts.maxLifetimeS }),
     // Off, postgres.js sends every statement unnamed, whatever the query asks: drizzle's named `.prepare(name)`
     // (src/db/statements.ts) passes `prepare: true` itself, which a pooler in transaction mode cannot keep.
     prepare: opts.preparedStatements !== false,
@@ -43,18 +62,21 @@ export function connectDatabase(
     // Notices ("relation already exists, skipping") are not errors; keep them out of the logs.
     onnotice: () => {},
     // Startup parameters: the server applies them to every session of the pool from its first statement.
+    // PgBouncer passes `application_name` on (it sets it on whichever server connection runs a transaction).
     connection: {
-      application_name: "parley",
-      statement_timeout: timeouts.statementMs,
-      idle_in_transaction_session_timeout: timeouts.idleInTransactionMs,
-      // Postgres's default, said here so a server or role setting cannot change it: a prepared statement's
-      // plan is reused once its generic plan costs no more than the custom ones. Planning every execution
-      // (force_custom_plan) was ~40% of Postgres's time per turn (pg_stat_statements, bench throughput load).
-      // A generic plan is made without the values and kept until the table's stats or schema change, so a
-      // statement must read an index range with any values and at any table size: in-flight statuses are
-      // literals (replies.ts), and the history window's start is one probe of an index in its sort order
-      // (schema.ts); test/db/indexes.test.ts checks both under force_generic_plan.
-      plan_cache_mode: "auto",
+      application_name: opts.applicationName ?? "parley",
+      ...(opts.startupParameters !== false && {
+        statement_timeout: timeouts.statementMs,
+        idle_in_transaction_session_timeout: timeouts.idleInTransactionMs,
+        // Postgres's default, said here so a server or role setting cannot change it: a prepared statement's
+        // plan is reused once its generic plan costs no more than the custom ones. Planning every execution
+        // (force_custom_plan) was ~40% of Postgres's time per turn (pg_stat_statements, bench throughput load).
+        // A generic plan is made without the values and kept until the table's stats or schema change, so a
+        // statement must read an index range with any values and at any table size: in-flight statuses are
+        // literals (replies.ts), and the history window's start is one probe of an index in its sort order
+        // (schema.ts); test/db/indexes.test.ts checks both under force_generic_plan.
+        plan_cache_mode: "auto",
+      }),
     },
   });
   const sql = opts.preparedStatements === false ? pool : preparing(pool);

@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # Build stage: src/ compiled to dist/ (`npm run build`), with the dev dependencies tsc needs.
 FROM node:24-bookworm-slim AS build
 WORKDIR /app

@@ -170,6 +170,7 @@ describe("the admin API", () => {
 });
 
 describe("npm run keys", () => {
+  // Four or five processes started one after another: seconds each on a loaded machine.
   const run = (args: string[]) =>
     promisify(execFile)(process.execPath, [...PARLEY_NODE_FLAGS, "dist/cli/keys.js", ...args], {
       cwd: root,
@@ -200,7 +201,7 @@ describe("npm run keys", () => {
     expectAuthError(await api.get("/models"), "invalid_api_key");
     expectAuthError(await apiClient(`${service.url}/v1`, key).get("/models"), "invalid_api_key");
     expect((await run(["list", "--tenant", "cli-tenant"])).stdout).toMatch(/revoked \d{4}-/);
-  });
+  }, 90_000);
 
   it("exits 2 with the usage for a bad command, and 1 naming the problem for a bad tenant or prefix", async () => {
     await expect(run(["create"])).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining("usage:") });
@@ -210,7 +211,7 @@ describe("npm run keys", () => {
       stderr: expect.stringContaining("tenant name"),
     });
     await expect(run(["revoke", "prly_000000000000"])).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining("prly_000000000000") });
-  });
+  }, 90_000);
 });
 
 describe("health endpoints", () => {

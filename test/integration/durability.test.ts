@@ -70,7 +70,7 @@ describe("a worker killed mid-reply", () => {
     ]);
     expect(rows[1]?.content).toBe(upstream.replyTextFor(question));
     expect(secondWorker.output()).toContain("reply restarts");
-  }, 30_000);
+  }, 90_000);
 });
 
 describe("a worker told to stop (SIGTERM) mid-reply", () => {
@@ -102,7 +102,7 @@ describe("a worker told to stop (SIGTERM) mid-reply", () => {
     expect(res.body.reply).toMatchObject({ status: "completed", content: upstream.replyTextFor(question) });
     const [row] = await database.sql`select count(*)::int as n from messages where conversation_id = ${conv.id}`;
     expect(row?.n).toBe(2);
-  }, 30_000);
+  }, 90_000);
 });
 
 describe("a reply whose job is gone", () => {

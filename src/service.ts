@@ -3,6 +3,7 @@ import type { AddressInfo } from "node:net";
 import { serve, type ServerType } from "@hono/node-server";
 import type { Logger } from "pino";
 import { ConfigError, type Config } from "./config.ts";
+import { refuseUnsupportedStartupParameters } from "./db/client.ts";
 import { migrateDatabase } from "./db/migrate.ts";
 import { migrationTarget } from "./db/settings.ts";
 import { buildDeps, type Deps } from "./deps.ts";
@@ -73,7 +74,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
     await migrateDatabase(url, opts);
   }
   const deps = await buildDeps(config, log);
-  await refuseToRunOpen(config, deps).catch(async (err: unknown) => {
+  await refuseUnsupportedStartupParameters(deps.db).then(() => refuseToRunOpen(config, deps)).catch(async (err: unknown) => {
     await deps.close();
     throw err;
   });

@@ -1,5 +1,7 @@
+import { sql } from "drizzle-orm";
 import { drizzle, type PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
+import { ConfigError } from "../config.ts";
 import * as schema from "./schema.ts";
 
 export type Database = PostgresJsDatabase<typeof schema>;
@@ -110,4 +112,24 @@ function preparing<T extends postgres.Sql | postgres.TransactionSql>(client: T):
       return Reflect.get(target, prop, receiver);
     },
   });
+}
+
+/**
+ * Runs one statement at start so that a pooler refusing the startup parameters (PgBouncer: 08P01
+ * "unsupported startup parameter") stops the process with the setting to change, instead of every
+ * request failing. Any other failure is left to /readyz and requests' 503s: Postgres may come up later.
+ */
+export async function refuseUnsupportedStartupParameters(db: Database): Promise<void> {
+  try {
+    await db.execute(sql`select 1`);
+  } catch (err) {
+    // drizzle wraps the driver's error (DrizzleQueryError) and keeps it as the cause.
+    const { code, message } = ((err as { cause?: unknown }).cause ?? err) as { code?: string; message?: string };
+    if (code === "08P01" && /unsupported startup parameter/i.test(message ?? "")) {
+      throw new ConfigError(
+        `Postgres (through a pooler) refused the connection: "${message}". Set DATABASE_STARTUP_PARAMETERS=false ` +
+          `(and DATABASE_PREPARED_STATEMENTS=false in transaction mode), and set the timeouts on the database role instead.`,
+      );
+    }
+  }
 }

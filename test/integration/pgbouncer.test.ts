@@ -92,7 +92,7 @@ describe.skipIf(!binary)("behind PgBouncer in transaction mode", () => {
     }
   });
 
-  it("says what to do when the database is missing and only the pooler's URL is given", async () => {
+  it("says what to do when the database is missing and only the pooler's URL is given", { timeout: 60_000 }, async () => {
     const p = processes.start({
       DATABASE_URL: bouncer!.url(`parley_test_missing_${randomBytes(4).toString("hex")}`),
       DATABASE_PREPARED_STATEMENTS: "false",
@@ -104,5 +104,18 @@ describe.skipIf(!binary)("behind PgBouncer in transaction mode", () => {
     expect(await p.exited).toBe(1);
     expect(p.output()).toMatch(/08P01/);
     expect(p.output()).toMatch(/DATABASE_MIGRATION_URL/);
+  });
+
+  it("stops at start with one line naming DATABASE_STARTUP_PARAMETERS when the pooler refuses them", { timeout: 60_000 }, async () => {
+    const p = processes.start({
+      DATABASE_URL: bouncer!.url(name),
+      DATABASE_MIGRATION_URL: direct,
+      DATABASE_PREPARED_STATEMENTS: "false",
+      REDIS_URL: inject("redisUrl"),
+      HOST: "127.0.0.1",
+      PORT: String(await freePort()),
+    });
+    expect(await p.exited).toBe(1);
+    expect(p.output()).toMatch(/unsupported startup parameter.*DATABASE_STARTUP_PARAMETERS=false/);
   });
 });

@@ -13,7 +13,7 @@ import { buildDist } from "../scripts/build.ts";
 import type { BenchContext, ScenarioResult } from "./lib/context.ts";
 import { renderSvg } from "./lib/charts.ts";
 import { startParley, type ParleyProcesses } from "./lib/parley.ts";
-import { root, startChild, type Child } from "./lib/processes.ts";
+import { killAllChildren, root, startChild, type Child } from "./lib/processes.ts";
 import { summarizeProfile } from "./lib/profile-summary.ts";
 import { renderMarkdown, renderProfiles, type MachineInfo } from "./lib/report.ts";
 import { historyGrowth } from "./scenarios/history.ts";
@@ -82,6 +82,16 @@ async function machine(sql: postgres.Sql): Promise<MachineInfo> {
 const children: Child[] = [];
 const parleys: ParleyProcesses[] = [];
 let sql: postgres.Sql | null = null;
+// Stopped from outside (a test's timeout, Ctrl-C), the run would leave its children running, holding CPU and
+// Postgres connections: they are killed at once, the run's database and keys removed, then the run exits.
+for (const signal of ["SIGTERM", "SIGINT"] as const) {
+  process.once(signal, () => {
+    killAllChildren();
+    const exit = () => process.exit(signal === "SIGINT" ? 130 : 143);
+    setTimeout(exit, 5_000).unref();
+    void removeRunData().finally(exit);
+  });
+}
 try {
   // Parley's processes run dist/, as production does (`npm start`), built from the src/ being measured.
   await buildDist();
@@ -178,6 +188,11 @@ try {
   for (const p of parleys.reverse()) await p.stop();
   for (const c of children.reverse()) await c.stop().catch(() => {});
   await sql?.end({ timeout: 1 });
+  await removeRunData();
+}
+
+/** Drops the run's database and deletes its Redis keys. */
+async function removeRunData(): Promise<void> {
   const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
   await admin.unsafe(`drop database if exists ${new URL(databaseUrl).pathname.slice(1)} with (force)`).catch(() => {});
   await admin.end({ timeout: 1 });

@@ -5,6 +5,19 @@ import type { LoadResult, LoadSpec } from "./load-client.ts";
 
 export const root = fileURLToPath(new URL("../..", import.meta.url));
 
+/** Every process the bench has started and that has not exited: killed together if the run is stopped. */
+const live = new Set<ChildProcess>();
+function track(proc: ChildProcess): ChildProcess {
+  live.add(proc);
+  proc.once("exit", () => live.delete(proc));
+  return proc;
+}
+
+/** SIGKILLs every process the bench started that is still running (the run itself is being stopped). */
+export function killAllChildren(): void {
+  for (const proc of live) proc.kill("SIGKILL");
+}
+
 export interface Child {
   name: string;
   proc: ChildProcess;
@@ -19,11 +32,13 @@ export async function startChild(
   args: string[],
   opts: { env?: Record<string, string>; ready: string | RegExp; nodeFlags?: string[]; timeoutMs?: number },
 ): Promise<Child> {
-  const proc = spawn(process.execPath, [...(opts.nodeFlags ?? []), ...args], {
-    cwd: root,
-    env: { ...process.env, ...opts.env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const proc = track(
+    spawn(process.execPath, [...(opts.nodeFlags ?? []), ...args], {
+      cwd: root,
+      env: { ...process.env, ...opts.env },
+      stdio: ["ignore", "pipe", "pipe"],
+    }),
+  );
   let out = "";
   const keep = (d: Buffer) => {
     out += d.toString();
@@ -59,10 +74,12 @@ export async function startChild(
 
 /** Runs one load spec in a separate process and returns its result. */
 export async function runLoadProcess(spec: LoadSpec): Promise<LoadResult> {
-  const proc = spawn(process.execPath, ["bench/lib/load-client.ts", JSON.stringify(spec)], {
-    cwd: root,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const proc = track(
+    spawn(process.execPath, ["bench/lib/load-client.ts", JSON.stringify(spec)], {
+      cwd: root,
+      stdio: ["ignore", "pipe", "pipe"],
+    }),
+  );
   let out = "";
   let err = "";
   proc.stdout?.on("data", (d) => (out += d));

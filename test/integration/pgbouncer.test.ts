@@ -23,7 +23,7 @@ const processes = useParleyProcesses();
 let bouncer: PgBouncer | undefined;
 
 beforeAll(async () => {
-  if (binary) bouncer = await startPgBouncer(binary, serverUrl, 6461);
+  if (binary) bouncer = await startPgBouncer(binary, serverUrl);
 });
 afterAll(async () => {
   await bouncer?.stop();

@@ -1,9 +1,8 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { once } from "node:events";
 import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freePort } from "./processes.ts";
 
 /** Debian's `pgbouncer` package puts the binary in /usr/sbin, outside a non-root PATH. */
 export function findPgBouncer(): string | null {
@@ -11,14 +10,6 @@ export function findPgBouncer(): string | null {
     if (spawnSync(candidate, ["--version"]).status === 0) return candidate;
   }
   return null;
-}
-
-async function isFree(port: number): Promise<boolean> {
-  const server = createServer();
-  server.listen(port, "127.0.0.1");
-  const ok = await Promise.race([once(server, "listening").then(() => true), once(server, "error").then(() => false)]);
-  if (ok) await new Promise((r) => server.close(r));
-  return ok;
 }
 
 export interface PgBouncer {
@@ -30,14 +21,14 @@ export interface PgBouncer {
 
 /**
  * A PgBouncer of the test's own in transaction mode, in front of `serverUrl`'s Postgres, passing any
- * database name through (trust auth, the test server's user), on the first free port from `firstPort`.
+ * database name through (trust auth, the test server's user), on a port the system picks as free (a fixed
+ * starting port was taken by a concurrent run of the same test on this machine).
  * PgBouncer refuses to run as root: as root it is told to switch to `nobody`.
  */
-export async function startPgBouncer(binary: string, serverUrl: string, firstPort: number): Promise<PgBouncer> {
+export async function startPgBouncer(binary: string, serverUrl: string): Promise<PgBouncer> {
   const server = new URL(serverUrl);
   const user = decodeURIComponent(server.username) || "postgres";
-  let port = firstPort;
-  while (!(await isFree(port))) port++;
+  const port = await freePort();
   const dir = await mkdtemp(join(tmpdir(), "parley-pgbouncer-"));
   await chmod(dir, 0o777);
   const ini = join(dir, "pgbouncer.ini");

@@ -63,6 +63,14 @@ export const configSchema = z.object({
   WORKER_HEALTH_PORT: int(0, 65535).default(0),
   DATABASE_URL: z.url().default("postgres://postgres@127.0.0.1:5432/parley"),
   REDIS_URL: z.url().default("redis://127.0.0.1:6379"),
+  /**
+   * A Redis Cluster's nodes (`host:port,host:port`; a few are enough, the rest are discovered). Set, Parley
+   * talks to the cluster (REDIS_URL then only gives the password, user and TLS scheme) and hash-tags
+   * BullMQ's prefix so each queue's keys share a slot.
+   */
+  REDIS_CLUSTER_NODES: csv
+    .pipe(z.array(z.string().regex(/^[^\s:]+:\d{1,5}$/, "is not host:port")).min(1, "lists no node"))
+    .optional(),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   ROLE: z.enum(["all", "api", "worker"]).default("all"),
   /** Prefix of every Redis key Parley writes (BullMQ's and the reply streams). */

@@ -1,4 +1,4 @@
-import { Redis, type RedisOptions } from "ioredis";
+import type { RedisOptions } from "ioredis";
 import type { Logger } from "pino";
 import { ApiKeyAuthenticator } from "./access/api-key-cache.ts";
 import { RedisCoolOff } from "./access/redis-cool-off.ts";
@@ -13,6 +13,7 @@ import { buildModelRegistry, type ModelRegistry } from "./providers/registry.ts"
 import { withResilience } from "./providers/resilient.ts";
 import { createSimulatorProvider } from "./providers/simulator.ts";
 import { createModelJobQueue, type ModelJobQueue } from "./queue/completions.ts";
+import { connectRedisClient, jobQueuePrefix, type RedisClient } from "./redis/client.ts";
 import { ReplyEventLog } from "./streams/reply-events.ts";
 
 /** The shared things, built once per process from the config, and closed together. */
@@ -22,23 +23,33 @@ export interface Deps {
   db: Database;
   models: ModelRegistry;
   defaultModel: string;
-  redis: Redis;
+  redis: RedisClient;
+  /** BullMQ's key prefix: REDIS_PREFIX, hash-tagged on a cluster. */
+  jobQueuePrefix: string;
   replyEvents: ReplyEventLog;
   jobQueue: ModelJobQueue;
   authenticator: ApiKeyAuthenticator;
   requestRate: RequestRateLimiter;
   replySlots: ReplySlots;
   contextWindows: ContextWindows;
+  /**
+   * On a Redis Cluster, reply events are published per shard (SPUBLISH) and followed with SSUBSCRIBE;
+   * on one node, with PUBLISH/SUBSCRIBE as before (Redis 6 has no sharded pub/sub).
+   */
+  shardedReplyEvents: boolean;
   /** A new Redis connection for a blocking reader (the worker, the event follower). */
-  connectRedis(opts?: RedisOptions): Redis;
+  connectRedis(opts?: RedisOptions, clusterOnly?: { shardedSubscribers?: boolean }): RedisClient;
   close(): Promise<void>;
 }
 
 export async function buildDeps(config: Config, log: Logger): Promise<Deps> {
   const database = connectDatabase(config.DATABASE_URL, databasePoolOptions(config));
-  const connections: Redis[] = [];
-  const connectRedis = (opts: RedisOptions = {}): Redis => {
-    const redis = new Redis(config.REDIS_URL, { lazyConnect: false, connectTimeout: config.REDIS_CONNECT_TIMEOUT_MS, ...opts });
+  const connections: RedisClient[] = [];
+  const redisTarget = { url: config.REDIS_URL, clusterNodes: config.REDIS_CLUSTER_NODES };
+  const onCluster = config.REDIS_CLUSTER_NODES !== undefined;
+  const queuePrefix = jobQueuePrefix(config.REDIS_PREFIX, onCluster);
+  const connectRedis = (opts: RedisOptions = {}, clusterOnly = {}): RedisClient => {
+    const redis = connectRedisClient(redisTarget, { lazyConnect: false, connectTimeout: config.REDIS_CONNECT_TIMEOUT_MS, ...opts }, clusterOnly);
     redis.on("error", (err) => log.warn({ err }, "redis connection error"));
     connections.push(redis);
     return redis;
@@ -80,7 +91,7 @@ export async function buildDeps(config: Config, log: Logger): Promise<Deps> {
   }
   const jobQueue = createModelJobQueue({
     connection: connectRedis(requestPath),
-    prefix: config.REDIS_PREFIX,
+    prefix: queuePrefix,
     onError: (err) => log.warn({ err }, "job queue error"),
   });
   return {
@@ -90,7 +101,9 @@ export async function buildDeps(config: Config, log: Logger): Promise<Deps> {
     models,
     defaultModel,
     redis,
-    replyEvents: new ReplyEventLog({ redis, prefix: config.REDIS_PREFIX, ttlSeconds: config.REPLY_EVENTS_TTL_SECONDS }),
+    jobQueuePrefix: queuePrefix,
+    shardedReplyEvents: onCluster,
+    replyEvents: new ReplyEventLog({ redis, prefix: config.REDIS_PREFIX, ttlSeconds: config.REPLY_EVENTS_TTL_SECONDS, sharded: onCluster }),
     jobQueue,
     authenticator: new ApiKeyAuthenticator({
       db: database.db,
@@ -105,6 +118,7 @@ export async function buildDeps(config: Config, log: Logger): Promise<Deps> {
       prefix: config.REDIS_PREFIX,
       requests: config.RATE_LIMIT_REQUESTS,
       windowSeconds: config.RATE_LIMIT_WINDOW_SECONDS,
+      log,
       coolOff: accessCoolOff,
     }),
     replySlots: new RedisReplySlots({

@@ -95,7 +95,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
     const replyLivenessMs = config.REPLY_LIVENESS_MS;
     worker = startModelJobWorker({
       connection: deps.connectRedis({ maxRetriesPerRequest: null }),
-      prefix: config.REDIS_PREFIX,
+      prefix: deps.jobQueuePrefix,
       concurrency: config.WORKER_CONCURRENCY,
       lockMs: config.WORKER_LOCK_MS,
       stalledCheckMs: config.WORKER_STALLED_CHECK_MS,
@@ -153,7 +153,8 @@ export async function startService(config: Config, log: Logger): Promise<Running
   let url: string | null = null;
   if (runsApi) {
     follower = new ReplyEventFollower({
-      subscriber: deps.connectRedis({ maxRetriesPerRequest: null }),
+      subscriber: deps.connectRedis({ maxRetriesPerRequest: null }, { shardedSubscribers: deps.shardedReplyEvents }),
+      sharded: deps.shardedReplyEvents,
       commands: deps.redis,
       log,
       stallMs: config.REPLY_STALL_CHECK_MS,

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../redis/client.ts";
 import type { ApiKeyAuthenticator } from "../access/api-key-cache.ts";
 import type { RequestRateLimiter } from "../access/request-rate.ts";
 import type { ConversationDeps } from "../domain/conversations.ts";
@@ -25,7 +25,7 @@ import { validationHook } from "./validation.ts";
 export type AppDeps = ConversationDeps &
   MessageRouteDeps & {
     startedAt: number;
-    redis: Redis;
+    redis: RedisClient;
     authenticator: ApiKeyAuthenticator;
     requestRate: RequestRateLimiter;
     adminSecret: string | undefined;

@@ -1,5 +1,5 @@
 import { Queue, Worker, type Job } from "bullmq";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../redis/client.ts";
 import { z } from "zod";
 import type { ChatMessage } from "../providers/types.ts";
 
@@ -74,7 +74,7 @@ export interface ModelJobQueue {
   close(): Promise<void>;
 }
 
-export function createModelJobQueue(opts: { connection: Redis; prefix: string; onError: (err: unknown) => void }): ModelJobQueue {
+export function createModelJobQueue(opts: { connection: RedisClient; prefix: string; onError: (err: unknown) => void }): ModelJobQueue {
   const queue = new Queue<ModelJob>(COMPLETIONS_QUEUE, {
     connection: opts.connection,
     prefix: opts.prefix,
@@ -135,7 +135,7 @@ export class JobLockLostError extends Error {
  * next stalled-job check (`stalledCheckMs`) has run: within about the sum.
  */
 export function startModelJobWorker(opts: {
-  connection: Redis;
+  connection: RedisClient;
   prefix: string;
   concurrency: number;
   lockMs: number;
@@ -242,7 +242,7 @@ interface RunEntry {
 }
 
 /** Who holds a job's lock, as a run with `token` sees it. */
-async function lockHolder(redis: Redis, jobKey: string, token: string): Promise<"this run" | "another" | "job gone"> {
+async function lockHolder(redis: RedisClient, jobKey: string, token: string): Promise<"this run" | "another" | "job gone"> {
   const [exists, holder] = await Promise.all([redis.exists(jobKey), redis.get(`${jobKey}:lock`)]);
   if (exists === 0) return "job gone";
   return holder === token ? "this run" : "another";

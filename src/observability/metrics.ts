@@ -45,6 +45,7 @@ export type JobCountsReader = () => Promise<Partial<Record<(typeof QUEUE_STATES)
 
 /** Distinct models labelled at most; further names share `other` (a prefix route serves any name a client sends). */
 const MAX_MODELS = 100;
+const OTHER_MODEL = "other";
 /** How long a scrape waits for Redis (the queue's counts) before answering without them. */
 const DEFAULT_SCRAPE_BOUND_MS = 1_000;
 
@@ -180,7 +181,7 @@ export class Metrics implements HttpMetrics, ModelCallMetrics {
   forModel(model: string): ModelCallSeries {
     const known = this.#models.get(model);
     if (known) return known;
-    if (this.#models.size >= MAX_MODELS) return this.forModel("other");
+    if (this.#models.size >= MAX_MODELS && model !== OTHER_MODEL) return this.forModel(OTHER_MODEL);
     const ttft = this.#ttft.labels(model);
     const completed = this.#callDuration.labels(model, "completed");
     const failed = this.#callDuration.labels(model, "failed");

@@ -71,6 +71,8 @@ export class Metrics implements HttpMetrics, ModelCallMetrics {
   readonly #scrapeFailures: Counter<"source">;
   #followers: (() => number) | null = null;
   #jobCounts: JobCountsReader | null = null;
+  /** The queue's counts being read for the scrape in progress. */
+  #queueRead: Promise<void> = Promise.resolve();
   readonly #scrapeBoundMs: number;
 
   constructor(opts: { scrapeBoundMs?: number } = {}) {
@@ -146,12 +148,6 @@ export class Metrics implements HttpMetrics, ModelCallMetrics {
       registers,
     });
     this.#dbPoolMax = new Gauge({ name: "parley_db_pool_max", help: "Postgres connections the pool may open", registers });
-    this.#scrapeFailures = new Counter({
-      name: "parley_metrics_scrape_failures_total",
-      help: "Values a scrape could not read in time and left out, by source",
-      labelNames: ["source"],
-      registers,
-    });
     // Read at scrape time: the hot paths keep no count of their own.
     const metrics = this;
     new Gauge({
@@ -168,7 +164,17 @@ export class Metrics implements HttpMetrics, ModelCallMetrics {
       labelNames: ["state"],
       registers,
       async collect() {
-        await metrics.#readJobCounts(this);
+        await (metrics.#queueRead = metrics.#readJobCounts(this));
+      },
+    });
+    // Registered after the queue's gauge, so a scrape that leaves the counts out counts it in its own exposition.
+    this.#scrapeFailures = new Counter({
+      name: "parley_metrics_scrape_failures_total",
+      help: "Values a scrape could not read in time and left out, by source",
+      labelNames: ["source"],
+      registers,
+      async collect() {
+        await metrics.#queueRead;
       },
     });
   }

@@ -160,6 +160,8 @@ export const configSchema = z.object({
   NODE_ENV: z.enum(["production", "development", "test"]).default("development"),
   /** Bearer secret of the admin API (/admin/…); the admin API is off without it. */
   ADMIN_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
+  /** Bearer token GET /metrics on the API asks for; unset, it is open (a worker's health port is always open). */
+  METRICS_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
   /** How long an API key found in Postgres is remembered in Redis (revocation clears it at once). */
   API_KEY_CACHE_SECONDS: int(1).default(300),
 

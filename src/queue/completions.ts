@@ -71,6 +71,8 @@ export interface ModelJobQueue {
    * recorded), or Redis holds no such job (`gone`: never added, removed, or lost with Redis's data).
    */
   jobState(jobId: string): Promise<JobState>;
+  /** Jobs by state, for the metrics. */
+  counts(): Promise<{ waiting: number; active: number; delayed: number }>;
   close(): Promise<void>;
 }
 
@@ -104,6 +106,10 @@ export function createModelJobQueue(opts: { connection: RedisClient; prefix: str
       await queue.add(data.kind, data, { jobId: data.kind === "reply" ? data.replyId : data.completionId });
     },
     jobState,
+    async counts() {
+      const c = await queue.getJobCounts("waiting", "active", "delayed");
+      return { waiting: c.waiting ?? 0, active: c.active ?? 0, delayed: c.delayed ?? 0 };
+    },
     isPending: async (jobId) => (await jobState(jobId)) === "pending",
     close: () => queue.close(),
   };

@@ -69,6 +69,10 @@ describe("Parley on a Redis Cluster", () => {
     expect(turn.status).toBe(201);
     expect(turn.body.reply.status).toBe("completed");
     expect(turn.body.reply.content.length).toBeGreaterThan(0);
+    // The queue's counts come from the cluster (BullMQ under the hash-tagged prefix) at scrape time.
+    const exposition = await (await fetch(`${urls[0]}/metrics`)).text();
+    expect(exposition).toMatch(/^parley_queue_jobs\{state="waiting"\} \d+$/m);
+    expect(exposition).not.toMatch(/^parley_metrics_scrape_failures_total\{source="queue"\} [1-9]/m);
   });
 
   it("relays a reply started on one API to a follower on the other, and cancels it from there", async () => {

@@ -13,6 +13,7 @@ import { buildModelRegistry, type ModelRegistry } from "./providers/registry.ts"
 import { withResilience } from "./providers/resilient.ts";
 import { createSimulatorProvider } from "./providers/simulator.ts";
 import { createModelJobQueue, type ModelJobQueue } from "./queue/completions.ts";
+import { redisClientOptions } from "./redis/options.ts";
 import { ReplyEventLog } from "./streams/reply-events.ts";
 
 /** The shared things, built once per process from the config, and closed together. */
@@ -37,8 +38,9 @@ export interface Deps {
 export async function buildDeps(config: Config, log: Logger): Promise<Deps> {
   const database = connectDatabase(config.DATABASE_URL, databasePoolOptions(config));
   const connections: Redis[] = [];
+  const redisOptions = redisClientOptions(config);
   const connectRedis = (opts: RedisOptions = {}): Redis => {
-    const redis = new Redis(config.REDIS_URL, { lazyConnect: false, connectTimeout: config.REDIS_CONNECT_TIMEOUT_MS, ...opts });
+    const redis = new Redis({ ...redisOptions, lazyConnect: false, ...opts });
     redis.on("error", (err) => log.warn({ err }, "redis connection error"));
     connections.push(redis);
     return redis;

@@ -8,6 +8,8 @@ import { apiClient } from "../support/http.ts";
 import { seedTestApiKey } from "../support/keys.ts";
 import { freePort, useParleyProcesses, waitForOutput, type ParleyProcess } from "../support/processes.ts";
 import { startRedisProcess, type RedisProcess } from "../support/redis-server.ts";
+import { startTcpProxy } from "../support/tcp-proxy.ts";
+import { eventually } from "../support/waiting.ts";
 
 /**
  * Parley against Redis servers of the test's own (TLS, behind Sentinel, with a lossy eviction policy),
@@ -132,6 +134,166 @@ describe("Redis behind Sentinel", () => {
     expect(turn.body.reply.status).toBe("completed");
     expect(readyStatus).toBe(200);
     expect(keys.length).toBeGreaterThan(0);
+  }, 480_000);
+});
+
+describe("Redis behind Sentinel, failing over", () => {
+  it("follows the master to the replica Sentinel promotes: turns and /readyz work on the new master", async () => {
+    const oldPort = await freePort();
+    const newPort = await freePort();
+    await redisServer(["--port", String(oldPort), "--maxmemory-policy", "noeviction"]);
+    await redisServer(["--port", String(newPort), "--maxmemory-policy", "noeviction", "--replicaof", "127.0.0.1", String(oldPort)]);
+    const sentinelPort = await freePort();
+    const conf = join(dir, "sentinel-failover.conf");
+    writeFileSync(
+      conf,
+      [`port ${sentinelPort}`, "bind 127.0.0.1", `dir ${dir}`, `sentinel monitor fomaster 127.0.0.1 ${oldPort} 1`, "sentinel failover-timeout fomaster 20000", ""].join("\n"),
+    );
+    await redisServer([conf, "--sentinel"], "+monitor master fomaster");
+    const sentinel = new Redis({ host: "127.0.0.1", port: sentinelPort, lazyConnect: true, maxRetriesPerRequest: 1 });
+    await sentinel.connect();
+    try {
+      // Sentinel learns of the replica from the master's INFO, every 10 s.
+      await eventually(async () => ((await sentinel.call("SENTINEL", "REPLICAS", "fomaster")) as unknown[]).length > 0, {
+        what: "Sentinel knows the replica",
+        timeoutMs: 60_000,
+        everyMs: 500,
+      });
+      const { database, env } = await environment({
+        REDIS_URL: "redis://127.0.0.1:1",
+        REDIS_SENTINELS: `127.0.0.1:${sentinelPort}`,
+        REDIS_SENTINEL_NAME: "fomaster",
+      });
+      const p = processes.start(env);
+      const before = await turnThrough(p, env, database.sql, { host: "127.0.0.1", port: oldPort });
+      expect(before.turn.body.reply?.status).toBe("completed");
+
+      await sentinel.call("SENTINEL", "FAILOVER", "fomaster");
+      await eventually(async () => ((await sentinel.call("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "fomaster")) as string[])[1] === String(newPort), {
+        what: "Sentinel names the replica master",
+        timeoutMs: 60_000,
+        everyMs: 250,
+      });
+      // The first turns after the switch may meet connections still on their way over; one must work, bounded.
+      const api = apiClient(`http://127.0.0.1:${env.PORT}/v1`);
+      const conv = await eventually(async () => {
+        const res = await api.post("/conversations", {});
+        return res.status === 201 ? res.body : null;
+      }, { what: "a conversation after the failover", timeoutMs: 60_000, everyMs: 500 });
+      const turn = await api.post(`/conversations/${conv.id}/messages`, { content: "after the failover" });
+      expect(turn.status).toBe(201);
+      expect(turn.body.reply.status).toBe("completed");
+      expect((await fetch(`http://127.0.0.1:${env.PORT}/readyz`, { signal: AbortSignal.timeout(20_000) })).status).toBe(200);
+      // The new master holds this turn's keys: the reply's events, written after the switch.
+      const promoted = new Redis({ host: "127.0.0.1", port: newPort, lazyConnect: true, maxRetriesPerRequest: 1 });
+      await promoted.connect();
+      try {
+        expect(await promoted.call("ROLE").then((r) => (r as string[])[0])).toBe("master");
+        expect(await promoted.exists(`${env.REDIS_PREFIX}:readyz`)).toBe(1);
+      } finally {
+        promoted.disconnect();
+      }
+    } finally {
+      sentinel.disconnect();
+    }
+  }, 480_000);
+});
+
+describe("Redis behind Sentinel, the master cut off", () => {
+  it("moves to the promoted replica when Sentinel announces it, though the old master's connections never close", async () => {
+    const oldPort = await freePort();
+    const newPort = await freePort();
+    await redisServer(["--port", String(oldPort), "--maxmemory-policy", "noeviction"]);
+    await redisServer(["--port", String(newPort), "--maxmemory-policy", "noeviction", "--replicaof", "127.0.0.1", String(oldPort)]);
+    // Parley and the Sentinel reach the master through a proxy that the test black-holes: a partition, in which
+    // no connection to the old master closes or errs; the replica replicates from it directly.
+    const path = await startTcpProxy({ host: "127.0.0.1", port: oldPort });
+    const sentinelPort = await freePort();
+    const conf = join(dir, "sentinel-partition.conf");
+    writeFileSync(
+      conf,
+      [
+        `port ${sentinelPort}`, "bind 127.0.0.1", `dir ${dir}`,
+        `sentinel monitor cutmaster 127.0.0.1 ${path.port} 1`,
+        "sentinel down-after-milliseconds cutmaster 2000",
+        "sentinel failover-timeout cutmaster 20000",
+        "",
+      ].join("\n"),
+    );
+    await redisServer([conf, "--sentinel"], "+monitor master cutmaster");
+    const sentinel = new Redis({ host: "127.0.0.1", port: sentinelPort, lazyConnect: true, maxRetriesPerRequest: 1 });
+    await sentinel.connect();
+    try {
+      await eventually(async () => ((await sentinel.call("SENTINEL", "REPLICAS", "cutmaster")) as unknown[]).length > 0, {
+        what: "Sentinel knows the replica",
+        timeoutMs: 60_000,
+        everyMs: 500,
+      });
+      const { database, env } = await environment({ REDIS_URL: "redis://127.0.0.1:1", REDIS_SENTINELS: `127.0.0.1:${sentinelPort}`, REDIS_SENTINEL_NAME: "cutmaster" });
+      const p = processes.start(env);
+      const before = await turnThrough(p, env, database.sql, { host: "127.0.0.1", port: oldPort });
+      expect(before.turn.body.reply?.status).toBe("completed");
+
+      path.blackhole();
+      await eventually(async () => ((await sentinel.call("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "cutmaster")) as string[])[1] === String(newPort), {
+        what: "Sentinel promotes the replica",
+        timeoutMs: 90_000,
+        everyMs: 250,
+      });
+      const readyz = async () => (await fetch(`http://127.0.0.1:${env.PORT}/readyz`, { signal: AbortSignal.timeout(20_000) })).status;
+      await eventually(async () => (await readyz()) === 200, { what: "ready on the promoted replica", timeoutMs: 60_000, everyMs: 250 });
+      const api = apiClient(`http://127.0.0.1:${env.PORT}/v1`);
+      const conv = await eventually(async () => {
+        const res = await api.post("/conversations", {});
+        return res.status === 201 ? res.body : null;
+      }, { what: "a conversation on the promoted replica", timeoutMs: 60_000, everyMs: 500 });
+      const turn = await api.post(`/conversations/${conv.id}/messages`, { content: "after the partition" });
+      expect(turn.status).toBe(201);
+      expect(turn.body.reply.status).toBe("completed");
+    } finally {
+      sentinel.disconnect();
+      await path.close();
+    }
+  }, 480_000);
+});
+
+describe("a Redis name moved to a new primary (managed Redis's failover, no Sentinel)", () => {
+  it("leaves the demoted primary on READONLY and follows the name: not ready meanwhile, turns work after", async () => {
+    const oldPort = await freePort();
+    const newPort = await freePort();
+    await redisServer(["--port", String(oldPort), "--maxmemory-policy", "noeviction"]);
+    await redisServer(["--port", String(newPort), "--maxmemory-policy", "noeviction", "--replicaof", "127.0.0.1", String(oldPort)]);
+    // The proxy plays the DNS name: first the old primary, later the new one.
+    const name = await startTcpProxy({ host: "127.0.0.1", port: oldPort });
+    const admin = (port: number) => new Redis({ host: "127.0.0.1", port, maxRetriesPerRequest: 1 });
+    const [oldNode, newNode] = [admin(oldPort), admin(newPort)];
+    try {
+      const { database, env } = await environment({ REDIS_URL: `redis://127.0.0.1:${name.port}` });
+      const p = processes.start(env);
+      const before = await turnThrough(p, env, database.sql, { host: "127.0.0.1", port: oldPort });
+      expect(before.turn.body.reply?.status).toBe("completed");
+      const readyz = async () => (await fetch(`http://127.0.0.1:${env.PORT}/readyz`, { signal: AbortSignal.timeout(20_000) })).status;
+
+      // The failover, while the name still points at the old primary: its clients reconnect to a replica.
+      await newNode.replicaof("NO", "ONE");
+      await oldNode.replicaof("127.0.0.1", newPort);
+      await eventually(async () => (await readyz()) === 503, { what: "not ready on the demoted primary", timeoutMs: 60_000, everyMs: 250 });
+
+      name.retarget({ host: "127.0.0.1", port: newPort });
+      await eventually(async () => (await readyz()) === 200, { what: "ready on the new primary", timeoutMs: 60_000, everyMs: 250 });
+      const api = apiClient(`http://127.0.0.1:${env.PORT}/v1`);
+      const conv = await eventually(async () => {
+        const res = await api.post("/conversations", {});
+        return res.status === 201 ? res.body : null;
+      }, { what: "a conversation on the new primary", timeoutMs: 60_000, everyMs: 500 });
+      const turn = await api.post(`/conversations/${conv.id}/messages`, { content: "after the name moved" });
+      expect(turn.status).toBe(201);
+      expect(turn.body.reply.status).toBe("completed");
+    } finally {
+      oldNode.disconnect();
+      newNode.disconnect();
+      await name.close();
+    }
   }, 480_000);
 });
 

@@ -29,7 +29,8 @@ const environment = (extra: Record<string, string>) =>
 
 async function redisServer(args: string[], readyText = "Ready to accept connections"): Promise<RedisProcess> {
   // `args` first: a configuration file must be the first argument.
-  const server = await startRedisProcess([...args, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], readyText);
+  // `--dir`: a master syncing a replica writes its snapshot there, whatever `--save` says.
+  const server = await startRedisProcess([...args, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir], readyText);
   servers.push(server);
   return server;
 }

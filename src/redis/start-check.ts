@@ -52,6 +52,8 @@ async function probeOnce(options: RedisOptions, prefix: string, timeoutMs: numbe
     sentinelRetryStrategy: () => null,
     maxRetriesPerRequest: 0,
     reconnectOnError: () => false,
+    // No Sentinel subscriptions for a connection that lives a moment.
+    failoverDetector: false,
   });
   // The connection's own events carry the cause (a TLS code, a WRONGPASS); connect() itself often only
   // rejects with "Connection is closed".

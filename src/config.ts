@@ -52,6 +52,17 @@ const corsOrigins = csv.pipe(
   ]),
 );
 
+/** `host:port`, `[v6]:port` or a bare host (Sentinel's own port, 26379). */
+const sentinelAddress = z.string().transform((raw, ctx) => {
+  const m = /^(?:\[([^\]]+)\]|([^:\s]+))(?::(\d{1,5}))?$/.exec(raw);
+  const port = Number(m?.[3] ?? 26379);
+  if (!m || port < 1 || port > 65535) {
+    ctx.addIssue({ code: "custom", message: `'${raw}' is not host:port` });
+    return z.NEVER;
+  }
+  return { host: (m[1] ?? m[2]) as string, port };
+});
+
 /** The environment, parsed once at start; nothing else reads process.env. */
 export const configSchema = z.object({
   PORT: int(0, 65535).default(8080),
@@ -62,11 +73,34 @@ export const configSchema = z.object({
    */
   WORKER_HEALTH_PORT: int(0, 65535).default(0),
   DATABASE_URL: z.url().default("postgres://postgres@127.0.0.1:5432/parley"),
-  REDIS_URL: z.url().default("redis://127.0.0.1:6379"),
+  /**
+   * redis://[user:password@]host:port[/db], or rediss:// for TLS. With REDIS_SENTINELS its host and port
+   * are not used: the Sentinels name the master; its user, password, database and scheme still apply.
+   */
+  REDIS_URL: z.url().refine((u) => /^rediss?:$/.test(new URL(u).protocol), "must start with redis:// or rediss:// (TLS)").default("redis://127.0.0.1:6379"),
+  /** rediss:// only: PEM of the CA that signed Redis's certificate (it replaces Node's public roots). */
+  REDIS_TLS_CA_FILE: z.string().min(1).optional(),
+  /** rediss:// only: the name to check Redis's certificate against, when it is not REDIS_URL's host. */
+  REDIS_TLS_SERVERNAME: z.string().min(1).optional(),
+  /**
+   * rediss:// only: `false` accepts any certificate, so anyone on the path can read and change the traffic.
+   * A last resort: give REDIS_TLS_CA_FILE (and REDIS_TLS_SERVERNAME) instead.
+   */
+  REDIS_TLS_REJECT_UNAUTHORIZED: z.stringbool().default(true),
+  /** rediss:// only: a client certificate and its key (PEM), for a Redis that asks for one (`tls-auth-clients yes`). */
+  REDIS_TLS_CERT_FILE: z.string().min(1).optional(),
+  REDIS_TLS_KEY_FILE: z.string().min(1).optional(),
+  /** Sentinels to ask for the master, `host:port,host:port` (port 26379 when left out). Needs REDIS_SENTINEL_NAME. */
+  REDIS_SENTINELS: csv.pipe(z.array(sentinelAddress).min(1, "lists no Sentinel")).optional(),
+  /** The master group's name in the Sentinels' configuration (`sentinel monitor <name> …`). */
+  REDIS_SENTINEL_NAME: z.string().min(1).optional(),
+  /** The Sentinels' own credentials, when they ask for them (`requirepass` / ACL on the Sentinels). */
+  REDIS_SENTINEL_USERNAME: z.string().min(1).optional(),
+  REDIS_SENTINEL_PASSWORD: z.string().min(1).optional(),
   /**
    * A Redis Cluster's nodes (`host:port,host:port`; a few are enough, the rest are discovered). Set, Parley
-   * talks to the cluster (REDIS_URL then only gives the password, user and TLS scheme) and hash-tags
-   * BullMQ's prefix so each queue's keys share a slot.
+   * talks to the cluster (REDIS_URL then only gives the user, password and TLS) and hash-tags BullMQ's
+   * prefix so each queue's keys share a slot.
    */
   REDIS_CLUSTER_NODES: csv
     .pipe(z.array(z.string().regex(/^[^\s:]+:\d{1,5}$/, "is not host:port")).min(1, "lists no node"))
@@ -233,6 +267,11 @@ export const configSchema = z.object({
   /** Redis: the longest a connection may take to be ready, and a request-path command to be answered. */
   REDIS_CONNECT_TIMEOUT_MS: int(100).default(2_000),
   REDIS_COMMAND_TIMEOUT_MS: int(100).default(2_000),
+  /**
+   * Redis: how long start waits for Redis to answer (it may still be starting). A certificate, password or
+   * eviction-policy problem ends start at once, saying which setting to change.
+   */
+  REDIS_START_TIMEOUT_MS: int(100).default(10_000),
   /** HTTP server: time to receive a request's headers, and its whole body (408 beyond; responses are not cut). */
   HTTP_HEADERS_TIMEOUT_MS: int(100).default(10_000),
   HTTP_REQUEST_TIMEOUT_MS: int(100).default(30_000),
@@ -249,6 +288,30 @@ export const configSchema = z.object({
   // A check rarer than the lock lasts only delays recovery past what WORKER_LOCK_MS promises.
   message: "must not be longer than WORKER_LOCK_MS (a dead worker's job is taken again within their sum)",
   path: ["WORKER_STALLED_CHECK_MS"],
+}).superRefine((c, ctx) => {
+  // A TLS setting beside a plain redis:// URL would be ignored: the traffic would go out unencrypted.
+  if (!c.REDIS_URL.startsWith("rediss:")) {
+    for (const setting of ["REDIS_TLS_CA_FILE", "REDIS_TLS_SERVERNAME", "REDIS_TLS_CERT_FILE", "REDIS_TLS_KEY_FILE"] as const) {
+      if (c[setting] !== undefined) ctx.addIssue({ code: "custom", path: [setting], message: "needs a rediss:// REDIS_URL (TLS); it is redis://" });
+    }
+  }
+  if ((c.REDIS_TLS_CERT_FILE === undefined) !== (c.REDIS_TLS_KEY_FILE === undefined)) {
+    ctx.addIssue({ code: "custom", path: [c.REDIS_TLS_CERT_FILE ? "REDIS_TLS_KEY_FILE" : "REDIS_TLS_CERT_FILE"], message: "REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together" });
+  }
+  if (c.REDIS_SENTINELS && !c.REDIS_SENTINEL_NAME) {
+    ctx.addIssue({ code: "custom", path: ["REDIS_SENTINEL_NAME"], message: "is needed with REDIS_SENTINELS (the master group's name)" });
+  }
+  if (c.REDIS_CLUSTER_NODES && c.REDIS_SENTINELS) {
+    ctx.addIssue({ code: "custom", path: ["REDIS_SENTINELS"], message: "cannot go with REDIS_CLUSTER_NODES: a cluster fails over by itself" });
+  }
+  if (c.REDIS_CLUSTER_NODES && /^rediss?:\/\/[^/]*\/\d+/.test(c.REDIS_URL) && !/\/0\/?$/.test(c.REDIS_URL)) {
+    ctx.addIssue({ code: "custom", path: ["REDIS_URL"], message: "names a database, which a Redis Cluster does not have (only 0)" });
+  }
+  if (!c.REDIS_SENTINELS) {
+    for (const setting of ["REDIS_SENTINEL_NAME", "REDIS_SENTINEL_USERNAME", "REDIS_SENTINEL_PASSWORD"] as const) {
+      if (c[setting] !== undefined) ctx.addIssue({ code: "custom", path: [setting], message: "is only used with REDIS_SENTINELS, which is not set" });
+    }
+  }
 });
 export type Config = z.infer<typeof configSchema>;
 

@@ -16,6 +16,7 @@ import { withResilience } from "./providers/resilient.ts";
 import { createSimulatorProvider } from "./providers/simulator.ts";
 import { createModelJobQueue, type ModelJobQueue } from "./queue/completions.ts";
 import { connectRedisClient, jobQueuePrefix, type RedisClient } from "./redis/client.ts";
+import { redisClientOptions } from "./redis/options.ts";
 import { ReplyEventLog } from "./streams/reply-events.ts";
 
 /** The shared things, built once per process from the config, and closed together. */
@@ -51,12 +52,13 @@ export async function buildDeps(config: Config, log: Logger): Promise<Deps> {
   const database = connectDatabase(config.DATABASE_URL, { ...databasePoolOptions(config), statements: metrics.databaseStatements() });
   metrics.databasePoolMax(database.maxConnections);
   const connections: RedisClient[] = [];
-  const redisTarget = { url: config.REDIS_URL, clusterNodes: config.REDIS_CLUSTER_NODES };
+  // Read once (TLS files included), for every connection.
+  const redisOptions = redisClientOptions(config);
   const onCluster = config.REDIS_CLUSTER_NODES !== undefined;
   const queuePrefix = jobQueuePrefix(config.REDIS_PREFIX, onCluster);
   // `role` names the connection in parley_redis_errors_total.
   const connectRedis = (opts: RedisOptions = {}, role = "other", clusterOnly = {}): RedisClient => {
-    const redis = connectRedisClient(redisTarget, { lazyConnect: false, connectTimeout: config.REDIS_CONNECT_TIMEOUT_MS, ...opts }, clusterOnly);
+    const redis = connectRedisClient(redisOptions, config.REDIS_CLUSTER_NODES, { lazyConnect: false, ...opts }, clusterOnly);
     const countError = metrics.redisErrors(role);
     redis.on("error", (err) => {
       countError();

@@ -21,6 +21,8 @@ import { inputLimitsFrom } from "./http/input-limits.ts";
 import { startModelJobWorker, type ModelJobWorker } from "./queue/completions.ts";
 import { RedisLease, startLeasedSweep, type LeasedSweep } from "./queue/sweep-lease.ts";
 import { CancellationListener, publishCancel } from "./queue/reply-cancellation.ts";
+import { redisClientOptions } from "./redis/options.ts";
+import { checkRedisAtStart } from "./redis/start-check.ts";
 import { ReplyEventFollower } from "./streams/reply-event-follower.ts";
 
 export interface RunningService {
@@ -70,6 +72,8 @@ async function refuseToRunOpen(config: Config, deps: Deps): Promise<void> {
 
 /** Starts the roles `config.ROLE` asks for, after applying migrations (unless MIGRATE_ON_START=false). */
 export async function startService(config: Config, log: Logger): Promise<RunningService> {
+  // Bounded, and first: a Redis that cannot be used ends start here, saying which setting to change.
+  await checkRedisAtStart({ options: redisClientOptions(config), clusterNodes: config.REDIS_CLUSTER_NODES, prefix: config.REDIS_PREFIX, startTimeoutMs: config.REDIS_START_TIMEOUT_MS, log });
   if (config.MIGRATE_ON_START) {
     const { url, opts } = migrationTarget(config);
     await migrateDatabase(url, opts);
@@ -79,6 +83,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
     await deps.close();
     throw err;
   });
+  const readyKey = `${config.REDIS_PREFIX}:readyz`;
   const runsApi = config.ROLE !== "worker";
   const runsWorker = config.ROLE !== "api";
 
@@ -146,7 +151,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
     });
     // ROLE=all answers /healthz and /readyz on the API's port.
     if (config.ROLE === "worker" && config.WORKER_HEALTH_PORT > 0) {
-      const routes = healthRoutes(deps).route("/", metricsRoutes({ metrics: deps.metrics }));
+      const routes = healthRoutes({ ...deps, readyKey }).route("/", metricsRoutes({ metrics: deps.metrics }));
       healthServer = await startHealthServer({ port: config.WORKER_HEALTH_PORT, host: config.HOST, log, routes });
     }
     log.info({ concurrency: config.WORKER_CONCURRENCY, healthUrl: healthServer?.url }, "worker started");
@@ -170,6 +175,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
       follower,
       heartbeatMs: config.SSE_HEARTBEAT_MS,
       startedAt: Math.floor(Date.now() / 1000),
+      readyKey,
       signalCancel: (replyId) => publishCancel(deps.redis, config.REDIS_PREFIX, replyId),
       idempotencyTtlMs: config.IDEMPOTENCY_KEY_TTL_HOURS * 3_600_000,
       idempotencyClaimLeaseMs: config.IDEMPOTENCY_CLAIM_LEASE_MS,

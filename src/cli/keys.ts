@@ -9,6 +9,7 @@ import { migrateDatabase } from "../db/migrate.ts";
 import { databaseApplicationName, databasePoolOptions, migrationTarget } from "../db/settings.ts";
 import { createApiKey, listApiKeys, revokeApiKey, type ApiKeyResource } from "../domain/api-keys.ts";
 import { UnknownApiKeyError } from "../domain/errors.ts";
+import { redisClientOptions } from "../redis/options.ts";
 
 /**
  * `npm run keys -- create --tenant <name> [--name <label>]` prints the new key
@@ -37,7 +38,7 @@ async function run(argv: string[]): Promise<number> {
   const migration = migrationTarget(config);
   if (config.MIGRATE_ON_START) await migrateDatabase(migration.url, migration.opts);
   const database = connectDatabase(config.DATABASE_URL, { ...databasePoolOptions(config), max: 1, applicationName: databaseApplicationName(config, "keys") });
-  const redis = connectRedisClient({ url: config.REDIS_URL, clusterNodes: config.REDIS_CLUSTER_NODES }, { maxRetriesPerRequest: 2, lazyConnect: true });
+  const redis = connectRedisClient(redisClientOptions(config), config.REDIS_CLUSTER_NODES, { maxRetriesPerRequest: 2, lazyConnect: true });
   try {
     if (command === "create" && values.tenant && rest.length === 0) {
       const { key, apiKey } = await createApiKey(database.db, { tenant: values.tenant, name: values.name ?? null });

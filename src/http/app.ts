@@ -29,6 +29,8 @@ export type AppDeps = ConversationDeps &
   MessageRouteDeps & {
     startedAt: number;
     redis: RedisClient;
+    /** The key /readyz writes to check that Redis takes writes. */
+    readyKey: string;
     authenticator: ApiKeyAuthenticator;
     requestRate: RequestRateLimiter;
     adminSecret: string | undefined;

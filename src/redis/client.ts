@@ -6,28 +6,31 @@ import { Cluster, Redis, type ClusterOptions, type RedisOptions } from "ioredis"
  */
 export type RedisClient = Redis | Cluster;
 
-/** Where Redis is: a URL (one node), or a cluster's seed nodes with the URL giving credentials and TLS. */
-export interface RedisTarget {
-  url: string;
-  clusterNodes?: readonly string[] | undefined;
-}
-
 /**
- * One connection to the target. `options` are per-node options (timeouts, retries, TLS, credentials);
- * on a cluster they apply to each node's connection, and the ones ioredis takes at the cluster's level
- * (auto-pipelining, lazy connect) are moved there. `clusterOnly` applies to a cluster alone.
+ * One connection: to the node (or Sentinel group) `base` names (src/redis/options.ts), or, given
+ * `clusterNodes`, to that cluster, each node reached with `base`'s credentials and TLS. `options` are the
+ * role's own (timeouts, retries); on a cluster they apply to each node's connection, and the ones ioredis
+ * takes at the cluster's level (auto-pipelining, lazy connect) are moved there. `clusterOnly` applies to a
+ * cluster alone.
  */
-export function connectRedisClient(target: RedisTarget, options: RedisOptions, clusterOnly: Pick<ClusterOptions, "shardedSubscribers"> = {}): RedisClient {
-  if (!target.clusterNodes) return new Redis(target.url, options);
+export function connectRedisClient(
+  base: RedisOptions,
+  clusterNodes: readonly string[] | undefined,
+  options: RedisOptions,
+  clusterOnly: Pick<ClusterOptions, "shardedSubscribers" | "clusterRetryStrategy"> = {},
+): RedisClient {
+  if (!clusterNodes) return new Redis({ ...base, ...options });
+  // A cluster's nodes are found from the seeds; there is no database but 0, and no Sentinel.
+  const { host: _host, port: _port, db: _db, sentinels: _sentinels, name: _name, ...nodeBase } = base;
   const { enableAutoPipelining, lazyConnect, ...nodeOptions } = options;
   const clusterOptions: ClusterOptions = {
-    redisOptions: { ...credentialsFromUrl(target.url), ...nodeOptions },
+    redisOptions: { ...nodeBase, ...nodeOptions },
     ...(enableAutoPipelining !== undefined ? { enableAutoPipelining } : {}),
     ...(lazyConnect !== undefined ? { lazyConnect } : {}),
     slotsRefreshTimeout: Math.max(1000, nodeOptions.connectTimeout ?? 1000),
     ...clusterOnly,
   };
-  return new Cluster(target.clusterNodes.map(seedNode), clusterOptions);
+  return new Cluster(clusterNodes.map(seedNode), clusterOptions);
 }
 
 /** Whether `client` talks to a cluster (its keys must then be hash-tagged where several go together). */
@@ -43,16 +46,6 @@ export const jobQueuePrefix = (prefix: string, cluster: boolean): string => (clu
 function seedNode(hostPort: string): { host: string; port: number } {
   const at = hostPort.lastIndexOf(":");
   return { host: hostPort.slice(0, at), port: Number(hostPort.slice(at + 1)) };
-}
-
-/** The user, password and TLS a cluster's nodes are reached with, as REDIS_URL gives them. */
-function credentialsFromUrl(url: string): RedisOptions {
-  const u = new URL(url);
-  return {
-    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
-    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
-    ...(u.protocol === "rediss:" ? { tls: {} } : {}),
-  };
 }
 
 /**

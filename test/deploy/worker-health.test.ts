@@ -46,8 +46,8 @@ describe("a worker's health port", () => {
 
   it("says unavailable on /readyz when Redis does not answer", async () => {
     const db = { execute: async () => [] } as unknown as Database;
-    const redis = { ping: async () => Promise.reject(new Error("connection refused")) } as unknown as Redis;
-    const server = await startHealthServer({ port: 0, host: "127.0.0.1", log: createLogger("silent"), routes: healthRoutes({ db, redis }) });
+    const redis = { set: async () => Promise.reject(new Error("connection refused")) } as unknown as Redis;
+    const server = await startHealthServer({ port: 0, host: "127.0.0.1", log: createLogger("silent"), routes: healthRoutes({ db, redis, readyKey: "parley-test:readyz" }) });
     try {
       const readyz = await fetch(`${server.url}/readyz`);
       expect([readyz.status, await readyz.json()]).toEqual([503, { status: "unavailable" }]);

@@ -233,7 +233,7 @@ describe("health endpoints", () => {
           c.set("log", createLogger("silent"));
           return next();
         })
-        .route("/", healthRoutes({ db: database.db, redis: deadRedis, timeoutMs: 500 }));
+        .route("/", healthRoutes({ db: database.db, redis: deadRedis, readyKey: `${service.config.REDIS_PREFIX}:readyz`, timeoutMs: 500 }));
       const res = await app.request("/readyz");
       expect(res.status).toBe(503);
       expect(await res.json()).toEqual({ status: "unavailable" });

@@ -176,6 +176,26 @@ describe("Parley on a Redis Cluster", () => {
     for (const p of [...apis, worker]) expect(p.output()).not.toMatch(/CROSSSLOT|MOVED/);
   });
 
+  it("refuses to start while a master may evict keys, saying which setting to change", { timeout: 60_000 }, async () => {
+    const port = cluster.ports[1]!;
+    await cluster.cli(port, "CONFIG", "SET", "maxmemory-policy", "allkeys-lru");
+    try {
+      const refused = processes.start({ ...env, ROLE: "worker" });
+      expect(await refused.exited).toBe(1);
+      expect(refused.output()).toContain("maxmemory-policy noeviction");
+    } finally {
+      await cluster.cli(port, "CONFIG", "SET", "maxmemory-policy", "noeviction");
+    }
+  });
+
+  it("refuses to start when REDIS_CLUSTER_NODES names a Redis that is not a cluster", { timeout: 60_000 }, async () => {
+    const { inject } = await import("vitest");
+    const single = new URL(inject("redisUrl"));
+    const refused = processes.start({ ...env, ROLE: "worker", REDIS_CLUSTER_NODES: `${single.hostname}:${single.port || 6379}` });
+    expect(await refused.exited).toBe(1);
+    expect(refused.output()).toContain("not in cluster mode");
+  });
+
   it("says not ready when a master is gone", async () => {
     // The last test: the cluster loses a third of its slots.
     await cluster.cli(cluster.ports[2]!, "SHUTDOWN", "NOSAVE").catch(() => {});

@@ -72,3 +72,37 @@ function answersPing(port: number): Promise<boolean> {
     socket.on("data", (d) => done(d.toString().startsWith("+PONG")));
   });
 }
+
+/** A redis-server (or Sentinel) run with the arguments given, in the foreground; `stop()` SIGKILLs it. */
+export interface RedisProcess {
+  stop(): Promise<void>;
+  output(): string;
+}
+
+/**
+ * Starts `redis-server <args>` and waits (bounded) until it has printed `readyText` ("Ready to accept
+ * connections", or "+monitor master" for a Sentinel): a TLS-only server cannot be PINGed in plain text.
+ */
+export async function startRedisProcess(args: string[], readyText: string, timeoutMs = 20_000): Promise<RedisProcess> {
+  const child = spawn("redis-server", args, { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout?.on("data", (d) => (out += d));
+  child.stderr?.on("data", (d) => (out += d));
+  const exited = once(child, "exit");
+  process.once("exit", () => child.kill("SIGKILL"));
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill("SIGKILL");
+    await exited;
+  };
+  const deadline = Date.now() + timeoutMs;
+  while (!out.includes(readyText)) {
+    if (child.exitCode !== null) throw new Error(`redis-server ${args.join(" ")} exited ${child.exitCode}:\n${out}`);
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`redis-server ${args.join(" ")} printed no "${readyText}" within ${timeoutMs} ms:\n${out}`);
+    }
+    await sleep(50);
+  }
+  return { stop, output: () => out };
+}

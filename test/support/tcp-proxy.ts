@@ -6,7 +6,8 @@ import { once } from "node:events";
  * to play a dependency going down (or silent) and coming back without
  * disturbing the shared one.
  */
-export async function startTcpProxy(target: { host: string; port: number }) {
+export async function startTcpProxy(firstTarget: { host: string; port: number }) {
+  let target = firstTarget;
   const sockets = new Set<Socket>();
   /** Pairs whose bytes are being held back while black-holed. */
   const paused = new Set<Socket>();
@@ -72,6 +73,10 @@ export async function startTcpProxy(target: { host: string; port: number }) {
       blackholed = false;
       for (const s of paused) s.resume();
       paused.clear();
+    },
+    /** New connections go to `to` (a DNS name moved to another server); open ones stay where they are. */
+    retarget(to: { host: string; port: number }) {
+      target = to;
     },
     /** Cuts every open connection but keeps listening (a dependency restarted in place). */
     dropConnections() {

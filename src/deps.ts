@@ -1,3 +1,4 @@
+import type { Telemetry } from "bullmq";
 import { Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "pino";
 import { ApiKeyAuthenticator } from "./access/api-key-cache.ts";
@@ -34,7 +35,7 @@ export interface Deps {
   close(): Promise<void>;
 }
 
-export async function buildDeps(config: Config, log: Logger): Promise<Deps> {
+export async function buildDeps(config: Config, log: Logger, traced: { queueTelemetry?: Telemetry } = {}): Promise<Deps> {
   const database = connectDatabase(config.DATABASE_URL, databasePoolOptions(config));
   const connections: Redis[] = [];
   const connectRedis = (opts: RedisOptions = {}): Redis => {
@@ -82,6 +83,7 @@ export async function buildDeps(config: Config, log: Logger): Promise<Deps> {
     connection: connectRedis(requestPath),
     prefix: config.REDIS_PREFIX,
     onError: (err) => log.warn({ err }, "job queue error"),
+    telemetry: traced.queueTelemetry,
   });
   return {
     config,

@@ -5,6 +5,7 @@ import type { Redis } from "ioredis";
 import type { ApiKeyAuthenticator } from "../access/api-key-cache.ts";
 import type { RequestRateLimiter } from "../access/request-rate.ts";
 import type { ConversationDeps } from "../domain/conversations.ts";
+import { traceRequests } from "../observability/http-spans.ts";
 import { requireAdminSecret, requireApiKeyWithinRate } from "./auth.ts";
 import { corsFor } from "./cors.ts";
 import type { AppEnv } from "./env.ts";
@@ -43,6 +44,7 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 export function createApp(deps: AppDeps) {
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
 
+  app.use(traceRequests());
   app.use(async (c, next) => {
     const given = c.req.header("x-request-id");
     const requestId = given && REQUEST_ID.test(given) ? given : randomUUID();

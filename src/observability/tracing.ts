@@ -32,6 +32,24 @@ export function parseOtlpHeaders(raw: string | undefined): Record<string, string
   return headers;
 }
 
+type Sampler = import("@opentelemetry/sdk-trace-base").Sampler;
+
+/**
+ * BullMQ's worker makes a root span of its own for every poll of the queue (`getNextJob`), every stalled-job
+ * check and its close: traces of one span each, thousands a minute under load, that say nothing about a turn.
+ * Root spans of kind INTERNAL are not recorded; Parley's own internal spans (`job …`) always have a parent
+ * (BullMQ's consumer span).
+ */
+function withoutHousekeeping(api: typeof import("@opentelemetry/api"), base: typeof import("@opentelemetry/sdk-trace-base"), sampler: Sampler): Sampler {
+  return {
+    shouldSample(ctx, traceId, name, kind, attributes, links) {
+      if (kind === api.SpanKind.INTERNAL && !api.trace.getSpanContext(ctx)) return { decision: base.SamplingDecision.NOT_RECORD };
+      return sampler.shouldSample(ctx, traceId, name, kind, attributes, links);
+    },
+    toString: () => `WithoutHousekeeping{${sampler.toString()}}`,
+  };
+}
+
 const defaultServiceName = { all: "parley", api: "parley-api", worker: "parley-worker" } as const;
 
 /**
@@ -66,7 +84,7 @@ export async function startTracing(config: Config, log: Logger): Promise<Tracing
   const exporter = new OTLPTraceExporter({ url, headers: parseOtlpHeaders(config.OTEL_EXPORTER_OTLP_HEADERS), timeoutMillis });
   const provider = new NodeTracerProvider({
     resource: resourceFromAttributes({ "service.name": serviceName, "service.version": "0.1.0" }),
-    sampler: new base.ParentBasedSampler({ root: new base.TraceIdRatioBasedSampler(config.OTEL_TRACES_SAMPLER_ARG) }),
+    sampler: withoutHousekeeping(api, base, new base.ParentBasedSampler({ root: new base.TraceIdRatioBasedSampler(config.OTEL_TRACES_SAMPLER_ARG) })),
     spanProcessors: [
       new base.BatchSpanProcessor(exporter, {
         scheduledDelayMillis: config.OTEL_BSP_SCHEDULE_DELAY,

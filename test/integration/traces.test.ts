@@ -66,10 +66,15 @@ async function storedReply(sql: postgres.Sql, conversationId: string) {
   return row as { id: string; model: string; usage: { prompt_tokens: number; completion_tokens: number }; finish_reason: string };
 }
 
-describe("traces", () => {
+// Up to four processes start per test on a shared, loaded machine.
+describe("traces", { timeout: 180_000 }, () => {
   it("follows a turn in one trace: HTTP → Postgres → queue → worker → upstream, with the GenAI attributes of the stored reply", async () => {
     const otlp = await collector();
-    const { api, worker, database, client } = await startApiAndWorker({ OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_BSP_SCHEDULE_DELAY: "100" });
+    const { api, worker, database, client } = await startApiAndWorker({
+      OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url,
+      OTEL_BSP_SCHEDULE_DELAY: "100",
+      UPSTREAM_RETRY_BASE_MS: "10",
+    });
     expect(loadedSdk(api)).toEqual(SDK_MODULES);
     expect(loadedSdk(worker)).toEqual(SDK_MODULES);
 
@@ -83,7 +88,8 @@ describe("traces", () => {
     const route = "POST /v1/conversations/:conversation_id/messages";
     const http = await waitFor("the turn's HTTP span", () => otlp.spans.find((s) => s.name === route));
     const inTrace = () => otlp.spans.filter((s) => s.traceId === http.traceId);
-    await waitFor("the reply's stored end in the trace", () => inTrace().find((s) => s.name === "db finish reply"));
+    // BullMQ's consumer span ends last, once the job is marked completed.
+    await waitFor("the worker's consumer span in the trace", () => inTrace().find((s) => s.name === "process completions"));
     const spans = inTrace();
 
     expect(http.service).toBe("parley-api");
@@ -144,8 +150,26 @@ describe("traces", () => {
       "gen_ai.usage.input_tokens": simStored.usage.prompt_tokens,
       "gen_ai.usage.output_tokens": simStored.usage.completion_tokens,
     });
-    const simHttp = otlp.spans.find((s) => s.traceId === simChat.traceId && s.name === route);
-    expect(simHttp?.service).toBe("parley-api");
+    // The API's span may come in a later batch than the worker's.
+    const simHttp = await waitFor("the simulator turn's HTTP span", () => otlp.spans.find((s) => s.traceId === simChat.traceId && s.name === route));
+    expect(simHttp.service).toBe("parley-api");
+
+    // A retry is an event on the model call's span; a failed call marks it with its error.type.
+    upstream.queueBehaviour({ kind: "status", status: 503 });
+    const retried = await client.post(`/conversations/${conv.id}/messages`, { content: "after a 503" });
+    expect(retried.body.reply.status).toBe("completed");
+    const retriedChat = await waitFor("the retried call's span", () =>
+      otlp.spans.find((s) => s.name === "chat fake-model" && s.traceId !== chat.traceId && s.events.length > 0),
+    );
+    expect(retriedChat.events).toEqual([{ name: "gen_ai.retry", attributes: expect.objectContaining({ "parley.retry.attempt": 1, "error.type": "upstream_error" }) }]);
+    upstream.queueBehaviour({ kind: "status", status: 400 });
+    const refused = await client.post(`/conversations/${conv.id}/messages`, { content: "refused" });
+    expect(refused.body.reply.status).toBe("failed");
+    const failedChat = await waitFor("the failed call's span", () =>
+      otlp.spans.find((s) => s.name === "chat fake-model" && s.attributes["error.type"] !== undefined),
+    );
+    expect(failedChat.attributes["error.type"]).toBe(refused.body.reply.error.code);
+    expect(failedChat.status.code).toBe(2); // ERROR
 
     // A caller's traceparent is continued: the HTTP span is its child.
     const callerTrace = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -154,6 +178,10 @@ describe("traces", () => {
     const child = await waitFor("the continued request's span", () => otlp.spans.find((s) => s.traceId === callerTrace));
     expect(child.name).toBe("GET /v1/conversations/:conversation_id");
     expect(child.parentSpanId).toBe("00f067aa0ba902b7");
+
+    // BullMQ's housekeeping (a root span per poll of the queue, per stalled-job check) is not exported.
+    expect(otlp.spans.filter((s) => s.parentSpanId === "" && s.kind === 1).map((s) => s.name)).toEqual([]);
+    expect(otlp.spans.some((s) => s.name.startsWith("getNextJob") || s.name.startsWith("moveStalledJobsToWait"))).toBe(false);
 
     // Stopping flushes and exits.
     api.child.kill("SIGTERM");

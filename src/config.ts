@@ -238,9 +238,9 @@ export const configSchema = z.object({
 
   // Traces (OpenTelemetry), under the standard OTEL_* names; off unless an endpoint is set (docs/OPERATIONS.md).
   /** OTLP/HTTP base URL (`/v1/traces` is appended); set, and spans are exported there. */
-  OTEL_EXPORTER_OTLP_ENDPOINT: z.url().optional(),
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
   /** OTLP/HTTP URL of traces, used as given; wins over OTEL_EXPORTER_OTLP_ENDPOINT. */
-  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: z.url().optional(),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
   /** Headers sent with every export, `key=value,key2=value2` (an auth token for a hosted collector). */
   OTEL_EXPORTER_OTLP_HEADERS: z.string().optional(),
   /** The longest one export may take (then its spans are dropped), in ms; it also bounds the flush at stop. */

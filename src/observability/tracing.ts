@@ -35,8 +35,8 @@ export function parseOtlpHeaders(raw: string | undefined): Record<string, string
 type Sampler = import("@opentelemetry/sdk-trace-base").Sampler;
 
 /**
- * BullMQ's worker makes a root span of its own for every poll of the queue (`getNextJob`), every stalled-job
- * check and its close: traces of one span each, thousands a minute under load, that say nothing about a turn.
+ * BullMQ's worker makes root spans of its own for its housekeeping (`startStalledCheckTimer`, and
+ * `moveStalledJobsToWait` every WORKER_STALLED_CHECK_MS, in every worker): traces of one span that say nothing about a turn.
  * Root spans of kind INTERNAL are not recorded; Parley's own internal spans (`job …`) always have a parent
  * (BullMQ's consumer span).
  */

@@ -179,7 +179,7 @@ describe("traces", { timeout: 180_000 }, () => {
     expect(child.name).toBe("GET /v1/conversations/:conversation_id");
     expect(child.parentSpanId).toBe("00f067aa0ba902b7");
 
-    // BullMQ's housekeeping (a root span per poll of the queue, per stalled-job check) is not exported.
+    // BullMQ's housekeeping (a root span per stalled-job check) is not exported.
     expect(otlp.spans.filter((s) => s.parentSpanId === "" && s.kind === 1).map((s) => s.name)).toEqual([]);
     expect(otlp.spans.some((s) => s.name.startsWith("getNextJob") || s.name.startsWith("moveStalledJobsToWait"))).toBe(false);
 

@@ -9,24 +9,25 @@ import { measureTurns } from "./throughput.ts";
 /**
  * What traces cost: the same Parley (1 API, 1 worker) with tracing off (no OTLP endpoint, the default) and on
  * (exporting to a sink collector in this process that answers every export at once): CPU per turn from the
- * throughput load, and TTFT of streamed turns at concurrency 1.
+ * throughput load, and TTFT of streamed turns at concurrency 1. Run off, on, on, off, so a machine whose load drifts
+ * during the run weighs on both alike; on − off compares the means.
  */
 export async function tracingCost(ctx: BenchContext): Promise<ScenarioResult> {
   const sink = await startSinkCollector();
   const result: ScenarioResult = { name: "traces", title: "Cost of traces (OTLP export on vs. off)", cases: [], targets: [], notes: [] };
-  const measured: Record<string, { cpuMsPerTurn: number; ttftP50: number; ttftP99: number }> = {};
+  const measured: Record<"on" | "off", { cpuMsPerTurn: number; ttftP50: number; ttftP99: number }[]> = { on: [], off: [] };
   try {
-    for (const mode of ["off", "on"] as const) {
+    for (const [round_, mode] of (["off", "on", "on", "off"] as const).entries()) {
       const env: Record<string, string> = mode === "on" ? { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, OTEL_BSP_SCHEDULE_DELAY: "1000" } : {};
-      const parley = await ctx.startParley({ api: 1, workers: 1, label: `traces-${mode}`, env });
+      const parley = await ctx.startParley({ api: 1, workers: 1, label: `traces-${mode}-${round_}`, env });
       try {
         const exportsBefore = sink.spans;
-        const turns = await measureTurns({ ...parley, upstreamPid: ctx.upstreamPid }, { scenario: "traces", case: `tracing ${mode}`, requests: ctx.quick ? 128 : 3_000 });
+        const turns = await measureTurns({ ...parley, upstreamPid: ctx.upstreamPid }, { scenario: "traces", case: `${round_ + 1}. tracing ${mode}`, requests: ctx.quick ? 128 : 2_000 });
         const model = "bench-0-0-8";
         const requests = ctx.quick ? 20 : 300;
         const conversations = await createConversations(parley, 1, model);
         const ttft = await runLoadProcess({ kind: "ttft", target: "parley", urls: parley.apiUrls, model, conversations, concurrency: 1, requests, deadlineMs: 120_000 });
-        measured[mode] = { cpuMsPerTurn: turns.cpuMsPerTurn, ttftP50: ttft.latencyMs.p50, ttftP99: ttft.latencyMs.p99 };
+        measured[mode].push({ cpuMsPerTurn: turns.cpuMsPerTurn, ttftP50: ttft.latencyMs.p50, ttftP99: ttft.latencyMs.p99 });
         // Spans still batched are sent within OTEL_BSP_SCHEDULE_DELAY: give them that before counting.
         await new Promise((r) => setTimeout(r, 1_500));
         result.cases.push({
@@ -47,10 +48,16 @@ export async function tracingCost(ctx: BenchContext): Promise<ScenarioResult> {
   } finally {
     await sink.close();
   }
-  const { on, off } = measured as Record<"on" | "off", (typeof measured)[string]>;
+  const meanOf = (mode: "on" | "off") => {
+    const runs = measured[mode];
+    const mean = (k: keyof (typeof runs)[number]) => runs.reduce((sum, r) => sum + r[k], 0) / runs.length;
+    return { cpuMsPerTurn: mean("cpuMsPerTurn"), ttftP50: mean("ttftP50"), ttftP99: mean("ttftP99") };
+  };
+  const on = meanOf("on");
+  const off = meanOf("off");
   result.cases.push({
     scenario: "traces",
-    case: "on − off",
+    case: "on − off (means)",
     figures: {
       "all CPU ms / turn": round(on.cpuMsPerTurn - off.cpuMsPerTurn, 3),
       "TTFT p50 ms (c=1)": round(on.ttftP50 - off.ttftP50),
@@ -60,7 +67,7 @@ export async function tracingCost(ctx: BenchContext): Promise<ScenarioResult> {
   result.notes.push(
     "Off is the default (no OTEL_EXPORTER_OTLP_ENDPOINT): the SDK is not loaded and no span is made. On: every span recorded " +
       "(sampler ratio 1) and exported over OTLP/HTTP JSON in batches every second to a sink in the bench process, which answers at once.",
-    "One run of each, in sequence, on a shared machine: differences within a few percent are noise.",
+    "Two runs of each on a shared machine (off, on, on, off): differences within the spread of the two runs of one mode are noise.",
   );
   return result;
 }

@@ -14,6 +14,8 @@ export interface ModelCallDescription {
 interface TracedOutcome {
   status: string;
   finishReason?: string;
+  /** By choice, when the call asked for several (a stateless chat completion with `n`). */
+  finishReasons?: ReadonlyMap<number, string>;
   usage?: { prompt_tokens: number; completion_tokens: number } | null;
   error?: { code?: string | null };
 }
@@ -35,7 +37,12 @@ export function modelCallSpan<T extends TracedOutcome>(what: ModelCallDescriptio
   return inSpan(`chat ${what.model}`, SpanKind.CLIENT, attributes, async (span) => {
     const outcome = await call();
     if (!span) return outcome;
-    if (outcome.finishReason !== undefined) span.setAttribute("gen_ai.response.finish_reasons", [outcome.finishReason]);
+    const reasons = outcome.finishReasons
+      ? [...outcome.finishReasons.entries()].sort(([a], [b]) => a - b).map(([, reason]) => reason)
+      : outcome.finishReason !== undefined
+        ? [outcome.finishReason]
+        : [];
+    if (reasons.length > 0) span.setAttribute("gen_ai.response.finish_reasons", reasons);
     if (outcome.usage) {
       span.setAttribute("gen_ai.usage.input_tokens", outcome.usage.prompt_tokens);
       span.setAttribute("gen_ai.usage.output_tokens", outcome.usage.completion_tokens);

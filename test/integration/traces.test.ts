@@ -154,6 +154,21 @@ describe("traces", { timeout: 180_000 }, () => {
     const simHttp = await waitFor("the simulator turn's HTTP span", () => otlp.spans.find((s) => s.traceId === simChat.traceId && s.name === route));
     expect(simHttp.service).toBe("parley-api");
 
+    // A stateless chat completion's model call is in its request's trace too.
+    upstream.reset();
+    const completion = await client.post("/chat/completions", { model: "fake-model", messages: [{ role: "user", content: "stateless" }] });
+    expect(completion.status).toBe(200);
+    const completionHttp = await waitFor("the completion's HTTP span", () => otlp.spans.find((s) => s.name === "POST /v1/chat/completions"));
+    const completionChat = await waitFor("the completion's chat span", () =>
+      otlp.spans.find((s) => s.name === "chat fake-model" && s.traceId === completionHttp.traceId),
+    );
+    expect(completionChat.attributes).toMatchObject({
+      "gen_ai.usage.input_tokens": completion.body.usage.prompt_tokens,
+      "gen_ai.usage.output_tokens": completion.body.usage.completion_tokens,
+      "gen_ai.response.finish_reasons": [completion.body.choices[0].finish_reason],
+    });
+    expect(upstream.requests[0]!.headers.traceparent).toBe(`00-${completionChat.traceId}-${completionChat.spanId}-01`);
+
     // A retry is an event on the model call's span; a failed call marks it with its error.type.
     upstream.queueBehaviour({ kind: "status", status: 503 });
     const retried = await client.post(`/conversations/${conv.id}/messages`, { content: "after a 503" });

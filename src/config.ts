@@ -63,6 +63,14 @@ export const configSchema = z.object({
   WORKER_HEALTH_PORT: int(0, 65535).default(0),
   DATABASE_URL: z.url().default("postgres://postgres@127.0.0.1:5432/parley"),
   REDIS_URL: z.url().default("redis://127.0.0.1:6379"),
+  /**
+   * A Redis Cluster's nodes (`host:port,host:port`; a few are enough, the rest are discovered). Set, Parley
+   * talks to the cluster (REDIS_URL then only gives the password, user and TLS scheme) and hash-tags
+   * BullMQ's prefix so each queue's keys share a slot.
+   */
+  REDIS_CLUSTER_NODES: csv
+    .pipe(z.array(z.string().regex(/^[^\s:]+:\d{1,5}$/, "is not host:port")).min(1, "lists no node"))
+    .optional(),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   ROLE: z.enum(["all", "api", "worker"]).default("all"),
   /** Prefix of every Redis key Parley writes (BullMQ's and the reply streams). */
@@ -152,6 +160,8 @@ export const configSchema = z.object({
   NODE_ENV: z.enum(["production", "development", "test"]).default("development"),
   /** Bearer secret of the admin API (/admin/…); the admin API is off without it. */
   ADMIN_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
+  /** Bearer token GET /metrics on the API asks for; unset, it is open (a worker's health port is always open). */
+  METRICS_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
   /** How long an API key found in Postgres is remembered in Redis (revocation clears it at once). */
   API_KEY_CACHE_SECONDS: int(1).default(300),
 

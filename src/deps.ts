@@ -1,5 +1,5 @@
 import type { Telemetry } from "bullmq";
-import { Redis, type RedisOptions } from "ioredis";
+import type { RedisOptions } from "ioredis";
 import type { Logger } from "pino";
 import { ApiKeyAuthenticator } from "./access/api-key-cache.ts";
 import { RedisCoolOff } from "./access/redis-cool-off.ts";
@@ -9,11 +9,14 @@ import type { Config } from "./config.ts";
 import { ContextWindows } from "./context/context-windows.ts";
 import { connectDatabase, type Database } from "./db/client.ts";
 import { databasePoolOptions } from "./db/settings.ts";
+import { Metrics } from "./observability/metrics.ts";
+import { instrumentProvider } from "./observability/model-calls.ts";
 import { createOpenAICompatibleProvider } from "./providers/openai-compatible.ts";
 import { buildModelRegistry, type ModelRegistry } from "./providers/registry.ts";
 import { withResilience } from "./providers/resilient.ts";
 import { createSimulatorProvider } from "./providers/simulator.ts";
 import { createModelJobQueue, type ModelJobQueue } from "./queue/completions.ts";
+import { connectRedisClient, jobQueuePrefix, type RedisClient } from "./redis/client.ts";
 import { ReplyEventLog } from "./streams/reply-events.ts";
 
 /** The shared things, built once per process from the config, and closed together. */
@@ -23,24 +26,43 @@ export interface Deps {
   db: Database;
   models: ModelRegistry;
   defaultModel: string;
-  redis: Redis;
+  redis: RedisClient;
+  /** BullMQ's key prefix: REDIS_PREFIX, hash-tagged on a cluster. */
+  jobQueuePrefix: string;
   replyEvents: ReplyEventLog;
   jobQueue: ModelJobQueue;
   authenticator: ApiKeyAuthenticator;
   requestRate: RequestRateLimiter;
   replySlots: ReplySlots;
   contextWindows: ContextWindows;
-  /** A new Redis connection for a blocking reader (the worker, the event follower). */
-  connectRedis(opts?: RedisOptions): Redis;
+  /** This process's Prometheus metrics (GET /metrics). */
+  metrics: Metrics;
+  /**
+   * On a Redis Cluster, reply events are published per shard (SPUBLISH) and followed with SSUBSCRIBE;
+   * on one node, with PUBLISH/SUBSCRIBE as before (Redis 6 has no sharded pub/sub).
+   */
+  shardedReplyEvents: boolean;
+  /** A new Redis connection for a blocking reader (the worker, the event follower); `role` names it in the metrics. */
+  connectRedis(opts?: RedisOptions, role?: string, clusterOnly?: { shardedSubscribers?: boolean }): RedisClient;
   close(): Promise<void>;
 }
 
 export async function buildDeps(config: Config, log: Logger, traced: { queueTelemetry?: Telemetry } = {}): Promise<Deps> {
-  const database = connectDatabase(config.DATABASE_URL, databasePoolOptions(config));
-  const connections: Redis[] = [];
-  const connectRedis = (opts: RedisOptions = {}): Redis => {
-    const redis = new Redis(config.REDIS_URL, { lazyConnect: false, connectTimeout: config.REDIS_CONNECT_TIMEOUT_MS, ...opts });
-    redis.on("error", (err) => log.warn({ err }, "redis connection error"));
+  const metrics = new Metrics();
+  const database = connectDatabase(config.DATABASE_URL, { ...databasePoolOptions(config), statements: metrics.databaseStatements() });
+  metrics.databasePoolMax(database.maxConnections);
+  const connections: RedisClient[] = [];
+  const redisTarget = { url: config.REDIS_URL, clusterNodes: config.REDIS_CLUSTER_NODES };
+  const onCluster = config.REDIS_CLUSTER_NODES !== undefined;
+  const queuePrefix = jobQueuePrefix(config.REDIS_PREFIX, onCluster);
+  // `role` names the connection in parley_redis_errors_total.
+  const connectRedis = (opts: RedisOptions = {}, role = "other", clusterOnly = {}): RedisClient => {
+    const redis = connectRedisClient(redisTarget, { lazyConnect: false, connectTimeout: config.REDIS_CONNECT_TIMEOUT_MS, ...opts }, clusterOnly);
+    const countError = metrics.redisErrors(role);
+    redis.on("error", (err) => {
+      countError();
+      log.warn({ err }, "redis connection error");
+    });
     connections.push(redis);
     return redis;
   };
@@ -49,11 +71,11 @@ export async function buildDeps(config: Config, log: Logger, traced: { queueTele
   // partition). Only these non-blocking connections get a command timeout: the blocking ones (the
   // worker's, the subscribers') wait for long on purpose.
   const requestPath: RedisOptions = { maxRetriesPerRequest: 2, commandTimeout: config.REDIS_COMMAND_TIMEOUT_MS };
-  const redis = connectRedis(requestPath);
+  const redis = connectRedis(requestPath, "commands");
   // The checks every request makes (key, rate, reply slot) on a connection of their own that sends the
   // commands of concurrent requests in one write: more requests per second in `npm run bench`. Reply
   // events stay off it: batching their writes raised relay lag.
-  const accessRedis = connectRedis({ ...requestPath, enableAutoPipelining: true });
+  const accessRedis = connectRedis({ ...requestPath, enableAutoPipelining: true }, "access");
   // After a failed key check, the checks with a fallback skip Redis for a second (src/access/redis-cool-off.ts).
   const accessCoolOff = new RedisCoolOff(1000);
   const policy = {
@@ -66,12 +88,17 @@ export async function buildDeps(config: Config, log: Logger, traced: { queueTele
   const models = buildModelRegistry(
     { simulatorModels: config.SIMULATOR_MODELS, upstreams: config.UPSTREAMS },
     {
+      // Metrics outside the retries: a model's TTFT includes them.
       simulator: () =>
-        withResilience(
-          createSimulatorProvider({ ttftMs: config.SIMULATOR_TTFT_MS, tokensPerSecond: config.SIMULATOR_TOKENS_PER_SECOND }),
-          policy,
+        instrumentProvider(
+          withResilience(
+            createSimulatorProvider({ ttftMs: config.SIMULATOR_TTFT_MS, tokensPerSecond: config.SIMULATOR_TOKENS_PER_SECOND }),
+            { ...policy, observer: metrics.upstream("simulator") },
+          ),
+          metrics,
         ),
-      upstream: (u) => withResilience(createOpenAICompatibleProvider(u), policy),
+      upstream: (u) =>
+        instrumentProvider(withResilience(createOpenAICompatibleProvider(u), { ...policy, observer: metrics.upstream(u.name) }), metrics),
     },
   );
   const defaultModel = config.DEFAULT_MODEL ?? models.list()[0]?.id;
@@ -80,19 +107,23 @@ export async function buildDeps(config: Config, log: Logger, traced: { queueTele
     throw new Error(`DEFAULT_MODEL '${defaultModel}' is not served (served: ${models.describeServed().join(", ")})`);
   }
   const jobQueue = createModelJobQueue({
-    connection: connectRedis(requestPath),
-    prefix: config.REDIS_PREFIX,
+    connection: connectRedis(requestPath, "queue"),
+    prefix: queuePrefix,
     onError: (err) => log.warn({ err }, "job queue error"),
     telemetry: traced.queueTelemetry,
   });
+  metrics.watchQueue(() => jobQueue.counts());
   return {
     config,
     log,
+    metrics,
     db: database.db,
     models,
     defaultModel,
     redis,
-    replyEvents: new ReplyEventLog({ redis, prefix: config.REDIS_PREFIX, ttlSeconds: config.REPLY_EVENTS_TTL_SECONDS }),
+    jobQueuePrefix: queuePrefix,
+    shardedReplyEvents: onCluster,
+    replyEvents: new ReplyEventLog({ redis, prefix: config.REDIS_PREFIX, ttlSeconds: config.REPLY_EVENTS_TTL_SECONDS, sharded: onCluster }),
     jobQueue,
     authenticator: new ApiKeyAuthenticator({
       db: database.db,
@@ -107,6 +138,7 @@ export async function buildDeps(config: Config, log: Logger, traced: { queueTele
       prefix: config.REDIS_PREFIX,
       requests: config.RATE_LIMIT_REQUESTS,
       windowSeconds: config.RATE_LIMIT_WINDOW_SECONDS,
+      log,
       coolOff: accessCoolOff,
     }),
     replySlots: new RedisReplySlots({

@@ -16,6 +16,7 @@ import { runStatelessCompletion } from "./domain/stateless-completions.ts";
 import { createApp } from "./http/app.ts";
 import { startHealthServer, type HealthServer } from "./http/health-server.ts";
 import { healthRoutes } from "./http/routes/health.ts";
+import { metricsRoutes } from "./http/routes/metrics.ts";
 import { inputLimitsFrom } from "./http/input-limits.ts";
 import { tracedJobRunner } from "./observability/job-spans.ts";
 import { startTracing } from "./observability/tracing.ts";
@@ -91,7 +92,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
   let healthServer: HealthServer | null = null;
   if (runsWorker) {
     const cancellations = new CancellationListener({
-      subscriber: deps.connectRedis({ maxRetriesPerRequest: null }),
+      subscriber: deps.connectRedis({ maxRetriesPerRequest: null }, "cancellations"),
       prefix: config.REDIS_PREFIX,
       log,
     });
@@ -99,8 +100,8 @@ export async function startService(config: Config, log: Logger): Promise<Running
     const replyWriteBounds = { eventsOutageMs: config.REPLY_EVENTS_OUTAGE_MS, finalWriteRetryMs: config.FINAL_WRITE_RETRY_MS };
     const replyLivenessMs = config.REPLY_LIVENESS_MS;
     worker = startModelJobWorker({
-      connection: deps.connectRedis({ maxRetriesPerRequest: null }),
-      prefix: config.REDIS_PREFIX,
+      connection: deps.connectRedis({ maxRetriesPerRequest: null }, "worker"),
+      prefix: deps.jobQueuePrefix,
       concurrency: config.WORKER_CONCURRENCY,
       lockMs: config.WORKER_LOCK_MS,
       stalledCheckMs: config.WORKER_STALLED_CHECK_MS,
@@ -110,6 +111,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
         // Every line the job logs names it, its tenant and the request that asked for it.
         const jobLog = log.child({ jobId, tenantId: job.tenantId, requestId: job.requestId });
         const started = performance.now();
+        const jobEnded = deps.metrics.jobStarted(job.kind);
         let threw = false;
         jobLog.info({ kind: job.kind }, "model job started");
         try {
@@ -122,6 +124,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
           jobLog.warn({ err, ms: Math.round(performance.now() - started) }, "model job ended with an error");
           throw err;
         } finally {
+          jobEnded();
           // Summaries run in the background and hold no reply slot; replies and completions give theirs back
           // before their end is announced, so only one whose run threw is given back here.
           if (threw && job.kind !== "summary") {
@@ -149,7 +152,8 @@ export async function startService(config: Config, log: Logger): Promise<Running
     });
     // ROLE=all answers /healthz and /readyz on the API's port.
     if (config.ROLE === "worker" && config.WORKER_HEALTH_PORT > 0) {
-      healthServer = await startHealthServer({ port: config.WORKER_HEALTH_PORT, host: config.HOST, log, routes: healthRoutes(deps) });
+      const routes = healthRoutes(deps).route("/", metricsRoutes({ metrics: deps.metrics }));
+      healthServer = await startHealthServer({ port: config.WORKER_HEALTH_PORT, host: config.HOST, log, routes });
     }
     log.info({ concurrency: config.WORKER_CONCURRENCY, healthUrl: healthServer?.url }, "worker started");
   }
@@ -159,11 +163,14 @@ export async function startService(config: Config, log: Logger): Promise<Running
   let url: string | null = null;
   if (runsApi) {
     follower = new ReplyEventFollower({
-      subscriber: deps.connectRedis({ maxRetriesPerRequest: null }),
+      subscriber: deps.connectRedis({ maxRetriesPerRequest: null }, "follower", { shardedSubscribers: deps.shardedReplyEvents }),
+      sharded: deps.shardedReplyEvents,
       commands: deps.redis,
       log,
       stallMs: config.REPLY_STALL_CHECK_MS,
     });
+    const followers = follower;
+    deps.metrics.watchFollowers(() => followers.size);
     const app = createApp({
       ...deps,
       follower,
@@ -177,6 +184,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
       maxBodyBytes: config.MAX_BODY_BYTES,
       requestTimeoutMs: config.REQUEST_TIMEOUT_MS,
       corsOrigins: config.CORS_ORIGINS,
+      metricsToken: config.METRICS_TOKEN,
     });
     server = await new Promise<ServerType>((resolve) => {
       const s = serve(

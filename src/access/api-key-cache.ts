@@ -1,4 +1,4 @@
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../redis/client.ts";
 import type { Logger } from "pino";
 import type { Database } from "../db/client.ts";
 import { findActiveApiKey, type KeyHolder, type RevocationListener } from "../domain/api-keys.ts";
@@ -15,13 +15,13 @@ const REVOKED = "revoked";
  */
 export class ApiKeyAuthenticator implements RevocationListener {
   readonly #db: Database;
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #prefix: string;
   readonly #ttlSeconds: number;
   readonly #log: Logger;
   readonly #coolOff: RedisCoolOff | undefined;
 
-  constructor(opts: { db: Database; redis: Redis; prefix: string; ttlSeconds: number; log: Logger; coolOff?: RedisCoolOff }) {
+  constructor(opts: { db: Database; redis: RedisClient; prefix: string; ttlSeconds: number; log: Logger; coolOff?: RedisCoolOff }) {
     this.#db = opts.db;
     this.#redis = opts.redis;
     this.#prefix = opts.prefix;

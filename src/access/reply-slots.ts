@@ -1,4 +1,4 @@
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../redis/client.ts";
 import { RateLimitedError } from "../domain/errors.ts";
 import type { ReplySlots } from "../domain/reply-slots.ts";
 
@@ -27,14 +27,14 @@ type AcquireCommand = (key: string, member: string, limit: string, leaseMs: stri
 export type { ReplySlots };
 
 export class RedisReplySlots implements ReplySlots {
-  readonly #redis: Redis & { acquireReplySlot: AcquireCommand };
+  readonly #redis: RedisClient & { acquireReplySlot: AcquireCommand };
   readonly #prefix: string;
   readonly #limit: number;
   readonly #leaseMs: number;
 
-  constructor(opts: { redis: Redis; prefix: string; limit: number; leaseSeconds: number }) {
+  constructor(opts: { redis: RedisClient; prefix: string; limit: number; leaseSeconds: number }) {
     opts.redis.defineCommand("acquireReplySlot", { numberOfKeys: 1, lua: ACQUIRE_SCRIPT });
-    this.#redis = opts.redis as Redis & { acquireReplySlot: AcquireCommand };
+    this.#redis = opts.redis as RedisClient & { acquireReplySlot: AcquireCommand };
     this.#prefix = opts.prefix;
     this.#limit = opts.limit;
     this.#leaseMs = opts.leaseSeconds * 1000;

@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
-import { Redis } from "ioredis";
 import { pino } from "pino";
 import { ZodError } from "zod";
+import { connectRedisClient } from "../redis/client.ts";
 import { ApiKeyAuthenticator } from "../access/api-key-cache.ts";
 import { ConfigError, loadConfig } from "../config.ts";
 import { connectDatabase } from "../db/client.ts";
@@ -37,7 +37,7 @@ async function run(argv: string[]): Promise<number> {
   const migration = migrationTarget(config);
   if (config.MIGRATE_ON_START) await migrateDatabase(migration.url, migration.opts);
   const database = connectDatabase(config.DATABASE_URL, { ...databasePoolOptions(config), max: 1, applicationName: databaseApplicationName(config, "keys") });
-  const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 2, lazyConnect: true });
+  const redis = connectRedisClient({ url: config.REDIS_URL, clusterNodes: config.REDIS_CLUSTER_NODES }, { maxRetriesPerRequest: 2, lazyConnect: true });
   try {
     if (command === "create" && values.tenant && rest.length === 0) {
       const { key, apiKey } = await createApiKey(database.db, { tenant: values.tenant, name: values.name ?? null });

@@ -8,7 +8,15 @@ export type Database = PostgresJsDatabase<typeof schema>;
 
 export interface DatabaseHandle {
   db: Database;
+  /** The most connections the pool opens (the option, the URL's `?max=`, or postgres.js's 10). */
+  maxConnections: number;
   close(): Promise<void>;
+}
+
+/** Told of each statement sent and answered (the metrics' queries in flight: postgres.js shows no pool state). */
+export interface StatementCounter {
+  started(): void;
+  ended(): void;
 }
 
 /** How long anything on a connection may take; each bounds one way a connection could be held forever. */
@@ -40,6 +48,7 @@ export interface DatabasePoolOptions {
    * not know (08P01 unsupported startup parameter): `false` there, and set them on the role or database.
    */
   startupParameters?: boolean;
+  statements?: StatementCounter;
 }
 
 /**
@@ -81,9 +90,11 @@ export function connectDatabase(url: string, opts: DatabasePoolOptions = {}): Da
       }),
     },
   });
-  const sql = opts.preparedStatements === false ? pool : preparing(pool);
+  const prepare = opts.preparedStatements !== false;
+  const sql = prepare || opts.statements ? wrapping(pool, { prepare, statements: opts.statements }) : pool;
   return {
     db: drizzle(sql, { schema }),
+    maxConnections: pool.options.max,
     close: () => pool.end({ timeout: 5 }),
   };
 }
@@ -92,21 +103,34 @@ export function connectDatabase(url: string, opts: DatabasePoolOptions = {}): Da
  * drizzle sends every query unprepared unless it is given a name, and postgres.js then asks the server
  * for a statement's parameter types in a round trip of its own before running it: two round trips per
  * statement. Prepared, postgres.js keeps each statement per connection (by its text) and runs it in one.
- * Transactions get a client of their own (`begin`, `savepoint`), prepared alike. (Off where a pooler in
- * transaction mode cannot keep a connection's statements: `preparedStatements: false`.)
+ * Transactions get a client of their own (`begin`, `savepoint`), wrapped alike. (Not prepared where a
+ * pooler in transaction mode cannot keep a connection's statements: `preparedStatements: false`.)
+ * With `statements`, each statement is counted from its sending to its answer: drizzle sends every one
+ * through `unsafe`.
  */
-function preparing<T extends postgres.Sql | postgres.TransactionSql>(client: T): T {
+function wrapping<T extends postgres.Sql | postgres.TransactionSql>(
+  client: T,
+  how: { prepare: boolean; statements: StatementCounter | undefined },
+): T {
+  const { statements } = how;
   return new Proxy(client, {
     get(target, prop, receiver) {
       if (prop === "unsafe") {
-        return (query: string, params?: unknown[], options?: postgres.UnsafeQueryOptions) =>
-          target.unsafe(query, params as never, { ...options, prepare: true });
+        return (query: string, params?: unknown[], options?: postgres.UnsafeQueryOptions) => {
+          const pending = target.unsafe(query, params as never, how.prepare ? { ...options, prepare: true } : options);
+          if (statements) {
+            statements.started();
+            // postgres.js runs a query once it is awaited, a microtask later: drizzle's `.values()` still applies.
+            pending.then(statements.ended, statements.ended);
+          }
+          return pending;
+        };
       }
       if (prop === "begin" || prop === "savepoint") {
         const open = Reflect.get(target, prop, receiver) as (...args: unknown[]) => Promise<unknown>;
         return (...args: unknown[]) => {
           const body = args.pop() as (tx: postgres.TransactionSql) => unknown;
-          return open.call(target, ...args, (tx: postgres.TransactionSql) => body(preparing(tx)));
+          return open.call(target, ...args, (tx: postgres.TransactionSql) => body(wrapping(tx, how)));
         };
       }
       return Reflect.get(target, prop, receiver);

@@ -85,7 +85,7 @@ export class IdempotencyConflictError extends ParleyError {
 /** No API key, a key that is not one of ours, or a revoked one; the message never says which. */
 export class AuthenticationError extends ParleyError {
   readonly code: string;
-  constructor(message: string, code: "missing_api_key" | "invalid_api_key" | "invalid_admin_secret" | "admin_api_disabled") {
+  constructor(message: string, code: "missing_api_key" | "invalid_api_key" | "invalid_admin_secret" | "admin_api_disabled" | "invalid_metrics_token") {
     super(message);
     this.code = code;
   }

@@ -1,12 +1,14 @@
 import { randomUUID } from "node:crypto";
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../redis/client.ts";
 import type { ApiKeyAuthenticator } from "../access/api-key-cache.ts";
 import type { RequestRateLimiter } from "../access/request-rate.ts";
 import type { ConversationDeps } from "../domain/conversations.ts";
 import { traceRequests } from "../observability/http-spans.ts";
-import { requireAdminSecret, requireApiKeyWithinRate } from "./auth.ts";
+import type { HttpMetrics } from "../observability/metrics.ts";
+import { routeLabel } from "../observability/http.ts";
+import { requireAdminSecret, requireApiKeyWithinRate, requireMetricsToken } from "./auth.ts";
 import { corsFor } from "./cors.ts";
 import type { AppEnv } from "./env.ts";
 import { ApiError, sendError } from "./errors.ts";
@@ -18,6 +20,7 @@ import { chatCompletionRoutes } from "./routes/chat-completions.ts";
 import { conversationItemRoutes } from "./routes/conversation-items.ts";
 import { conversationRoutes } from "./routes/conversations.ts";
 import { healthRoutes } from "./routes/health.ts";
+import { metricsRoutes, type MetricsExposition } from "./routes/metrics.ts";
 import { responseRoutes } from "./routes/responses.ts";
 import { messageRoutes, type MessageRouteDeps } from "./routes/messages.ts";
 import { modelRoutes } from "./routes/models.ts";
@@ -26,7 +29,7 @@ import { validationHook } from "./validation.ts";
 export type AppDeps = ConversationDeps &
   MessageRouteDeps & {
     startedAt: number;
-    redis: Redis;
+    redis: RedisClient;
     authenticator: ApiKeyAuthenticator;
     requestRate: RequestRateLimiter;
     adminSecret: string | undefined;
@@ -36,6 +39,10 @@ export type AppDeps = ConversationDeps &
     requestTimeoutMs: number;
     /** CORS_ORIGINS: browser origins allowed to call the API; none, no CORS headers. */
     corsOrigins?: readonly string[];
+    /** This process's metrics: requests are counted, SSE relay lag measured, GET /metrics served. */
+    metrics?: HttpMetrics & MetricsExposition & { relayLag(seconds: number): void };
+    /** METRICS_TOKEN: unset, GET /metrics is open. */
+    metricsToken?: string | undefined;
   };
 
 /** A caller's request id is kept when it is a plain token; anything else is replaced (it is echoed in a header and logged). */
@@ -43,6 +50,8 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 export function createApp(deps: AppDeps) {
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+  const { metrics } = deps;
+  const relayLag = metrics ? (seconds: number) => metrics.relayLag(seconds) : undefined;
 
   app.use(traceRequests());
   app.use(async (c, next) => {
@@ -52,8 +61,10 @@ export function createApp(deps: AppDeps) {
     c.set("log", deps.log.child({ requestId }));
     c.set("limits", deps.limits);
     c.header("x-request-id", requestId);
+    c.set("relayLag", relayLag);
     const started = performance.now();
     await next();
+    metrics?.requestEnded(c.req.method, routeLabel(c), c.res.status, (performance.now() - started) / 1000);
     // One line per request; the path holds ids only, never the query or the body.
     c.var.log.info(
       { method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(performance.now() - started) },
@@ -70,6 +81,7 @@ export function createApp(deps: AppDeps) {
   );
 
   app.route("/", healthRoutes(deps));
+  if (metrics) app.route("/", metricsRoutes({ metrics, guard: requireMetricsToken(deps.metricsToken) }));
 
   const limitBody = bodyLimit({
     maxSize: deps.maxBodyBytes,

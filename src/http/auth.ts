@@ -62,3 +62,15 @@ export const requireAdminSecret = (secret: string | undefined) =>
     }
     await next();
   });
+
+/** GET /metrics on the API: open unless METRICS_TOKEN is set, then only to that token (compared in constant time). */
+export const requireMetricsToken = (secret: string | undefined) =>
+  createMiddleware<AppEnv>(async (c, next) => {
+    if (secret) {
+      const token = bearerToken(c.req.header("authorization"));
+      if (!token || !timingSafeEqual(digest(token), digest(secret))) {
+        throw new AuthenticationError("Send the metrics token as `Authorization: Bearer <METRICS_TOKEN>`.", "invalid_metrics_token");
+      }
+    }
+    await next();
+  });

@@ -16,5 +16,7 @@ export interface AppEnv {
     liftDeadline: () => void;
     /** Aborted when the request deadline passes (the request has been answered 503). */
     deadline: AbortSignal;
+    /** Where SSE responses report each event's relay lag (the metrics; unset: not measured). */
+    relayLag: ((seconds: number) => void) | undefined;
   };
 }

@@ -3,6 +3,7 @@ import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { Logger } from "pino";
+import { relayLagMeter } from "../observability/http.ts";
 import { eventBatches } from "../streams/reply-event-queue.ts";
 import type { ReplyEvent } from "../streams/reply-events.ts";
 
@@ -144,6 +145,7 @@ export function replyEventsResponse(
   },
 ): Response {
   const translate = opts.translate ?? ((e: ReplyEvent) => [{ id: e.id, event: e.event, data: e.data }]);
+  const relayed = relayLagMeter(c.get("relayLag"));
   return sseResponse(
     c,
     async (stream) => {
@@ -165,6 +167,7 @@ export function replyEventsResponse(
           } finally {
             if (text) await stream.write(text);
           }
+          relayed(batch);
           if (last || stream.aborted) break;
         }
       } finally {

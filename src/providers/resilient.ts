@@ -15,6 +15,8 @@ export interface ResiliencePolicy {
   idleTimeoutMs: number;
   random?: () => number;
   sleep?: (ms: number, signal: AbortSignal) => Promise<unknown>;
+  /** Told of each failed attempt and each retry (the metrics: src/observability/metrics.ts). */
+  observer?: { attemptFailed(code: string, upstreamStatus: number | null): void; retried(): void };
 }
 
 /**
@@ -124,11 +126,17 @@ export function withResilience(provider: ChatProvider, policy: ResiliencePolicy)
     }
   }
 
+  /** A failed attempt, for the metrics (a call its caller stopped did not fail upstream). */
+  function noteFailure(err: unknown, signal: AbortSignal): void {
+    if (err instanceof ProviderError && !signal.aborted) policy.observer?.attemptFailed(err.code, err.upstreamStatus);
+  }
+
   async function retryOrThrow(err: unknown, attempt: number, signal: AbortSignal): Promise<void> {
     if (signal.aborted || attempt >= policy.maxRetries || !isRetryable(err)) throw err;
     const delay = backoff(attempt, err);
     if (delay === null) throw err;
     noteRetry(attempt, errorType(err), delay);
+    policy.observer?.retried();
     await sleep(delay, signal);
   }
 
@@ -160,6 +168,7 @@ export function withResilience(provider: ChatProvider, policy: ResiliencePolicy)
             yield next.value;
           }
         } catch (err) {
+          noteFailure(err, signal);
           if (said) throw err;
           await retryOrThrow(err, attempt, signal);
         } finally {
@@ -183,6 +192,7 @@ export function withResilience(provider: ChatProvider, policy: ResiliencePolicy)
         } catch (err) {
           // An answer has nothing left open; a failure may (a timed-out call, a body half read).
           attemptAbort.abort(ATTEMPT_OVER);
+          noteFailure(err, signal);
           await retryOrThrow(err, attempt, signal);
         }
       }

@@ -1,5 +1,5 @@
 import { Queue, Worker, type Job, type Telemetry } from "bullmq";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../redis/client.ts";
 import { z } from "zod";
 import type { ChatMessage } from "../providers/types.ts";
 
@@ -71,11 +71,13 @@ export interface ModelJobQueue {
    * recorded), or Redis holds no such job (`gone`: never added, removed, or lost with Redis's data).
    */
   jobState(jobId: string): Promise<JobState>;
+  /** Jobs by state, for the metrics. */
+  counts(): Promise<{ waiting: number; active: number; delayed: number }>;
   close(): Promise<void>;
 }
 
 export function createModelJobQueue(opts: {
-  connection: Redis;
+  connection: RedisClient;
   prefix: string;
   onError: (err: unknown) => void;
   /** Traces on: the job carries the trace context of the request that queued it. */
@@ -111,6 +113,10 @@ export function createModelJobQueue(opts: {
       await queue.add(data.kind, data, { jobId: data.kind === "reply" ? data.replyId : data.completionId });
     },
     jobState,
+    async counts() {
+      const c = await queue.getJobCounts("waiting", "active", "delayed");
+      return { waiting: c.waiting ?? 0, active: c.active ?? 0, delayed: c.delayed ?? 0 };
+    },
     isPending: async (jobId) => (await jobState(jobId)) === "pending",
     close: () => queue.close(),
   };
@@ -142,7 +148,7 @@ export class JobLockLostError extends Error {
  * next stalled-job check (`stalledCheckMs`) has run: within about the sum.
  */
 export function startModelJobWorker(opts: {
-  connection: Redis;
+  connection: RedisClient;
   prefix: string;
   concurrency: number;
   lockMs: number;
@@ -252,7 +258,7 @@ interface RunEntry {
 }
 
 /** Who holds a job's lock, as a run with `token` sees it. */
-async function lockHolder(redis: Redis, jobKey: string, token: string): Promise<"this run" | "another" | "job gone"> {
+async function lockHolder(redis: RedisClient, jobKey: string, token: string): Promise<"this run" | "another" | "job gone"> {
   const [exists, holder] = await Promise.all([redis.exists(jobKey), redis.get(`${jobKey}:lock`)]);
   if (exists === 0) return "job gone";
   return holder === token ? "this run" : "another";

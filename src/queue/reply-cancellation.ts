@@ -1,4 +1,4 @@
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../redis/client.ts";
 import type { Logger } from "pino";
 
 /**
@@ -10,16 +10,16 @@ import type { Logger } from "pino";
 
 export const cancelChannel = (prefix: string) => `${prefix}:cancel-replies`;
 
-export async function publishCancel(redis: Redis, prefix: string, replyId: string): Promise<void> {
+export async function publishCancel(redis: RedisClient, prefix: string, replyId: string): Promise<void> {
   await redis.publish(cancelChannel(prefix), replyId);
 }
 
 export class CancellationListener {
   readonly #running = new Map<string, AbortController>();
-  readonly #subscriber: Redis;
+  readonly #subscriber: RedisClient;
   readonly #ready: Promise<unknown>;
 
-  constructor(opts: { subscriber: Redis; prefix: string; log: Logger }) {
+  constructor(opts: { subscriber: RedisClient; prefix: string; log: Logger }) {
     this.#subscriber = opts.subscriber;
     this.#subscriber.on("message", (_channel: string, replyId: string) => {
       this.#running.get(replyId)?.abort(new Error("the reply was cancelled"));

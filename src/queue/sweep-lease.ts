@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../redis/client.ts";
 import type { Logger } from "pino";
 
 /**
@@ -34,16 +34,16 @@ export type LeaseHold = "renewed" | "taken" | "elsewhere";
  * so a holder paused past its lease overlapping with the next one costs duplicate work, nothing more.
  */
 export class RedisLease {
-  readonly #redis: Redis & LeaseCommands;
+  readonly #redis: RedisClient & LeaseCommands;
   readonly #key: string;
   readonly ttlMs: number;
   readonly token = randomUUID();
 
   /** `redis` should fail commands in bounded time (the request-path connection: command timeout, few retries). */
-  constructor(opts: { redis: Redis; key: string; ttlMs: number }) {
+  constructor(opts: { redis: RedisClient; key: string; ttlMs: number }) {
     opts.redis.defineCommand("holdSweepLease", { numberOfKeys: 1, lua: HOLD_SCRIPT });
     opts.redis.defineCommand("releaseSweepLease", { numberOfKeys: 1, lua: RELEASE_SCRIPT });
-    this.#redis = opts.redis as Redis & LeaseCommands;
+    this.#redis = opts.redis as RedisClient & LeaseCommands;
     this.#key = opts.key;
     this.ttlMs = opts.ttlMs;
   }

@@ -1,4 +1,4 @@
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../redis/client.ts";
 import type { Logger } from "pino";
 import {
   compareStreamIds,
@@ -105,8 +105,9 @@ const STREAM_READ_BOUND_MS = 1_000;
  * by one timer per process, and the check needs no Redis.
  */
 export class ReplyEventFollower {
-  readonly #subscriber: Redis;
-  readonly #commands: Redis;
+  readonly #subscriber: RedisClient;
+  readonly #sharded: boolean;
+  readonly #commands: RedisClient;
   readonly #log: Logger;
   readonly #streams = new Map<string, FollowedStream>();
   /** Per channel, the SUBSCRIBE that covers it (resolved once Redis confirmed it). */
@@ -118,12 +119,17 @@ export class ReplyEventFollower {
    * `subscriber` is used for nothing else (it is in subscribe mode); `commands` reads the streams.
    * `stallMs`: how long a stream may be idle before its followers' record is checked.
    */
-  constructor(opts: { subscriber: Redis; commands: Redis; log: Logger; stallMs?: number }) {
+  /**
+   * `sharded`: the streams' events are published with SPUBLISH (ReplyEventLog's `sharded`), so they are
+   * read with SSUBSCRIBE; on a Redis Cluster the subscriber must have ioredis' `shardedSubscribers` on.
+   */
+  constructor(opts: { subscriber: RedisClient; commands: RedisClient; log: Logger; stallMs?: number; sharded?: boolean }) {
     this.#subscriber = opts.subscriber;
+    this.#sharded = opts.sharded ?? false;
     this.#commands = opts.commands;
     this.#log = opts.log;
     this.#stallMs = opts.stallMs ?? 5_000;
-    this.#subscriber.on("message", (channel: string, message: string) => this.#onPublished(channel, message));
+    this.#subscriber.on(this.#sharded ? "smessage" : "message", (channel: string, message: string) => this.#onPublished(channel, message));
     // After a reconnect, what was published meanwhile is read from the streams, once the subscriptions are
     // confirmed again: ioredis sends its own SUBSCRIBE only after emitting "ready", so a read that went first
     // could miss what was published between the two. Every follower catches up again (one already catching
@@ -193,7 +199,7 @@ export class ReplyEventFollower {
     try {
       let subscribed = this.#subscriptions.get(f.key);
       if (!subscribed) {
-        subscribed = this.#subscriber.subscribe(f.key);
+        subscribed = this.#sharded ? this.#subscriber.ssubscribe(f.key) : this.#subscriber.subscribe(f.key);
         this.#subscriptions.set(f.key, subscribed);
       }
       await subscribed;
@@ -320,7 +326,7 @@ export class ReplyEventFollower {
     if (!stream?.followers.delete(f) || stream.followers.size > 0) return;
     this.#streams.delete(f.key);
     this.#subscriptions.delete(f.key);
-    this.#subscriber.unsubscribe(f.key).catch((err: unknown) => this.#log.warn({ err }, "unsubscribe failed"));
+    (this.#sharded ? this.#subscriber.sunsubscribe(f.key) : this.#subscriber.unsubscribe(f.key)).catch((err: unknown) => this.#log.warn({ err }, "unsubscribe failed"));
   }
 }
 

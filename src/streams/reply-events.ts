@@ -1,4 +1,4 @@
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../redis/client.ts";
 
 /**
  * One Redis Stream per reply holds its events in order. The stream entry id
@@ -107,7 +107,7 @@ end
 local result = {'ok'}
 for i = 7, #ARGV, 2 do
   local id = redis.call('XADD', stream, '*', 'event', ARGV[i], 'data', ARGV[i + 1])
-  redis.call('PUBLISH', stream, id .. ' ' .. ARGV[i] .. ' ' .. ARGV[i + 1])
+  redis.call('PUBLISH', stream, id .. ' ' .. ARGV[i] .. ' ' .. ARGV[i + 1]) -- the publish command
   result[#result + 1] = id
 end
 if ARGV[3] == 'end' then redis.call('HSET', fence, 'ended', 1) end
@@ -162,14 +162,19 @@ export function parsePublished(message: string): ReplyEvent | null {
 }
 
 export class ReplyEventLog {
-  readonly #redis: Redis & { writeReplyEvents: WriteCommand };
+  readonly #redis: RedisClient & { writeReplyEvents: WriteCommand };
   readonly #prefix: string;
   readonly #ttlSeconds: number;
 
-  constructor(opts: { redis: Redis; prefix: string; ttlSeconds: number }) {
+  /**
+   * `sharded`: publish with SPUBLISH (Redis 7), on a Redis Cluster: the channel is the stream's key, so the
+   * event goes to the subscribers of the stream's own shard instead of every node over the cluster bus.
+   */
+  constructor(opts: { redis: RedisClient; prefix: string; ttlSeconds: number; sharded?: boolean }) {
+    const lua = opts.sharded ? WRITE_SCRIPT.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'") : WRITE_SCRIPT;
     // ioredis runs it with EVALSHA, loading the script where Redis does not know it yet.
-    opts.redis.defineCommand("writeReplyEvents", { numberOfKeys: 2, lua: WRITE_SCRIPT });
-    this.#redis = opts.redis as Redis & { writeReplyEvents: WriteCommand };
+    opts.redis.defineCommand("writeReplyEvents", { numberOfKeys: 2, lua });
+    this.#redis = opts.redis as RedisClient & { writeReplyEvents: WriteCommand };
     this.#prefix = opts.prefix;
     this.#ttlSeconds = opts.ttlSeconds;
   }
@@ -272,12 +277,12 @@ export class ReplyEventLog {
 }
 
 /** The name of the stream's newest event (`done` once the reply has ended), or null for no stream. */
-export async function lastEventName(redis: Redis, key: string): Promise<string | null> {
+export async function lastEventName(redis: RedisClient, key: string): Promise<string | null> {
   const [entry] = (await redis.xrevrange(key, "+", "-", "COUNT", 1)) as [string, string[]][];
   return entry ? parseEntry(entry[0], entry[1]).event : null;
 }
 
-export async function readStreamAfter(redis: Redis, key: string, afterId: string | null): Promise<ReplyEvent[]> {
+export async function readStreamAfter(redis: RedisClient, key: string, afterId: string | null): Promise<ReplyEvent[]> {
   const entries = (await redis.xrange(key, afterId ? `(${afterId}` : "-", "+")) as [string, string[]][];
   return entries.map(([id, fields]) => parseEntry(id, fields));
 }

@@ -26,7 +26,7 @@ async function healthcheck(env: Record<string, string>): Promise<{ code: number;
 const processes = useParleyProcesses();
 
 describe("a worker's health port", () => {
-  it("answers /healthz and /readyz, and only them, and the image's healthcheck passes on it", async () => {
+  it("answers /healthz, /readyz and /metrics, and only them, and the image's healthcheck passes on it", async () => {
     const { env } = await processes.environment({ ROLE: "worker", WORKER_HEALTH_PORT: String(await freePort()) });
     const worker = processes.start(env);
     await waitForOutput(worker, "worker started", 60_000);
@@ -36,7 +36,9 @@ describe("a worker's health port", () => {
     expect([healthz.status, await healthz.json()]).toEqual([200, { status: "ok" }]);
     const readyz = await fetch(`${base}/readyz`);
     expect([readyz.status, await readyz.json()]).toEqual([200, { status: "ready" }]);
-    // No API on it: a worker's port is for probes only.
+    const metrics = await fetch(`${base}/metrics`);
+    expect([metrics.status, await metrics.text()]).toEqual([200, expect.stringContaining("parley_jobs_in_flight")]);
+    // No API on it: a worker's port is for probes (and the metrics' scraper) only.
     expect((await fetch(`${base}/v1/models`)).status).toBe(404);
 
     expect(await healthcheck(env)).toEqual({ code: 0, stderr: "" });

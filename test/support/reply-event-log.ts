@@ -54,12 +54,12 @@ export interface ReplyEventFollowerContext {
  * A reply event log on the shared Redis under `prefix` and a follower of it, for the tests of one scope,
  * filled in by `beforeAll`; the follower is closed and the prefix's keys deleted afterwards.
  */
-export function useReplyEventFollower(prefix: string, opts: { stallMs?: number } = {}): ReplyEventFollowerContext {
+export function useReplyEventFollower(prefix: string, opts: { stallMs?: number; sharded?: boolean } = {}): ReplyEventFollowerContext {
   const ctx = {} as ReplyEventFollowerContext;
   beforeAll(() => {
     ctx.redis = new Redis(inject("redisUrl"));
     ctx.subscriber = new Redis(inject("redisUrl"), { maxRetriesPerRequest: null });
-    ctx.log = new ReplyEventLog({ redis: ctx.redis, prefix, ttlSeconds: 60 });
+    ctx.log = new ReplyEventLog({ redis: ctx.redis, prefix, ttlSeconds: 60, ...(opts.sharded ? { sharded: true } : {}) });
     ctx.follower = new ReplyEventFollower({ subscriber: ctx.subscriber, commands: ctx.redis, log: pino({ level: "silent" }), ...opts });
   });
   afterAll(async () => {

@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import { eventValue } from "../../domain/stateless-completions.ts";
 import { terminalEventNames, type ReplyEvent } from "../../streams/reply-events.ts";
 import { errorBody, ReplyFailedError, sendError, type ReplyFailure } from "../errors.ts";
+import { relayLagMeter } from "../../observability/http.ts";
 import { sseResponse, type SseStream } from "../sse.ts";
 import { choicesOf, chunkDelta, chunkLogprobs, type DeltaEventData, type ReplyEndChoices } from "./choices.ts";
 import { chatCompletion, chatCompletionChunk, type ChunkDelta } from "./wire.ts";
@@ -68,6 +69,7 @@ export async function chatCompletionResponse(c: Context, opts: RelayOptions): Pr
 export async function chatCompletionStreamResponse(c: Context, opts: RelayOptions): Promise<Response> {
   const stop = new AbortController();
   c.req.raw.signal.addEventListener("abort", () => stop.abort(), { once: true });
+  const relayed = relayLagMeter(c.get("relayLag"));
   const events = opts.follow(stop.signal)[Symbol.asyncIterator]();
   const buffered: ReplyEvent[] = [];
   let pending: Promise<IteratorResult<ReplyEvent>> | null = events.next();
@@ -157,6 +159,7 @@ export async function chatCompletionStreamResponse(c: Context, opts: RelayOption
             }
             break;
           }
+          relayed([e]);
           if (stream.aborted) break;
         }
       } finally {

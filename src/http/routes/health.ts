@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import { sql } from "drizzle-orm";
-import type { Redis } from "ioredis";
+import { clusterIsUsable, isCluster, type RedisClient } from "../../redis/client.ts";
 import type { Database } from "../../db/client.ts";
 import type { AppEnv } from "../env.ts";
 
@@ -9,7 +9,7 @@ import type { AppEnv } from "../env.ts";
  * too). Both need no key, so they say nothing but the verdict; which
  * dependency failed goes to the log.
  */
-export function healthRoutes(deps: { db: Database; redis: Redis; timeoutMs?: number }) {
+export function healthRoutes(deps: { db: Database; redis: RedisClient; timeoutMs?: number }) {
   const within = <T,>(work: Promise<T>): Promise<T> =>
     Promise.race([
       work,
@@ -18,7 +18,9 @@ export function healthRoutes(deps: { db: Database; redis: Redis; timeoutMs?: num
   return new Hono<AppEnv>()
     .get("/healthz", (c) => c.json({ status: "ok" }))
     .get("/readyz", async (c) => {
-      const [postgres, redis] = await Promise.allSettled([within(deps.db.execute(sql`select 1`)), within(deps.redis.ping())]);
+      // A cluster is ready only when every slot is served, which one PING does not show.
+      const redisAnswers: Promise<unknown> = isCluster(deps.redis) ? clusterIsUsable(deps.redis) : deps.redis.ping();
+      const [postgres, redis] = await Promise.allSettled([within(deps.db.execute(sql`select 1`)), within<unknown>(redisAnswers)]);
       if (postgres.status === "fulfilled" && redis.status === "fulfilled") return c.json({ status: "ready" });
       c.var.log.warn(
         {

@@ -21,10 +21,11 @@ import { peerSideBySide } from "./scenarios/peer.ts";
 import { scalingOut } from "./scenarios/scaling.ts";
 import { manyStreams } from "./scenarios/streams.ts";
 import { turnThroughput } from "./scenarios/throughput.ts";
+import { tracingCost } from "./scenarios/traces.ts";
 import { ttftOverhead } from "./scenarios/ttft.ts";
 
 /**
- * `npm run bench [-- --quick] [--only ttft,throughput,streams,history,peer,scaling]
+ * `npm run bench [-- --quick] [--only ttft,throughput,streams,history,peer,scaling,traces]
  *  [--api N] [--workers N] [--skip-peer] [--cpu-prof] [--out DIR]`
  *
  * Starts a fake upstream, Parley (N API and M worker processes) and a load
@@ -51,9 +52,12 @@ const scenarios = {
   history: historyGrowth,
   peer: peerSideBySide,
   scaling: scalingOut,
+  traces: tracingCost,
 } as const;
 type ScenarioName = keyof typeof scenarios;
-const chosen = (args.only?.split(",") ?? Object.keys(scenarios)) as ScenarioName[];
+/** Run only when named (`--only traces`): it measures an option, not Parley as deployed by default. */
+const optIn: ScenarioName[] = ["traces"];
+const chosen = (args.only?.split(",") ?? Object.keys(scenarios).filter((s) => !optIn.includes(s as ScenarioName))) as ScenarioName[];
 for (const name of chosen) if (!(name in scenarios)) throw new Error(`unknown scenario '${name}'; choose from ${Object.keys(scenarios).join(", ")}`);
 
 const serverUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
@@ -140,9 +144,9 @@ try {
     databaseUrl,
     redisUrl,
     prefix,
-    async startParley({ api, workers, label }) {
+    async startParley({ api, workers, label, env: extra = {} }) {
       // A prefix of its own (under the run's, so the cleanup below finds it): its jobs are its workers' alone.
-      const more = await startParley({ api, workers, label, env: { ...env, REDIS_PREFIX: `${prefix}-${label.replace(/[^A-Za-z0-9]/g, "")}` }, nodeFlags });
+      const more = await startParley({ api, workers, label, env: { ...env, ...extra, REDIS_PREFIX: `${prefix}-${label.replace(/[^A-Za-z0-9]/g, "")}` }, nodeFlags });
       parleys.push(more);
       return more;
     },

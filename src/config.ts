@@ -284,6 +284,26 @@ export const configSchema = z.object({
    * claim was last renewed (a live request renews it every third of this), so a crashed API frees it.
    */
   IDEMPOTENCY_CLAIM_LEASE_MS: int(1000).default(30_000),
+
+  // Traces (OpenTelemetry), under the standard OTEL_* names; off unless an endpoint is set (docs/OPERATIONS.md).
+  /** OTLP/HTTP base URL (`/v1/traces` is appended); set, and spans are exported there. */
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
+  /** OTLP/HTTP URL of traces, used as given; wins over OTEL_EXPORTER_OTLP_ENDPOINT. */
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
+  /** Headers sent with every export, `key=value,key2=value2` (an auth token for a hosted collector). */
+  OTEL_EXPORTER_OTLP_HEADERS: z.string().optional(),
+  /** The longest one export may take (then its spans are dropped), in ms; it also bounds the flush at stop. */
+  OTEL_EXPORTER_OTLP_TIMEOUT: int(100).default(10_000),
+  /** `service.name` of the spans. Unset: `parley-api`, `parley-worker` or `parley` (ROLE=all). */
+  OTEL_SERVICE_NAME: z.string().min(1).optional(),
+  /** How often finished spans are sent in one batch, in ms (OTel's default 5000). */
+  OTEL_BSP_SCHEDULE_DELAY: int(1).default(5_000),
+  /** Spans held for export at most; beyond it new ones are dropped rather than memory grown. */
+  OTEL_BSP_MAX_QUEUE_SIZE: int(1).default(2_048),
+  /** Share of new traces recorded (parent-based: a request whose caller sampled its trace is always recorded). */
+  OTEL_TRACES_SAMPLER_ARG: z.coerce.number().min(0).max(1).default(1),
+  /** `true` turns traces off whatever the endpoint. */
+  OTEL_SDK_DISABLED: z.stringbool().default(false),
 }).refine((c) => c.WORKER_STALLED_CHECK_MS <= c.WORKER_LOCK_MS, {
   // A check rarer than the lock lasts only delays recovery past what WORKER_LOCK_MS promises.
   message: "must not be longer than WORKER_LOCK_MS (a dead worker's job is taken again within their sum)",

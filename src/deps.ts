@@ -1,3 +1,4 @@
+import type { Telemetry } from "bullmq";
 import type { RedisOptions } from "ioredis";
 import type { Logger } from "pino";
 import { ApiKeyAuthenticator } from "./access/api-key-cache.ts";
@@ -47,7 +48,7 @@ export interface Deps {
   close(): Promise<void>;
 }
 
-export async function buildDeps(config: Config, log: Logger): Promise<Deps> {
+export async function buildDeps(config: Config, log: Logger, traced: { queueTelemetry?: Telemetry } = {}): Promise<Deps> {
   const metrics = new Metrics();
   const database = connectDatabase(config.DATABASE_URL, { ...databasePoolOptions(config), statements: metrics.databaseStatements() });
   metrics.databasePoolMax(database.maxConnections);
@@ -111,6 +112,7 @@ export async function buildDeps(config: Config, log: Logger): Promise<Deps> {
     connection: connectRedis(requestPath, "queue"),
     prefix: queuePrefix,
     onError: (err) => log.warn({ err }, "job queue error"),
+    telemetry: traced.queueTelemetry,
   });
   metrics.watchQueue(() => jobQueue.counts());
   return {

@@ -18,6 +18,8 @@ import { startHealthServer, type HealthServer } from "./http/health-server.ts";
 import { healthRoutes } from "./http/routes/health.ts";
 import { metricsRoutes } from "./http/routes/metrics.ts";
 import { inputLimitsFrom } from "./http/input-limits.ts";
+import { tracedJobRunner } from "./observability/job-spans.ts";
+import { startTracing } from "./observability/tracing.ts";
 import { startModelJobWorker, type ModelJobWorker } from "./queue/completions.ts";
 import { RedisLease, startLeasedSweep, type LeasedSweep } from "./queue/sweep-lease.ts";
 import { CancellationListener, publishCancel } from "./queue/reply-cancellation.ts";
@@ -78,7 +80,10 @@ export async function startService(config: Config, log: Logger): Promise<Running
     const { url, opts } = migrationTarget(config);
     await migrateDatabase(url, opts);
   }
-  const deps = await buildDeps(config, log);
+  // First: the queue, the worker and the app take their tracing hooks as they are built.
+  const tracing = await startTracing(config, log);
+  const flushTraces = () => tracing.shutdown(Math.min(config.OTEL_EXPORTER_OTLP_TIMEOUT, 5_000));
+  const deps = await buildDeps(config, log, { queueTelemetry: tracing.queueTelemetry });
   await refuseUnsupportedStartupParameters(deps.db).then(() => refuseToRunOpen(config, deps)).catch(async (err: unknown) => {
     await deps.close();
     throw err;
@@ -105,7 +110,8 @@ export async function startService(config: Config, log: Logger): Promise<Running
       concurrency: config.WORKER_CONCURRENCY,
       lockMs: config.WORKER_LOCK_MS,
       stalledCheckMs: config.WORKER_STALLED_CHECK_MS,
-      run: async (job, run) => {
+      telemetry: tracing.queueTelemetry,
+      run: tracedJobRunner(async (job, run) => {
         const jobId = job.kind === "reply" ? job.replyId : job.kind === "completion" ? job.completionId : job.conversationId;
         // Every line the job logs names it, its tenant and the request that asked for it.
         const jobLog = log.child({ jobId, tenantId: job.tenantId, requestId: job.requestId });
@@ -130,7 +136,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
             await deps.replySlots.release(job.tenantId, jobId).catch((err: unknown) => jobLog.warn({ err }, "could not give back the reply slot"));
           }
         }
-      },
+      }),
       onError: (err) => log.warn({ err }, "worker error"),
     });
     // One worker at a time sweeps (lost replies, then expired idempotency keys), whatever their number.
@@ -225,12 +231,14 @@ export async function startService(config: Config, log: Logger): Promise<Running
         // store a failure on the way out, so the process exits with the connections open.
         log.warn({ timeoutMs }, "drain bound reached; in-flight replies are left to other workers");
         await healthServer?.close();
+        await flushTraces();
         return;
       }
       await sweepsStopped;
       // Last, so probes see the worker alive while it drains.
       await healthServer?.close();
       await deps.close();
+      await flushTraces();
     },
   };
 }

@@ -20,7 +20,7 @@ export interface BenchContext {
   /** The run's Redis prefix: Parley's keys, and anything else the bench keeps in Redis, start with it. */
   prefix: string;
   /** Starts another Parley (`api` API and `workers` worker processes) on this run's database, under a Redis prefix of its own. */
-  startParley(opts: { api: number; workers: number; label: string }): Promise<ParleyProcesses>;
+  startParley(opts: { api: number; workers: number; label: string; env?: Record<string, string> }): Promise<ParleyProcesses>;
   log(line: string): void;
 }
 

@@ -18,6 +18,8 @@ import { callModel, describeFailure, type ModelCallOutcome } from "./model-call.
 import { streamedColumns } from "./messages.ts";
 import { finishReply, startReplyAttempt } from "./replies.ts";
 import { toMessageResource } from "./resources.ts";
+import { modelCallSpan } from "../observability/model-call-spans.ts";
+import { dbSpan } from "../observability/spans.ts";
 
 export interface ReplyGenerationDeps {
   cancellations: CancellationListener;
@@ -62,7 +64,7 @@ export async function generateReply(deps: ReplyGenerationDeps, job: ReplyJob, ru
   const log = deps.log.child({ replyId: job.replyId });
   // The attempt and the conversation in one statement: the first of two round trips to Postgres before the upstream
   // call. It does not wait for its WAL flush; the run's count in Redis keeps attempts apart (see startReplyAttempt).
-  const attempt = await startReplyAttempt(deps.db, job.tenantId, job.replyId, run.attempt);
+  const attempt = await dbSpan("start reply attempt", "UPDATE", "messages", () => startReplyAttempt(deps.db, job.tenantId, job.replyId, run.attempt));
   if (!attempt) return void log.info("reply is gone or already ended; nothing to generate");
   const { reply, conversation } = attempt;
   // While this run goes on, the lost-reply sweep leaves the reply alone, even once Redis has lost its job.
@@ -122,7 +124,8 @@ async function runAttempt(
   // The stored reply is what followers were sent, no more, no less: its text, reasoning, tool calls and logprobs.
   const { cause: _cause, ...rest } = outcome;
   const stored = { ...rest, ...streamedColumns(events.publishedReply) };
-  const row = await retryWhileUnreachable(() => finishReply(deps.db, reply.id, stored, { attempt }), deps.replyWriteBounds.finalWriteRetryMs, log);
+  const finish = () => finishReply(deps.db, reply.id, stored, { attempt });
+  const row = await dbSpan("finish reply", "UPDATE", "messages", () => retryWhileUnreachable(finish, deps.replyWriteBounds.finalWriteRetryMs, log));
   // Null: the reply ended another way meanwhile (cancelled, deleted, failed by the sweep) or a newer attempt has it;
   // whoever ended it wrote its end.
   if (!row) return void log.info("reply ended elsewhere before this run finished");
@@ -192,7 +195,7 @@ async function prepareModelCall(deps: ReplyGenerationDeps, conversation: Convers
     return { failed: { status: "failed", content: "", error: describeFailure(cause), cause } };
   }
   try {
-    return { resolved, history: await buildHistory(deps, conversation, reply, model) };
+    return { resolved, history: await dbSpan("read history", "SELECT", "messages", () => buildHistory(deps, conversation, reply, model)) };
   } catch (err) {
     if (!(err instanceof ContextLengthExceededError)) throw err;
     return { failed: { status: "failed", content: "", error: { message: err.message, type: "invalid_request_error", code: err.code }, cause: err } };
@@ -223,7 +226,8 @@ async function callModelForReply(
       .catch((err: unknown) => deps.log.warn({ err }, "could not ask for a summary"));
   }
   const cancelled = deps.cancellations.watch(reply.id);
-  const outcome = await callModel({
+  const traced = { provider: resolved.provider.name, model: resolved.upstreamModel, conversationId: conversation.id };
+  const outcome = await modelCallSpan(traced, () => callModel({
     provider: resolved.provider,
     request: {
       model: resolved.upstreamModel,
@@ -234,6 +238,6 @@ async function callModelForReply(
     // Stopped by a cancel, by the run losing its job, or by its events closing to it.
     signal: AbortSignal.any([run.signal, cancelled.signal, events.stopped]),
     onDelta: (delta) => events.delta(delta),
-  }).finally(cancelled.done);
+  })).finally(cancelled.done);
   return { ...outcome, context: history.context };
 }

@@ -13,6 +13,7 @@ import { describeFailure } from "./model-call.ts";
 import { deltaEventData, isEmptyDelta, StreamedReply, type ReplyDelta } from "./reply-delta.ts";
 import { StorableTextStream, storableText } from "./storable-text.ts";
 import type { ReplyWriteBounds } from "./reply-generation.ts";
+import { modelCallSpan } from "../observability/model-call-spans.ts";
 
 /**
  * The stateless chat-completions API: nothing is stored in Postgres. A call
@@ -77,8 +78,13 @@ type ChoicesOutcome =
  * come (a non-streamed answer as one delta per choice). Text is made storable
  * as a reply's is, each choice on its own. `choices` gathers what was handed
  * over, by choice: the first choice's is also what the writer published.
+ * Traced as a `chat {model}` span, with no conversation id (nothing is stored).
  */
-async function callForEveryChoice(opts: {
+function callForEveryChoice(opts: Parameters<typeof callEveryChoice>[0]): Promise<ChoicesOutcome> {
+  return modelCallSpan({ provider: opts.provider.name, model: opts.request.model }, () => callEveryChoice(opts));
+}
+
+async function callEveryChoice(opts: {
   provider: ChatProvider;
   request: ChatRequest;
   upstreamStream: boolean;

@@ -8,6 +8,7 @@ import type { ModelRegistry } from "../providers/registry.ts";
 import type { JobRun, ModelJobQueue, SummaryJob } from "../queue/completions.ts";
 import { belongsInHistory } from "./history.ts";
 import { callModel } from "./model-call.ts";
+import { modelCallSpan } from "../observability/model-call-spans.ts";
 import { summaryMessageTokens } from "./summary-message.ts";
 
 export interface SummaryDeps {
@@ -75,7 +76,8 @@ export async function runSummaryJob(deps: SummaryDeps, job: SummaryJob, run: Job
   const called = (m: (typeof evicted)[number]) =>
     m.status === "completed" && m.toolCalls?.length ? ` [called ${m.toolCalls.map((c) => `${c.function.name}(${c.function.arguments})`).join(", ")}]` : "";
   const turns = evicted.map((m) => `${m.role}: ${m.content}${called(m)}`).join("\n\n");
-  const outcome = await callModel({
+  const traced = { provider: resolved.provider.name, model: resolved.upstreamModel, conversationId: conversation.id };
+  const outcome = await modelCallSpan(traced, () => callModel({
     provider: resolved.provider,
     request: {
       model: resolved.upstreamModel,
@@ -88,7 +90,7 @@ export async function runSummaryJob(deps: SummaryDeps, job: SummaryJob, run: Job
     upstreamStream: false,
     signal: run.signal,
     onDelta: async () => {},
-  });
+  }));
   if (outcome.status === "failed") throw new Error(`summarizing failed: ${outcome.error.code}`);
 
   const summary = outcome.content.trim();

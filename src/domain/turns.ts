@@ -15,6 +15,7 @@ import { checkChatMessage, chatMessageShape } from "./chat-message.ts";
 import { completedMessageRows, givenMessage, toolResultsWithoutCall, type GivenMessage } from "./message-rows.ts";
 import { restoreTurnToHistory } from "./failed-turns.ts";
 import { finishReply, replyInFlightSql } from "./replies.ts";
+import { dbSpan } from "../observability/spans.ts";
 import { turnSettings, type TurnSettings } from "./turn-settings.ts";
 import { metadataSchema, paramsSchema, toMessageResource } from "./resources.ts";
 
@@ -149,7 +150,10 @@ export async function appendTurn(
   // a spent slot budget answers 429, as if the slot had been asked for after the read.
   const replyId = turn.reply ? newMessageId() : null;
   const slot = turnSlot(deps, tenantId);
-  const [read, taken] = await Promise.allSettled([readTurnState(deps.db, tenantId, conversationId), replyId ? slot.take(replyId) : null]);
+  const [read, taken] = await Promise.allSettled([
+    dbSpan("read turn state", "SELECT", "conversations", () => readTurnState(deps.db, tenantId, conversationId)),
+    replyId ? slot.take(replyId) : null,
+  ]);
   let stored: { messages: MessageRow[]; reply: MessageRow | null } | null;
   try {
     if (read.status === "rejected") throw read.reason;
@@ -167,7 +171,7 @@ export async function appendTurn(
     });
     // The waits above may have outlasted the request: its caller has been told 503, so nothing is stored.
     turn.signal?.throwIfAborted();
-    stored = await storeTurnRows(deps, tenantId, conversationId, turn, state.version, planned);
+    stored = await dbSpan("append turn", "INSERT", "messages", () => storeTurnRows(deps, tenantId, conversationId, turn, state.version, planned));
   } catch (err) {
     await slot.giveBack();
     throw err;
@@ -502,7 +506,7 @@ async function appendTurnLocked(
   const count = turn.messages.length + (turn.reply && !turn.replaces ? 1 : 0);
   const slot = turnSlot(deps, tenantId);
   const inFlight = and(eq(messages.conversationId, conversationId), replyInFlightSql);
-  const stored = await deps.db
+  const stored = await dbSpan("append turn (locked)", "INSERT", "messages", () => deps.db
     .transaction(async (tx) => {
       // One statement takes the row lock, checks nothing is in flight and reserves the seqs.
       const [bumped] = await tx
@@ -557,7 +561,7 @@ async function appendTurnLocked(
       await slot.giveBack();
       if (!isUniqueViolation(err, "messages_one_reply_in_flight_idx")) throw err;
       throw await whyNoTurn(deps.db, tenantId, conversationId, turn.expectLastSeq);
-    });
+    }));
 
   await startStoredReply(deps, tenantId, stored, turn, slot);
   return stored;

@@ -5,6 +5,7 @@ import type { RedisClient } from "../redis/client.ts";
 import type { ApiKeyAuthenticator } from "../access/api-key-cache.ts";
 import type { RequestRateLimiter } from "../access/request-rate.ts";
 import type { ConversationDeps } from "../domain/conversations.ts";
+import { traceRequests } from "../observability/http-spans.ts";
 import type { HttpMetrics } from "../observability/metrics.ts";
 import { routeLabel } from "../observability/http.ts";
 import { requireAdminSecret, requireApiKeyWithinRate, requireMetricsToken } from "./auth.ts";
@@ -54,6 +55,7 @@ export function createApp(deps: AppDeps) {
   const { metrics } = deps;
   const relayLag = metrics ? (seconds: number) => metrics.relayLag(seconds) : undefined;
 
+  app.use(traceRequests());
   app.use(async (c, next) => {
     const given = c.req.header("x-request-id");
     const requestId = given && REQUEST_ID.test(given) ? given : randomUUID();

@@ -1,4 +1,6 @@
 import { setTimeout as sleepFor } from "node:timers/promises";
+import { errorType } from "../observability/spans.ts";
+import { noteRetry } from "../observability/model-call-spans.ts";
 import { ProviderError, type ChatChunk, type ChatProvider, type ChatRequest, type ChatResult } from "./types.ts";
 
 export interface ResiliencePolicy {
@@ -133,6 +135,7 @@ export function withResilience(provider: ChatProvider, policy: ResiliencePolicy)
     if (signal.aborted || attempt >= policy.maxRetries || !isRetryable(err)) throw err;
     const delay = backoff(attempt, err);
     if (delay === null) throw err;
+    noteRetry(attempt, errorType(err), delay);
     policy.observer?.retried();
     await sleep(delay, signal);
   }

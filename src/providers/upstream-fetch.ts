@@ -1,6 +1,7 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
+import { injectTraceContext } from "../observability/spans.ts";
 
 /**
  * The `fetch` the openai SDK is given for upstream calls: Node's http client
@@ -134,6 +135,7 @@ export const upstreamFetch: typeof fetch = (input, init) => {
   const signal = init?.signal;
   if (signal?.aborted) return Promise.reject(signal.reason);
   const headers = headerRecord(init?.headers);
+  injectTraceContext(headers);
   const payload = body === undefined || body === null ? null : typeof body === "string" ? body : Buffer.from(body as ArrayBuffer);
   if (payload !== null) headers["content-length"] = String(Buffer.byteLength(payload));
   const method = (init?.method ?? "GET").toUpperCase();

@@ -1,4 +1,4 @@
-import { Queue, Worker, type Job } from "bullmq";
+import { Queue, Worker, type Job, type Telemetry } from "bullmq";
 import type { RedisClient } from "../redis/client.ts";
 import { z } from "zod";
 import type { ChatMessage } from "../providers/types.ts";
@@ -76,10 +76,17 @@ export interface ModelJobQueue {
   close(): Promise<void>;
 }
 
-export function createModelJobQueue(opts: { connection: RedisClient; prefix: string; onError: (err: unknown) => void }): ModelJobQueue {
+export function createModelJobQueue(opts: {
+  connection: RedisClient;
+  prefix: string;
+  onError: (err: unknown) => void;
+  /** Traces on: the job carries the trace context of the request that queued it. */
+  telemetry?: Telemetry;
+}): ModelJobQueue {
   const queue = new Queue<ModelJob>(COMPLETIONS_QUEUE, {
     connection: opts.connection,
     prefix: opts.prefix,
+    telemetry: opts.telemetry,
     defaultJobOptions: {
       // A model call is not retried blindly by BullMQ: a failure is reported on the reply.
       attempts: 1,
@@ -148,6 +155,8 @@ export function startModelJobWorker(opts: {
   stalledCheckMs: number;
   run: (job: ModelJob, run: JobRun) => Promise<void>;
   onError: (err: unknown) => void;
+  /** Traces on: each job runs in a consumer span continuing the trace that queued it. */
+  telemetry?: Telemetry;
 }): ModelJobWorker {
   // Runs in this process, by job id: a job can be here twice (a run that lost its lock, and the run that took it over).
   const runs = new Map<string, Set<RunEntry>>();
@@ -189,6 +198,7 @@ export function startModelJobWorker(opts: {
       concurrency: opts.concurrency,
       lockDuration: opts.lockMs,
       stalledInterval: opts.stalledCheckMs,
+      telemetry: opts.telemetry,
       // A reply outlives a few lost workers before it is given up (and failed by the sweep).
       maxStalledCount: 3,
     },

@@ -1,0 +1,15 @@
+import { SpanKind } from "@opentelemetry/api";
+import type { JobRun, ModelJob } from "../queue/completions.ts";
+import { inSpan, tracingOn } from "./spans.ts";
+
+/**
+ * The worker's run of a job in a span of its own (`job reply`, `job completion`, `job summary`), a child
+ * of BullMQ's consumer span, which continues the trace of the request that queued the job.
+ */
+export function tracedJobRunner(run: (job: ModelJob, r: JobRun) => Promise<void>): (job: ModelJob, r: JobRun) => Promise<void> {
+  if (!tracingOn()) return run;
+  return (job, r) => {
+    const id = job.kind === "reply" ? job.replyId : job.kind === "completion" ? job.completionId : job.conversationId;
+    return inSpan(`job ${job.kind}`, SpanKind.INTERNAL, { "parley.job.kind": job.kind, "parley.job.id": id, "parley.job.attempt": r.attempt }, () => run(job, r));
+  };
+}

@@ -67,6 +67,7 @@ describe("GET /metrics on the API and the worker", () => {
       UPSTREAM_MAX_RETRIES: "2",
       UPSTREAM_RETRY_BASE_MS: "10",
       LOG_LEVEL: "warn",
+      DATABASE_POOL_MAX: "7",
     });
     database = db;
     apiProcess = processes.start({ ...env, ROLE: "api", LOG_LEVEL: "info" });
@@ -148,12 +149,12 @@ describe("GET /metrics on the API and the worker", () => {
     expect(workerMoved("parley_upstream_retries_total", { provider: "fake" })).toBe(1);
     expect(upstream.requests).toHaveLength(3);
 
-    // Nothing is running now; the queue's counts are read from Redis; the pool is the default 10.
+    // Nothing is running now; the queue's counts are read from Redis; the pool is DATABASE_POOL_MAX.
     expect(valueOf(workerAfter, "parley_jobs_in_flight")).toBe(0);
     for (const state of ["waiting", "active", "delayed"]) {
       expect(apiAfter.some((s) => s.name === "parley_queue_jobs" && s.labels.state === state)).toBe(true);
     }
-    expect(valueOf(apiAfter, "parley_db_pool_max")).toBe(10);
+    expect(valueOf(apiAfter, "parley_db_pool_max")).toBe(7);
     // Statements in flight: none once the API is idle (its turns have ended).
     await eventually(async () => valueOf(await scrape(apiUrl), "parley_db_queries_in_flight") === 0, {
       what: "the API's statements in flight back to 0",

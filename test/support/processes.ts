@@ -75,6 +75,9 @@ export function useParleyProcesses() {
         REDIS_PREFIX: `parley-test-${randomBytes(4).toString("hex")}`,
         HOST: "127.0.0.1",
         PORT: String(await freePort()),
+        // Four test files run at once, some with several processes, beside the quick bench's own: at the
+        // default of 10 connections a process they went past a default max_connections of 100.
+        DATABASE_POOL_MAX: "4",
         ...extra,
       };
       return { database, env };

@@ -86,6 +86,8 @@ export function testConfig(databaseUrl: string, overrides: ConfigOverrides = {})
     SHUTDOWN_TIMEOUT_MS: 2000,
     UPSTREAM_RETRY_BASE_MS: 10,
     UPSTREAM_RETRY_MAX_MS: 2000,
+    // A small pool: four test files run at once, beside the quick bench's processes (max_connections 100).
+    DATABASE_POOL_MAX: 4,
   });
   const { UPSTREAMS, ...rest } = overrides;
   Object.assign(config, rest);

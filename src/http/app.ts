@@ -54,7 +54,8 @@ const TAGS = [
   { name: "Chat completions", description: "The plain chat-completions API, stateless or bound to a conversation." },
   { name: "Responses", description: "OpenAI's Responses API on any served model." },
   { name: "Conversation items", description: "OpenAI's Conversations API items, over the same stored messages." },
-  { name: "Models", description: "What this deployment serves." },
+  // Not "Models": /docs lists the schemas under that name.
+  { name: "Served models", description: "What this deployment serves." },
   { name: "Admin", description: "API keys, behind ADMIN_SECRET." },
 ];
 

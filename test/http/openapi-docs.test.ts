@@ -162,6 +162,7 @@ describe("GET /docs", () => {
     expect(html).toMatch(/"telemetry": false/);
     expect(html).toMatch(/"withDefaultFonts": false/);
     expect(html).toMatch(/"disabled": true/);
+    expect(html).toMatch(/"showDeveloperTools": "never"/);
     // ...and the document it points at is served without a key too.
     expect((await fetch(`${ctx.service.url}/openapi.json`)).status).toBe(200);
   });

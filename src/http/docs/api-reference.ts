@@ -15,7 +15,8 @@ export interface ApiReferenceOptions {
 /**
  * `GET /docs`: the API reference rendered in the browser by Scalar from /openapi.json. The page is static
  * HTML; the browser fetches the script and the document. Nothing of Scalar's services is asked for:
- * no telemetry, no web fonts, no AI agent, and "try it" calls Parley directly (same origin, no proxy).
+ * no telemetry, no web fonts, no AI agent, no developer toolbar, and "try it" calls Parley directly
+ * (same origin, no proxy).
  */
 export function apiReferenceRoutes(options: ApiReferenceOptions) {
   return new Hono<AppEnv>().get(
@@ -27,7 +28,8 @@ export function apiReferenceRoutes(options: ApiReferenceOptions) {
       telemetry: false,
       withDefaultFonts: false,
       agent: { disabled: true },
-      hideClientButton: false,
+      // The toolbar's share, deploy and SDK buttons send the document to Scalar's services.
+      showDeveloperTools: "never",
       // A key typed into "try it" is not saved in the browser's local storage.
       persistAuth: false,
     }),

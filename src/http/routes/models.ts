@@ -13,7 +13,7 @@ const list = createRoute({
   method: "get",
   path: "/",
   operationId: "listModels",
-  tags: ["Models"],
+  tags: ["Served models"],
   summary: "The models this deployment serves",
   responses: {
     200: jsonResponse(

@@ -190,6 +190,11 @@ export const configSchema = z.object({
    */
   CORS_ORIGINS: corsOrigins.optional(),
 
+  /** `GET /docs`: the API reference page rendered from /openapi.json (which is served either way). */
+  DOCS_ENABLED: z.stringbool().default(true),
+  /** The Scalar standalone bundle /docs loads; unset, Scalar's CDN. Set it to a copy you host when browsers can't reach it. */
+  DOCS_SCRIPT_URL: z.url().optional(),
+
   /** `production` refuses to start open: it needs ADMIN_SECRET or at least one API key. */
   NODE_ENV: z.enum(["production", "development", "test"]).default("development"),
   /** Bearer secret of the admin API (/admin/…); the admin API is off without it. */

@@ -190,6 +190,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
       maxBodyBytes: config.MAX_BODY_BYTES,
       requestTimeoutMs: config.REQUEST_TIMEOUT_MS,
       corsOrigins: config.CORS_ORIGINS,
+      docs: config.DOCS_ENABLED ? { scriptUrl: config.DOCS_SCRIPT_URL } : undefined,
       metricsToken: config.METRICS_TOKEN,
     });
     server = await new Promise<ServerType>((resolve) => {

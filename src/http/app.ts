@@ -10,6 +10,7 @@ import type { HttpMetrics } from "../observability/metrics.ts";
 import { routeLabel } from "../observability/http.ts";
 import { requireAdminSecret, requireApiKeyWithinRate, requireMetricsToken } from "./auth.ts";
 import { corsFor } from "./cors.ts";
+import { apiReferenceRoutes } from "./docs/api-reference.ts";
 import type { AppEnv } from "./env.ts";
 import { ApiError, sendError } from "./errors.ts";
 import type { InputLimits } from "./input-limits.ts";
@@ -45,7 +46,21 @@ export type AppDeps = ConversationDeps &
     metrics?: HttpMetrics & MetricsExposition & { relayLag(seconds: number): void };
     /** METRICS_TOKEN: unset, GET /metrics is open. */
     metricsToken?: string | undefined;
+    /** DOCS_ENABLED: GET /docs, the API reference page (DOCS_SCRIPT_URL: the script it loads); absent, no /docs. */
+    docs?: { scriptUrl?: string | undefined } | undefined;
   };
+
+/** The sections of /openapi.json (and of /docs), in the order a reader meets them. */
+const TAGS = [
+  { name: "Conversations", description: "Durable conversations: create, list, change, fork, delete." },
+  { name: "Messages", description: "A conversation's history; append a message and get its reply (JSON or SSE), follow, cancel, regenerate." },
+  { name: "Chat completions", description: "The plain chat-completions API, stateless or bound to a conversation." },
+  { name: "Responses", description: "OpenAI's Responses API on any served model." },
+  { name: "Conversation items", description: "OpenAI's Conversations API items, over the same stored messages." },
+  // Not "Models": /docs lists the schemas under that name.
+  { name: "Served models", description: "What this deployment serves." },
+  { name: "Admin", description: "API keys, behind ADMIN_SECRET." },
+];
 
 /** A caller's request id is kept when it is a plain token; anything else is replaced (it is echoed in a header and logged). */
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -83,6 +98,7 @@ export function createApp(deps: AppDeps) {
   );
 
   app.route("/", healthRoutes(deps));
+  if (deps.docs) app.route("/", apiReferenceRoutes({ documentUrl: "/openapi.json", scriptUrl: deps.docs.scriptUrl }));
   if (metrics) app.route("/", metricsRoutes({ metrics, guard: requireMetricsToken(deps.metricsToken) }));
 
   const limitBody = bodyLimit({
@@ -122,6 +138,7 @@ export function createApp(deps: AppDeps) {
     },
     servers: [{ url: "/" }],
     security: [{ apiKey: [] }],
+    tags: TAGS,
   });
   return app;
 }

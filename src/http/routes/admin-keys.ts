@@ -11,7 +11,10 @@ import {
 import { storableText } from "../../domain/resources.ts";
 import type { AppEnv } from "../env.ts";
 import { validationHook } from "../validation.ts";
+import { apiKeyListExample, createApiKeyExample, newApiKeyExample, revokedApiKeyExample } from "./examples.ts";
 import { errorResponse, jsonBody, jsonResponse } from "./schemas.ts";
+
+const tags = ["Admin"];
 
 /** The admin API (`/admin/keys`): the same key operations as `npm run keys`, behind ADMIN_SECRET. */
 
@@ -27,6 +30,8 @@ const newKeySchema = apiKeySchema
 const create = createRoute({
   method: "post",
   path: "/",
+  operationId: "createApiKey",
+  tags,
   summary: "Create an API key for a tenant (the tenant is created with its first key)",
   request: {
     body: jsonBody(
@@ -34,10 +39,11 @@ const create = createRoute({
         .object({ tenant: tenantNameSchema, name: storableText().max(200).nullable().optional() })
         .strict()
         .openapi("CreateApiKey"),
+      createApiKeyExample,
     ),
   },
   responses: {
-    201: jsonResponse(newKeySchema, "The new key; `key` is never shown again."),
+    201: jsonResponse(newKeySchema, "The new key; `key` is never shown again.", newApiKeyExample),
     400: errorResponse("Invalid input."),
     401: errorResponse("No or wrong admin secret."),
   },
@@ -46,10 +52,12 @@ const create = createRoute({
 const list = createRoute({
   method: "get",
   path: "/",
+  operationId: "listApiKeys",
+  tags,
   summary: "List API keys (never the keys themselves), newest first",
   request: { query: z.object({ tenant: tenantNameSchema.optional() }) },
   responses: {
-    200: jsonResponse(z.object({ object: z.literal("list"), data: z.array(apiKeySchema) }).openapi("ApiKeyList"), "The keys."),
+    200: jsonResponse(z.object({ object: z.literal("list"), data: z.array(apiKeySchema) }).openapi("ApiKeyList"), "The keys.", apiKeyListExample),
     401: errorResponse("No or wrong admin secret."),
   },
 });
@@ -57,10 +65,12 @@ const list = createRoute({
 const revoke = createRoute({
   method: "post",
   path: "/{prefix}/revoke",
+  operationId: "revokeApiKey",
+  tags,
   summary: "Revoke a key: every API instance refuses it from the next request on",
   request: { params: z.object({ prefix: z.string().openapi({ param: { name: "prefix", in: "path" }, example: "prly_3f9a1c2e7b40" }) }) },
   responses: {
-    200: jsonResponse(apiKeySchema, "The revoked key."),
+    200: jsonResponse(apiKeySchema, "The revoked key.", revokedApiKeyExample),
     401: errorResponse("No or wrong admin secret."),
     404: errorResponse("No key with this prefix."),
   },

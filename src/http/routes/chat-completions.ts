@@ -21,6 +21,7 @@ import {
 } from "../chat-completions/wire.ts";
 import type { AppEnv } from "../env.ts";
 import { validationHook } from "../validation.ts";
+import { chatCompletionChunksExample, chatCompletionExample, chatCompletionRequestExample } from "./examples.ts";
 import { conversationIdParam, errorResponse, jsonBody, jsonOrEventStreamResponse } from "./schemas.ts";
 
 export interface ChatCompletionRouteDeps extends TurnDeps, ReplyControlDeps, IdempotencyDeps {
@@ -35,6 +36,7 @@ const responses = {
     "A `chat.completion`, or with `stream: true` a `text/event-stream` of `chat.completion.chunk`s " +
       "(the last one with `finish_reason` and `usage`) ending with `data: [DONE]`.",
     "`chat.completion.chunk` data lines, then `data: [DONE]`.",
+    { json: chatCompletionExample, events: chatCompletionChunksExample },
   ),
   400: errorResponse(
     "Invalid or unsupported input, naming the field; or the upstream refused the request (its own 4xx status, type, code " +
@@ -49,20 +51,28 @@ const responses = {
 const stateless = createRoute({
   method: "post",
   path: "/chat/completions",
+  operationId: "createChatCompletion",
+  tags: ["Chat completions"],
   summary: "The plain chat-completions API (stateless)",
-  request: { body: jsonBody(chatCompletionRequestSchema) },
+  request: { body: jsonBody(chatCompletionRequestSchema, chatCompletionRequestExample) },
   responses,
 });
 
 const bound = createRoute({
   method: "post",
   path: "/conversations/{conversation_id}/chat/completions",
+  operationId: "createConversationChatCompletion",
+  tags: ["Chat completions"],
   summary: "The chat-completions API bound to a conversation",
   description:
     "Send only the new messages: the stored system prompt and history are prepended, and the new messages and the " +
     "reply are stored. A request that begins with the whole stored history (as chat frameworks send it, the system " +
     "prompt optionally first) stores only what follows it. Point an SDK's base URL at `…/v1/conversations/{id}`.",
-  request: { params: z.object({ conversation_id: conversationIdParam }), body: jsonBody(chatCompletionRequestSchema) },
+  request: { params: z.object({ conversation_id: conversationIdParam }), body: jsonBody(chatCompletionRequestSchema, {
+      model: "parley-sim-1",
+      messages: [{ role: "user", content: "Best day trip from Lisbon?" }],
+    }),
+  },
   responses: { ...responses, 409: errorResponse("A reply is in flight in this conversation.") },
 });
 

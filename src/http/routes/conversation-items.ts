@@ -26,6 +26,7 @@ import {
   type Item,
 } from "../responses/items.ts";
 import { validationHook } from "../validation.ts";
+import * as ex from "./examples.ts";
 import { conversationIdParam, errorResponse, includeOf, includeQuery, jsonBody, jsonResponse } from "./schemas.ts";
 
 /**
@@ -37,6 +38,7 @@ import { conversationIdParam, errorResponse, includeOf, includeQuery, jsonBody, 
 /** OpenAI's limit on the items of one request (create, add). */
 export const MAX_ITEMS_PER_REQUEST = 20;
 
+const tags = ["Conversation items"];
 const itemIdParam = z.string().openapi({ param: { name: "item_id", in: "path" }, example: "fc_01jf3t8vvaf8s9k0d7k6x1s2y3_0" });
 const conversationParams = z.object({ conversation_id: conversationIdParam });
 const itemParams = z.object({ conversation_id: conversationIdParam, item_id: itemIdParam });
@@ -55,10 +57,12 @@ const addItemsSchema = z.object({ items: givenItemsSchema(1) }).strict().openapi
 const add = createRoute({
   method: "post",
   path: "/{conversation_id}/items",
+  operationId: "createConversationItems",
+  tags,
   summary: "Add items to a conversation (stored as completed messages; no reply)",
-  request: { params: conversationParams, query: z.object(includeQuery), body: jsonBody(addItemsSchema) },
+  request: { params: conversationParams, query: z.object(includeQuery), body: jsonBody(addItemsSchema, ex.addItemsExample) },
   responses: {
-    200: jsonResponse(itemListSchema, "The items added, as stored."),
+    200: jsonResponse(itemListSchema, "The items added, as stored.", ex.addedItemsExample),
     400: errorResponse("Invalid items, or a function_call_output answering no function_call."),
     404: errorResponse("No such conversation."),
     409: errorResponse("A reply is in flight in this conversation (`conversation_busy`)."),
@@ -68,6 +72,8 @@ const add = createRoute({
 const list = createRoute({
   method: "get",
   path: "/{conversation_id}/items",
+  operationId: "listConversationItems",
+  tags,
   summary: "The conversation's items, newest first by default",
   description:
     "Items are views of the stored messages: an assistant message is its reasoning, its text and one function_call " +
@@ -82,7 +88,7 @@ const list = createRoute({
     }),
   },
   responses: {
-    200: jsonResponse(itemListSchema, "A page of items."),
+    200: jsonResponse(itemListSchema, "A page of items.", ex.itemListExample),
     400: errorResponse("Invalid paging."),
     404: errorResponse("No such conversation, or no item `after`."),
   },
@@ -91,10 +97,12 @@ const list = createRoute({
 const get = createRoute({
   method: "get",
   path: "/{conversation_id}/items/{item_id}",
+  operationId: "getConversationItem",
+  tags,
   summary: "One item; a reply in flight shows its content so far",
   request: { params: itemParams, query: z.object(includeQuery) },
   responses: {
-    200: jsonResponse(itemSchema, "The item."),
+    200: jsonResponse(itemSchema, "The item.", ex.itemExample),
     404: errorResponse("No such conversation or item."),
   },
 });
@@ -102,6 +110,8 @@ const get = createRoute({
 const remove = createRoute({
   method: "delete",
   path: "/{conversation_id}/items/{item_id}",
+  operationId: "deleteConversationItem",
+  tags,
   summary: "Delete an item; answers the conversation",
   description:
     "A user, system, developer or tool message is deleted whole; of an assistant message, the reasoning, text or one " +
@@ -109,7 +119,7 @@ const remove = createRoute({
     "Seqs are not renumbered. Of a reply in flight nothing can be deleted (400), nor anything while one is in flight (409).",
   request: { params: itemParams },
   responses: {
-    200: jsonResponse(conversationSchema, "The conversation."),
+    200: jsonResponse(conversationSchema, "The conversation.", { ...ex.conversationExample, message_count: 1 }),
     400: errorResponse("The item is part of a reply in flight (`reply_in_flight`)."),
     404: errorResponse("No such conversation or item."),
     409: errorResponse("A reply is in flight in this conversation (`conversation_busy`)."),

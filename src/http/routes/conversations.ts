@@ -19,7 +19,10 @@ import type { AppEnv } from "../env.ts";
 import { idempotently, type IdempotencyDeps } from "../idempotency.ts";
 import { validationHook } from "../validation.ts";
 import { blameItem, givenItemsSchema, messagesOfItems } from "./conversation-items.ts";
+import * as ex from "./examples.ts";
 import { conversationIdParam, errorResponse, jsonBody, jsonResponse } from "./schemas.ts";
+
+const tags = ["Conversations"];
 
 const params = z.object({ conversation_id: conversationIdParam });
 
@@ -37,10 +40,12 @@ const createBodySchema = z
 const create = createRoute({
   method: "post",
   path: "/",
+  operationId: "createConversation",
+  tags,
   summary: "Create a conversation",
-  request: { body: jsonBody(createBodySchema) },
+  request: { body: jsonBody(createBodySchema, ex.createConversationExample) },
   responses: {
-    201: jsonResponse(conversationSchema, "The new conversation."),
+    201: jsonResponse(conversationSchema, "The new conversation.", { ...ex.conversationExample, message_count: 0 }),
     400: errorResponse("Invalid input."),
     404: errorResponse("The model is not served."),
   },
@@ -49,10 +54,12 @@ const create = createRoute({
 const fork = createRoute({
   method: "post",
   path: "/{conversation_id}/fork",
+  operationId: "forkConversation",
+  tags,
   summary: "Fork a conversation at a message: a new conversation with a copy of the history up to it",
-  request: { params, body: jsonBody(forkConversationSchema) },
+  request: { params, body: jsonBody(forkConversationSchema, ex.forkConversationExample) },
   responses: {
-    201: jsonResponse(conversationSchema, "The new conversation."),
+    201: jsonResponse(conversationSchema, "The new conversation.", { ...ex.conversationExample, id: "conv_01m8tbh5n2f69sg2r5a6sx8d4a", message_count: 1 }),
     400: errorResponse("Invalid input, or the message is a reply in flight."),
     404: errorResponse("No such conversation or message."),
   },
@@ -61,10 +68,12 @@ const fork = createRoute({
 const list = createRoute({
   method: "get",
   path: "/",
+  operationId: "listConversations",
+  tags,
   summary: "List conversations, newest first",
   request: { query: pageQuerySchema },
   responses: {
-    200: jsonResponse(listOf(conversationSchema, "ConversationList"), "A page of conversations."),
+    200: jsonResponse(listOf(conversationSchema, "ConversationList"), "A page of conversations.", ex.conversationListExample),
     400: errorResponse("Invalid paging."),
   },
 });
@@ -72,10 +81,12 @@ const list = createRoute({
 const get = createRoute({
   method: "get",
   path: "/{conversation_id}",
+  operationId: "getConversation",
+  tags,
   summary: "Get a conversation",
   request: { params },
   responses: {
-    200: jsonResponse(conversationSchema, "The conversation."),
+    200: jsonResponse(conversationSchema, "The conversation.", ex.conversationExample),
     404: errorResponse("No such conversation."),
   },
 });
@@ -83,21 +94,34 @@ const get = createRoute({
 const update = createRoute({
   method: "patch",
   path: "/{conversation_id}",
+  operationId: "patchConversation",
+  tags,
   summary: "Change a conversation's title, system prompt, model, params or metadata",
-  request: { params, body: jsonBody(updateConversationSchema) },
+  request: { params, body: jsonBody(updateConversationSchema, ex.updateConversationExample) },
   responses: {
-    200: jsonResponse(conversationSchema, "The changed conversation."),
+    200: jsonResponse(conversationSchema, "The changed conversation.", {
+      ...ex.conversationExample,
+      ...ex.updateConversationExample,
+      updated_at: ex.conversationExample.updated_at + 60,
+    }),
     400: errorResponse("Invalid input."),
     404: errorResponse("No such conversation, or the model is not served."),
   },
 });
 
 // OpenAI's Conversations API updates with a POST (`{metadata}`); the same body and answer as the PATCH.
-const updateByPost = createRoute({ ...update, method: "post", summary: "Change a conversation (as PATCH does; the Conversations API's update)" });
+const updateByPost = createRoute({
+  ...update,
+  method: "post",
+  operationId: "updateConversation",
+  summary: "Change a conversation (as PATCH does; the Conversations API's update)",
+});
 
 const remove = createRoute({
   method: "delete",
   path: "/{conversation_id}",
+  operationId: "deleteConversation",
+  tags,
   summary: "Delete a conversation and its messages",
   description:
     "A reply in flight is stopped as cancel stops it: its model call is aborted and its followers get " +
@@ -107,6 +131,7 @@ const remove = createRoute({
     200: jsonResponse(
       z.object({ id: z.string(), object: z.literal("conversation.deleted"), deleted: z.literal(true) }).openapi("ConversationDeleted"),
       "Deleted.",
+      ex.conversationDeletedExample,
     ),
     404: errorResponse("No such conversation."),
   },

@@ -14,6 +14,7 @@ import { awaitReplyEnd, type ReplyEventFollower } from "../../streams/reply-even
 import type { AppEnv } from "../env.ts";
 import { replyEventsResponse } from "../sse.ts";
 import { validationHook } from "../validation.ts";
+import * as ex from "./examples.ts";
 import {
   conversationIdParam,
   errorResponse,
@@ -29,6 +30,7 @@ export interface MessageRouteDeps extends TurnDeps, ReplyControlDeps, Idempotenc
   log: Logger;
 }
 
+const tags = ["Messages"];
 const conversationParams = z.object({ conversation_id: conversationIdParam });
 const messageParams = z.object({ conversation_id: conversationIdParam, message_id: messageIdParam });
 
@@ -39,19 +41,22 @@ const turnSchema = z
 const append = createRoute({
   method: "post",
   path: "/{conversation_id}/messages",
+  operationId: "createMessage",
+  tags,
   summary: "Append a message and generate the reply",
   description:
     "With `stream: true` the answer is `text/event-stream`: `message.created` (the message, then the queued reply), " +
     "`message.delta`… (`delta`: `content`, `reasoning`, `tool_calls` fragments as OpenAI streams them, `logprobs`), one of `message.completed` | `message.failed` | `message.cancelled`, then `done` with `[DONE]`. " +
     "Every event has an `id:` to resume from.",
-  request: { params: conversationParams, body: jsonBody(appendMessageSchema) },
+  request: { params: conversationParams, body: jsonBody(appendMessageSchema, ex.appendMessageExample) },
   responses: {
     201: jsonOrEventStreamResponse(
       turnSchema,
       "Stored; `reply` is the finished reply (or null when none was asked for).",
       "The reply's events.",
+      { json: ex.turnExample, events: ex.messageEventsExample },
     ),
-    202: jsonResponse(turnSchema, "Stored; the reply is queued (`wait: false`)."),
+    202: jsonResponse(turnSchema, "Stored; the reply is queued (`wait: false`).", ex.queuedTurnExample),
     400: errorResponse("Invalid input."),
     404: errorResponse("No such conversation, or its model is not served."),
     409: errorResponse("A reply is in flight in this conversation (`conversation_busy`)."),
@@ -63,14 +68,19 @@ const append = createRoute({
 const regenerate = createRoute({
   method: "post",
   path: "/{conversation_id}/messages/{message_id}/regenerate",
+  operationId: "regenerateMessage",
+  tags,
   summary: "Regenerate the conversation's last reply",
   description:
     "A new reply replaces the last one, which must have ended: it takes the old reply's seq, and the old reply is deleted. " +
     "Answers like an append: the new reply (201, or 202 with `wait: false`), or its events with `stream: true`.",
-  request: { params: messageParams, body: jsonBody(regenerateReplySchema) },
+  request: { params: messageParams, body: jsonBody(regenerateReplySchema, ex.regenerateExample) },
   responses: {
-    201: jsonOrEventStreamResponse(messageSchema, "The new reply, finished.", "The new reply's events."),
-    202: jsonResponse(messageSchema, "The new reply, queued (`wait: false`)."),
+    201: jsonOrEventStreamResponse(messageSchema, "The new reply, finished.", "The new reply's events.", {
+      json: ex.replyExample,
+      events: ex.messageEventsExample.split("\n\n").slice(1).join("\n\n"),
+    }),
+    202: jsonResponse(messageSchema, "The new reply, queued (`wait: false`).", ex.queuedReplyExample),
     400: errorResponse("Not a reply, or not the last message (`not_a_reply`, `not_last_reply`)."),
     404: errorResponse("No such conversation or message."),
     409: errorResponse("The reply is still in flight (`conversation_busy`)."),
@@ -80,10 +90,12 @@ const regenerate = createRoute({
 const list = createRoute({
   method: "get",
   path: "/{conversation_id}/messages",
+  operationId: "listMessages",
+  tags,
   summary: "The history, oldest first",
   request: { params: conversationParams, query: pageQuerySchema },
   responses: {
-    200: jsonResponse(listOf(messageSchema, "MessageList"), "A page of messages."),
+    200: jsonResponse(listOf(messageSchema, "MessageList"), "A page of messages.", ex.messageListExample),
     400: errorResponse("Invalid paging."),
     404: errorResponse("No such conversation."),
   },
@@ -92,10 +104,12 @@ const list = createRoute({
 const get = createRoute({
   method: "get",
   path: "/{conversation_id}/messages/{message_id}",
+  operationId: "getMessage",
+  tags,
   summary: "One message; a reply in flight shows its content so far",
   request: { params: messageParams },
   responses: {
-    200: jsonResponse(messageSchema, "The message."),
+    200: jsonResponse(messageSchema, "The message.", ex.replyExample),
     404: errorResponse("No such conversation or message."),
   },
 });
@@ -103,6 +117,8 @@ const get = createRoute({
 const events = createRoute({
   method: "get",
   path: "/{conversation_id}/messages/{message_id}/events",
+  operationId: "streamMessageEvents",
+  tags,
   summary: "Follow a reply's events (SSE), from the start or after Last-Event-ID",
   description:
     "The same events as a streamed append, with the same ids. Resume with the `Last-Event-ID` header (or the " +
@@ -114,7 +130,10 @@ const events = createRoute({
     query: z.object({ last_event_id: z.string().optional().openapi({ example: "1764045600123-0" }) }),
   },
   responses: {
-    200: { description: "The reply's events.", content: { "text/event-stream": { schema: z.string() } } },
+    200: {
+      description: "The reply's events.",
+      content: { "text/event-stream": { schema: z.string(), example: ex.messageEventsExample.split("\n\n").slice(1).join("\n\n") } },
+    },
     400: errorResponse("Not a reply, or a malformed Last-Event-ID."),
     404: errorResponse("No such conversation or message."),
   },
@@ -123,10 +142,12 @@ const events = createRoute({
 const cancel = createRoute({
   method: "post",
   path: "/{conversation_id}/messages/{message_id}/cancel",
+  operationId: "cancelMessage",
+  tags,
   summary: "Stop a reply in flight; the content it had is kept",
   request: { params: messageParams },
   responses: {
-    200: jsonResponse(messageSchema, "The reply: `cancelled`, or as it was if it had already ended."),
+    200: jsonResponse(messageSchema, "The reply: `cancelled`, or as it was if it had already ended.", ex.cancelledReplyExample),
     400: errorResponse("Not a reply."),
     404: errorResponse("No such conversation or message."),
   },

@@ -2,7 +2,8 @@ import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { ModelRegistry } from "../../providers/registry.ts";
 import type { AppEnv } from "../env.ts";
 import { validationHook } from "../validation.ts";
-import { jsonResponse } from "./schemas.ts";
+import { modelListExample } from "./examples.ts";
+import { errorResponse, jsonResponse } from "./schemas.ts";
 
 const modelSchema = z
   .object({ id: z.string(), object: z.literal("model"), created: z.int(), owned_by: z.string() })
@@ -11,12 +12,16 @@ const modelSchema = z
 const list = createRoute({
   method: "get",
   path: "/",
+  operationId: "listModels",
+  tags: ["Served models"],
   summary: "The models this deployment serves",
   responses: {
     200: jsonResponse(
       z.object({ object: z.literal("list"), data: z.array(modelSchema) }).openapi("ModelList"),
       "Served models, in the list format the chat-completions SDKs expect.",
+      modelListExample,
     ),
+    401: errorResponse("No or bad API key (as on every /v1 route)."),
   },
 });
 

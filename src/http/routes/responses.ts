@@ -52,6 +52,7 @@ import { conversationIdOf, PARLEY_TURN_KEYS, responseRequestSchema, toChatParams
 import { ResponseEventTranslator } from "../responses/stream-events.ts";
 import { replyEventsResponse } from "../sse.ts";
 import { validationHook } from "../validation.ts";
+import * as ex from "./examples.ts";
 import { errorResponse, includeOf, includeQuery, jsonBody, jsonOrEventStreamResponse, jsonResponse } from "./schemas.ts";
 
 /**
@@ -71,6 +72,7 @@ export interface ResponseRouteDeps extends TurnDeps, ReplyControlDeps, Idempoten
 const responseIdParam = z.string().openapi({ param: { name: "response_id", in: "path" }, example: "resp_01jf3t8vvaf8s9k0d7k6x1s2y3" });
 const params = z.object({ response_id: responseIdParam });
 
+const tags = ["Responses"];
 const eventsDescription =
   "With `stream: true`: the response's events as SSE (`event:` the type, `data:` the event with its `sequence_number`): " +
   "`response.created`, `response.in_progress`, output item, content part, text, reasoning and function-call argument " +
@@ -79,6 +81,8 @@ const eventsDescription =
 const create = createRoute({
   method: "post",
   path: "/responses",
+  operationId: "createResponse",
+  tags,
   summary: "Create a response (OpenAI's Responses API, on any chat-completions model)",
   description:
     "With `conversation`, the response is a turn of that conversation: its stored history (fitted by the conversation's " +
@@ -86,9 +90,12 @@ const create = createRoute({
     "With `previous_response_id`, it continues that response's chain (`instructions` are not carried over). " +
     "`background: true` answers at once (status `queued`); the response runs on the worker pool and can be retrieved, " +
     "followed (`GET …?stream=true`) and cancelled. `store: false` stores nothing (and cannot be retrieved).",
-  request: { body: jsonBody(responseRequestSchema) },
+  request: { body: jsonBody(responseRequestSchema, ex.createResponseExample) },
   responses: {
-    200: jsonOrEventStreamResponse(responseObjectSchema, "The response (`queued` when in the background).", eventsDescription),
+    200: jsonOrEventStreamResponse(responseObjectSchema, "The response (`queued` when in the background).", eventsDescription, {
+      json: ex.responseExample,
+      events: ex.responseEventsExample,
+    }),
     400: errorResponse(
       "Invalid or unsupported input, naming the field; `conversation_locked` when the conversation has a response in progress; " +
         "or the upstream refused the request (its own status, type, code and param).",
@@ -103,6 +110,8 @@ const create = createRoute({
 const retrieve = createRoute({
   method: "get",
   path: "/responses/{response_id}",
+  operationId: "getResponse",
+  tags,
   summary: "Get a response, or follow it (`stream=true`)",
   description:
     "`stream=true` replays the response's events from the start (or after `starting_after`) and follows it live, from " +
@@ -117,7 +126,10 @@ const retrieve = createRoute({
     }),
   },
   responses: {
-    200: jsonOrEventStreamResponse(responseObjectSchema, "The response.", eventsDescription),
+    200: jsonOrEventStreamResponse(responseObjectSchema, "The response.", eventsDescription, {
+      json: ex.responseExample,
+      events: ex.responseEventsExample,
+    }),
     404: errorResponse("No such response (or it was created with `store: false`)."),
   },
 });
@@ -125,10 +137,16 @@ const retrieve = createRoute({
 const cancel = createRoute({
   method: "post",
   path: "/responses/{response_id}/cancel",
+  operationId: "cancelResponse",
+  tags,
   summary: "Cancel a response in progress (its partial output is kept)",
   request: { params },
   responses: {
-    200: jsonResponse(responseObjectSchema, "The response as it ended (a response that had already ended, as it is)."),
+    200: jsonResponse(responseObjectSchema, "The response as it ended (a response that had already ended, as it is).", {
+      ...ex.responseExample,
+      background: true,
+      status: "cancelled",
+    }),
     404: errorResponse("No such response."),
   },
 });
@@ -136,6 +154,8 @@ const cancel = createRoute({
 const remove = createRoute({
   method: "delete",
   path: "/responses/{response_id}",
+  operationId: "deleteResponse",
+  tags,
   summary: "Delete a response",
   description: "A response in progress is cancelled first. Its items stay in its conversation.",
   request: { params },
@@ -143,6 +163,7 @@ const remove = createRoute({
     200: jsonResponse(
       z.object({ id: z.string(), object: z.literal("response.deleted"), deleted: z.literal(true) }).openapi("ResponseDeleted"),
       "Deleted.",
+      ex.responseDeletedExample,
     ),
     404: errorResponse("No such response."),
   },
@@ -151,6 +172,8 @@ const remove = createRoute({
 const inputItems = createRoute({
   method: "get",
   path: "/responses/{response_id}/input_items",
+  operationId: "listInputItems",
+  tags,
   summary: "List the items a response was given",
   request: {
     params,
@@ -162,7 +185,7 @@ const inputItems = createRoute({
     }),
   },
   responses: {
-    200: jsonResponse(itemListSchema, "The input items."),
+    200: jsonResponse(itemListSchema, "The input items.", ex.inputItemsExample),
     404: errorResponse("No such response, or `after` names no item of it."),
   },
 });

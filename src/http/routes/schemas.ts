@@ -18,22 +18,28 @@ export const errorResponse = (description: string) => ({
   content: { "application/json": { schema: errorSchema } },
 });
 
-export const jsonBody = <T extends z.ZodType>(schema: T) => ({
+// Examples (./examples.ts) are shown by /docs; the lint test checks them against their schemas.
+export const jsonBody = <T extends z.ZodType>(schema: T, example?: unknown) => ({
   required: true,
-  content: { "application/json": { schema } },
+  content: { "application/json": { schema, example } },
 });
 
-export const jsonResponse = <T extends z.ZodType>(schema: T, description: string) => ({
+export const jsonResponse = <T extends z.ZodType>(schema: T, description: string, example?: unknown) => ({
   description,
-  content: { "application/json": { schema } },
+  content: { "application/json": { schema, example } },
 });
 
 /** JSON, or with `stream: true` the reply's events: one status, two media types. */
-export const jsonOrEventStreamResponse = <T extends z.ZodType>(schema: T, description: string, events: string) => ({
+export const jsonOrEventStreamResponse = <T extends z.ZodType>(
+  schema: T,
+  description: string,
+  events: string,
+  examples: { json?: unknown; events?: string } = {},
+) => ({
   description,
   content: {
-    "application/json": { schema },
-    "text/event-stream": { schema: z.string().openapi({ description: events }) },
+    "application/json": { schema, example: examples.json },
+    "text/event-stream": { schema: z.string().openapi({ description: events }), example: examples.events },
   },
 });
 

@@ -137,7 +137,7 @@ describe("docs/API.md", () => {
   });
 
   it("links only to files that are in the repository", async () => {
-    const docs = ["docs/API.md", "docs/OPERATIONS.md"];
+    const docs = ["README.md", "docs/API.md", "docs/GUIDE.md", "docs/CONFIGURATION.md", "docs/OPERATIONS.md", "docs/DEVELOPMENT.md"];
     for (const file of docs) {
       const text = await readFile(join(root, file), "utf8");
       const links = [...text.matchAll(/\]\(([^)#\s]+)(?:#[^)]*)?\)/g)].map((m) => m[1]!).filter((l) => !/^[a-z]+:/.test(l));

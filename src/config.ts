@@ -178,7 +178,7 @@ export const configSchema = z.object({
   UPSTREAM_IDLE_TIMEOUT_MS: int(1).default(30_000),
   /** OpenAI-compatible upstreams, as a JSON array of {name, base_url, api_key, models, model_prefix}. */
   UPSTREAMS: upstreamList.default([]),
-  /** Context windows of served models, JSON (README); tried before the built-in families. */
+  /** Context windows of served models, JSON (docs/GUIDE.md, "Long conversations"); tried before the built-in families. */
   MODEL_CONTEXT_WINDOWS: jsonList(contextWindowConfigSchema).default([]),
   /** The window of a model neither configured nor of a known family. */
   DEFAULT_CONTEXT_TOKENS: int(256).default(8_192),

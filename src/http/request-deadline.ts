@@ -17,7 +17,7 @@ export class RequestDeadlineError extends ApiError {
  * pool connection). What is already under way is not stopped: it finishes or
  * fails on its own timeouts. A turn checks `c.var.deadline` before it stores
  * anything, so one answered 503 is rolled back unless it was already
- * committing (README, "Running at scale").
+ * committing (docs/OPERATIONS.md, "Running at scale").
  *
  * The deadline covers the work a request does against Postgres and Redis.
  * Once a handler has stored what it came to store and only waits for the

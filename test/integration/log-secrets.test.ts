@@ -7,7 +7,7 @@ import { freePort, useParleyProcesses, waitForOutput, type ParleyProcess } from 
 import { startTcpProxy } from "../support/tcp-proxy.ts";
 
 /**
- * The README promises that keys, message content and upstream error text are
+ * The docs promise (docs/GUIDE.md) that keys, message content and upstream error text are
  * never logged. One Parley process at debug level is put through every failure
  * path we can reach with one secret in the upstream's key, the system prompt,
  * the messages, the metadata and everything the upstream says; then its whole

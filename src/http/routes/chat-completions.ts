@@ -110,7 +110,7 @@ export function chatCompletionRoutes(deps: ChatCompletionRouteDeps) {
         requestId: c.var.requestId,
       };
       if (!keyed) {
-        // Nobody can resume a call without a key (README, "What is durable"): served here, not queued. It
+        // Nobody can resume a call without a key (docs/GUIDE.md, "What is durable"): served here, not queued. It
         // stops when its client leaves, or when the deadline answered 503 before it could start.
         const clientGone = c.var.deadline ? AbortSignal.any([c.req.raw.signal, c.var.deadline]) : c.req.raw.signal;
         const call = await serveInlineCompletion({ ...deps, log: c.var.log }, c.var.tenantId, request, clientGone);

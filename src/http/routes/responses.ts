@@ -333,7 +333,7 @@ export function responseRoutes(deps: ResponseRouteDeps) {
           };
         };
         if (c.req.header("idempotency-key") === undefined) {
-          // Nobody can resume it (README, "What is durable"): served by this instance, as a keyless chat completion is.
+          // Nobody can resume it (docs/GUIDE.md, "What is durable"): served by this instance, as a keyless chat completion is.
           const clientGone = c.var.deadline ? AbortSignal.any([c.req.raw.signal, c.var.deadline]) : c.req.raw.signal;
           const call = await serveInlineCompletion({ ...deps, log: c.var.log }, tenantId, await completion(), clientGone);
           c.var.liftDeadline?.();

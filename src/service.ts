@@ -20,7 +20,7 @@ import { metricsRoutes } from "./http/routes/metrics.ts";
 import { inputLimitsFrom } from "./http/input-limits.ts";
 import { tracedJobRunner } from "./observability/job-spans.ts";
 import { startTracing } from "./observability/tracing.ts";
-import { startModelJobWorker, type ModelJobWorker } from "./queue/completions.ts";
+import { jobSubject, startModelJobWorker, type ModelJobWorker } from "./queue/completions.ts";
 import { RedisLease, startLeasedSweep, type LeasedSweep } from "./queue/sweep-lease.ts";
 import { CancellationListener, publishCancel } from "./queue/reply-cancellation.ts";
 import { redisClientOptions } from "./redis/options.ts";
@@ -112,7 +112,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
       stalledCheckMs: config.WORKER_STALLED_CHECK_MS,
       telemetry: tracing.queueTelemetry,
       run: tracedJobRunner(async (job, run) => {
-        const jobId = job.kind === "reply" ? job.replyId : job.kind === "completion" ? job.completionId : job.conversationId;
+        const jobId = jobSubject(job);
         // Every line the job logs names it, its tenant and the request that asked for it.
         const jobLog = log.child({ jobId, tenantId: job.tenantId, requestId: job.requestId });
         const started = performance.now();

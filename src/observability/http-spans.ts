@@ -1,6 +1,6 @@
 import { context, propagation, ROOT_CONTEXT, SpanKind, trace, type TextMapGetter } from "@opentelemetry/api";
 import type { MiddlewareHandler } from "hono";
-import { routePath } from "hono/route";
+import { routeLabel } from "./http.ts";
 import { markFailed, tracer, tracingOn } from "./spans.ts";
 
 const fromHeaders: TextMapGetter<Headers> = {
@@ -26,8 +26,8 @@ export function traceRequests(): MiddlewareHandler {
     try {
       await context.with(trace.setSpan(parent, span), next);
     } finally {
-      // The route of the handler that answered (Hono's routeIndex points at it once next() returns).
-      const route = routePath(c);
+      // The route pattern of the endpoint that answered, as the metrics label it.
+      const route = routeLabel(c);
       span.updateName(`${method} ${route}`);
       span.setAttribute("http.route", route);
       const status = c.res.status;

@@ -1,5 +1,6 @@
 import type { Context } from "hono";
 import { matchedRoutes } from "hono/route";
+import { streamIdMs } from "../streams/reply-events.ts";
 
 /** The route label of a request that matched no endpoint (404s, preflights): one value whatever the path. */
 export const UNMATCHED_ROUTE = "unmatched";
@@ -15,12 +16,6 @@ export function routeLabel(c: Context): string {
     if (route && route.method !== "ALL") return route.path;
   }
   return UNMATCHED_ROUTE;
-}
-
-/** The ms a Redis stream id (`<ms>-<seq>`) carries: when the event was written. NaN for an id that is not one. */
-export function streamIdMs(id: string): number {
-  const dash = id.indexOf("-");
-  return dash > 0 ? Number(id.slice(0, dash)) : Number.NaN;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { SpanKind } from "@opentelemetry/api";
-import type { JobRun, ModelJob } from "../queue/completions.ts";
+import { jobSubject, type JobRun, type ModelJob } from "../queue/completions.ts";
 import { inSpan, tracingOn } from "./spans.ts";
 
 /**
@@ -9,7 +9,6 @@ import { inSpan, tracingOn } from "./spans.ts";
 export function tracedJobRunner(run: (job: ModelJob, r: JobRun) => Promise<void>): (job: ModelJob, r: JobRun) => Promise<void> {
   if (!tracingOn()) return run;
   return (job, r) => {
-    const id = job.kind === "reply" ? job.replyId : job.kind === "completion" ? job.completionId : job.conversationId;
-    return inSpan(`job ${job.kind}`, SpanKind.INTERNAL, { "parley.job.kind": job.kind, "parley.job.id": id, "parley.job.attempt": r.attempt }, () => run(job, r));
+    return inSpan(`job ${job.kind}`, SpanKind.INTERNAL, { "parley.job.kind": job.kind, "parley.job.id": jobSubject(job), "parley.job.attempt": r.attempt }, () => run(job, r));
   };
 }

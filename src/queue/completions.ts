@@ -60,6 +60,10 @@ export type SummaryJob = z.infer<typeof summaryJobSchema>;
 export const jobSchema = z.discriminatedUnion("kind", [replyJobSchema, completionJobSchema, summaryJobSchema]);
 export type ModelJob = z.output<typeof jobSchema>;
 
+/** The reply, completion or conversation (a summary's) a job is for: how logs and spans name it. */
+export const jobSubject = (job: ModelJob): string =>
+  job.kind === "reply" ? job.replyId : job.kind === "completion" ? job.completionId : job.conversationId;
+
 export type JobState = "pending" | "ended" | "gone";
 
 export interface ModelJobQueue {

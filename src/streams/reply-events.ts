@@ -43,6 +43,12 @@ const MAX_STREAM_ID_PART = 2n ** 64n - 1n;
 export const isStreamId = (id: string): boolean =>
   STREAM_ID.test(id) && id.split("-").every((part) => BigInt(part) <= MAX_STREAM_ID_PART);
 
+/** The ms a stream id (`<ms>-<seq>`) carries: when the event was written. NaN for an id that is not one. */
+export function streamIdMs(id: string): number {
+  const dash = id.indexOf("-");
+  return dash > 0 ? Number(id.slice(0, dash)) : Number.NaN;
+}
+
 /** Orders two stream ids (`ms-seq`): negative, zero or positive. */
 export function compareStreamIds(a: string, b: string): number {
   const [am = 0, as = 0] = a.split("-").map(Number);

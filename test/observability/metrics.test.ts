@@ -1,6 +1,7 @@
 import { Hono } from "hono";
 import { describe, expect, it } from "vitest";
-import { relayLagMeter, relayLagSeconds, routeLabel, streamIdMs, UNMATCHED_ROUTE } from "../../src/observability/http.ts";
+import { relayLagMeter, relayLagSeconds, routeLabel, UNMATCHED_ROUTE } from "../../src/observability/http.ts";
+import { streamIdMs } from "../../src/streams/reply-events.ts";
 import { Metrics } from "../../src/observability/metrics.ts";
 import { instrumentProvider } from "../../src/observability/model-calls.ts";
 import { withResilience } from "../../src/providers/resilient.ts";

@@ -2,7 +2,7 @@ import type { MessageRow } from "../../db/schema.ts";
 import type { ToolCall } from "../../domain/chat-message.ts";
 import { deltaFromEventData, storedReplyDelta, type ReplyDelta } from "../../domain/reply-delta.ts";
 import { toMessageResource } from "../../domain/resources.ts";
-import type { ReplyEvent } from "../../streams/reply-events.ts";
+import { streamIdMs, type ReplyEvent } from "../../streams/reply-events.ts";
 import {
   functionCallItemId,
   itemStatusOf,
@@ -134,7 +134,7 @@ function addDelta(parts: ReplyParts, d: ReplyDelta): void {
   }
 }
 
-const unixSecondsOfStreamId = (id: string): number => Math.floor(Number(id.split("-")[0] ?? 0) / 1000);
+const unixSecondsOfStreamId = (id: string): number => Math.floor(streamIdMs(id) / 1000);
 
 export class ResponseEventTranslator {
   readonly #base: ResponseBase;

@@ -37,36 +37,40 @@ export class RequestRateLimiter {
 
   /** Counts one request of the key `keyHash` (hashApiKey); throws RateLimitedError when the window's budget is spent. */
   async take(keyHash: string): Promise<LimitState> {
-    // Redis failed a moment ago (the key check saw it): count in memory without waiting on it first.
-    const shared = !this.#coolOff?.active;
-    let limiter: RateLimiterRedis | RateLimiterMemory = shared ? this.#limiter : this.#inMemory;
     try {
-      try {
-        const res = await limiter.consume(keyHash);
-        if (shared && this.#alone) {
-          this.#alone = false;
-          this.#log.warn("request rate limit: counted in Redis again, shared by every API instance");
-        }
-        return this.#state(res);
-      } catch (err) {
-        // A RateLimiterRes is the verdict (over the limit); anything else is Redis failing the count.
-        if (err instanceof RateLimiterRes || limiter === this.#inMemory) throw err;
-        if (!this.#alone) {
-          this.#alone = true;
-          this.#log.warn({ err }, "request rate limit: Redis failed the count; this instance counts alone until it answers");
-        }
-        limiter = this.#inMemory;
-        return this.#state(await limiter.consume(keyHash));
-      }
+      return this.#state(await this.#count(keyHash));
     } catch (err) {
       if (!(err instanceof RateLimiterRes)) throw err;
       const state = this.#state(err);
       throw new RateLimitedError(
-        `Rate limit reached: ${this.#points} requests per key per ${Math.round(limiter.duration)} s (RATE_LIMIT_REQUESTS). ` +
+        `Rate limit reached: ${this.#points} requests per key per ${Math.round(this.#limiter.duration)} s (RATE_LIMIT_REQUESTS). ` +
           `Try again in ${Math.ceil(state.resetMs / 1000)} s.`,
         state,
       );
     }
+  }
+
+  /** Counts in Redis; in this process alone while Redis fails the count (or just failed), warning when that starts and ends. */
+  async #count(keyHash: string): Promise<RateLimiterRes> {
+    // Redis failed a moment ago (the key check saw it): count in memory without waiting on it first.
+    if (this.#coolOff?.active) return this.#inMemory.consume(keyHash);
+    let res: RateLimiterRes;
+    try {
+      res = await this.#limiter.consume(keyHash);
+    } catch (err) {
+      // A RateLimiterRes is the verdict (over the limit); anything else is Redis failing the count.
+      if (err instanceof RateLimiterRes) throw err;
+      if (!this.#alone) {
+        this.#alone = true;
+        this.#log.warn({ err }, "request rate limit: Redis failed the count; this instance counts alone until it answers");
+      }
+      return this.#inMemory.consume(keyHash);
+    }
+    if (this.#alone) {
+      this.#alone = false;
+      this.#log.warn("request rate limit: counted in Redis again, shared by every API instance");
+    }
+    return res;
   }
 
   #state(res: RateLimiterRes): LimitState {

@@ -61,6 +61,9 @@ describe("Redis settings", () => {
     ["Sentinels without the master's name", { REDIS_SENTINELS: "s1:26379" }, "REDIS_SENTINEL_NAME: is needed with REDIS_SENTINELS"],
     ["a Sentinel address that is not host:port", { REDIS_SENTINELS: "s1:port", REDIS_SENTINEL_NAME: "m" }, "REDIS_SENTINELS[0]: 's1:port' is not host:port"],
     ["a master name without Sentinels", { REDIS_SENTINEL_NAME: "m" }, "REDIS_SENTINEL_NAME: is only used with REDIS_SENTINELS"],
+    ["a cluster node that is not host:port", { REDIS_CLUSTER_NODES: "n1" }, "REDIS_CLUSTER_NODES[0]: is not host:port"],
+    ["a cluster beside Sentinels", { REDIS_CLUSTER_NODES: "n1:7000", REDIS_SENTINELS: "s:26379", REDIS_SENTINEL_NAME: "m" }, "REDIS_SENTINELS: cannot go with REDIS_CLUSTER_NODES"],
+    ["a database number on a cluster", { REDIS_CLUSTER_NODES: "n1:7000", REDIS_URL: "redis://h:7000/2" }, "REDIS_URL: names a database, which a Redis Cluster does not have"],
   ])("refuses %s, naming the variable", (_, env, message) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(message);

@@ -7,9 +7,12 @@
  * and each output that differs is renamed into dist/, which replaces a file
  * whole; an unchanged tree rewrites nothing. Outputs of deleted sources are
  * removed, so dist/ is always exactly what src/ compiles to.
+ *
+ * The browser console's files (src/console/: plain ES modules, HTML, CSS, which tsc does not read) are
+ * copied as they are: the browser runs them unbuilt.
  */
 import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, readdir, readFile, rename, rm } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, readdir, readFile, rename, rm } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -22,6 +25,10 @@ export async function buildDist(): Promise<{ files: number; replaced: number }> 
   const staging = await mkdtemp(join(root, ".dist-staging-"));
   try {
     await compile(staging);
+    await cp(join(root, "src/console"), join(staging, "console"), {
+      recursive: true,
+      filter: (source) => !source.endsWith("tsconfig.json"),
+    });
     const built = await filesUnder(staging);
     let replaced = 0;
     for (const file of built) {

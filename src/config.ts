@@ -194,6 +194,8 @@ export const configSchema = z.object({
   DOCS_ENABLED: z.stringbool().default(true),
   /** The Scalar standalone bundle /docs loads; unset, Scalar's CDN. Set it to a copy you host when browsers can't reach it. */
   DOCS_SCRIPT_URL: z.url().optional(),
+  /** `GET /`: the browser console (sign in with an API key; chat, browse, follow and inspect conversations). */
+  CONSOLE_ENABLED: z.stringbool().default(true),
 
   /** `production` refuses to start open: it needs ADMIN_SECRET or at least one API key. */
   NODE_ENV: z.enum(["production", "development", "test"]).default("development"),

@@ -191,6 +191,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
       requestTimeoutMs: config.REQUEST_TIMEOUT_MS,
       corsOrigins: config.CORS_ORIGINS,
       docs: config.DOCS_ENABLED ? { scriptUrl: config.DOCS_SCRIPT_URL } : undefined,
+      console: config.CONSOLE_ENABLED,
       metricsToken: config.METRICS_TOKEN,
     });
     server = await new Promise<ServerType>((resolve) => {

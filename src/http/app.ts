@@ -10,6 +10,7 @@ import type { HttpMetrics } from "../observability/metrics.ts";
 import { routeLabel } from "../observability/http.ts";
 import { requireAdminSecret, requireApiKeyWithinRate, requireMetricsToken } from "./auth.ts";
 import { corsFor } from "./cors.ts";
+import { consoleRoutes } from "./console/routes.ts";
 import { apiReferenceRoutes } from "./docs/api-reference.ts";
 import type { AppEnv } from "./env.ts";
 import { ApiError, sendError } from "./errors.ts";
@@ -48,6 +49,8 @@ export type AppDeps = ConversationDeps &
     metricsToken?: string | undefined;
     /** DOCS_ENABLED: GET /docs, the API reference page (DOCS_SCRIPT_URL: the script it loads); absent, no /docs. */
     docs?: { scriptUrl?: string | undefined } | undefined;
+    /** CONSOLE_ENABLED: GET /, the browser console (a client of /v1 like any other). */
+    console?: boolean;
   };
 
 /** The sections of /openapi.json (and of /docs), in the order a reader meets them. */
@@ -99,6 +102,7 @@ export function createApp(deps: AppDeps) {
 
   app.route("/", healthRoutes(deps));
   if (deps.docs) app.route("/", apiReferenceRoutes({ documentUrl: "/openapi.json", scriptUrl: deps.docs.scriptUrl }));
+  if (deps.console) app.route("/", consoleRoutes());
   if (metrics) app.route("/", metricsRoutes({ metrics, guard: requireMetricsToken(deps.metricsToken) }));
 
   const limitBody = bodyLimit({

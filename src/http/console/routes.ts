@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Hono } from "hono";
 import type { AppEnv } from "../env.ts";
@@ -12,19 +12,8 @@ import type { AppEnv } from "../env.ts";
  */
 const CONSOLE_DIR = new URL("../../console/", import.meta.url);
 
-/** URL path under /console/ → the file it serves. A fixed table, so no request names a path on disk. */
-const OWN_FILES = [
-  "app.js",
-  "api.js",
-  "reply-stream.js",
-  "session.js",
-  "conversation-list.js",
-  "new-conversation.js",
-  "conversation-view.js",
-  "message-view.js",
-  "format.js",
-  "style.css",
-] as const;
+/** The console's own files are served by name from a table made at start, so no request names a path on disk. */
+const OWN_FILE = /^[a-z-]+\.(js|css)$/;
 
 const VENDOR_MODULES: Record<string, string> = {
   "preact.mjs": "preact",
@@ -55,7 +44,7 @@ function asset(body: string, name: string): Asset {
 
 function loadAssets(): { index: Asset; files: Map<string, Asset>; importMapHash: string } {
   const files = new Map<string, Asset>();
-  for (const name of OWN_FILES) files.set(name, asset(readFileSync(new URL(name, CONSOLE_DIR), "utf8"), name));
+  for (const name of readdirSync(CONSOLE_DIR).filter((n) => OWN_FILE.test(n))) files.set(name, asset(readFileSync(new URL(name, CONSOLE_DIR), "utf8"), name));
   for (const [name, specifier] of Object.entries(VENDOR_MODULES)) {
     // The packages' source-map comments name files that are not served.
     const body = readFileSync(fileURLToPath(import.meta.resolve(specifier)), "utf8").replace(/\n\/\/# sourceMappingURL=\S+\s*$/, "\n");
@@ -102,8 +91,8 @@ export function consoleRoutes() {
       res.headers.set("referrer-policy", "no-referrer");
       return res;
     })
-    .get("/console/*", (c, next) => {
+    .get("/console/*", (c) => {
       const found = files.get(c.req.path.slice("/console/".length));
-      return found ? send(found, c.req.header("if-none-match")) : next();
+      return found ? send(found, c.req.header("if-none-match")) : c.notFound();
     });
 }

@@ -5,7 +5,7 @@ import { ApiError } from "./api.js";
 import { count, titleOf } from "./format.js";
 import { MessageView } from "./message-view.js";
 import { isInFlight, replyEventHandler } from "./reply-stream.js";
-import { savedReply } from "./session.js";
+import { saveReply, savedReply } from "./session.js";
 
 /** @typedef {Record<string, any>} Message */
 
@@ -118,7 +118,9 @@ export function ConversationView({ api, id, onChanged }) {
         await runStream("GET", `${base}/messages/${reply.id}/events`, { reply: start, lastEventId: saved?.lastEventId });
       } catch (err) {
         if (unmounted.current.signal.aborted) return;
-        // The events may be gone (expired, or a bad saved id): the stored message is the truth.
+        // The saved event id may be refused (its events expired): the next look starts from the first event.
+        saveReply(reply.id, null);
+        // The stored message is the truth meanwhile; one still in flight is followed again by the next look.
         try {
           put(await api.get(`${base}/messages/${reply.id}`));
         } catch {
@@ -171,6 +173,8 @@ export function ConversationView({ api, id, onChanged }) {
         const page = await api.get(`${base}/messages`, { order: "desc", limit: 1 });
         const newest = page.data[0];
         const shown = messagesRef.current.at(-1);
+        // A reply shown in flight that nothing here follows (a stream that broke): follow it again, from where this tab was.
+        for (const m of messagesRef.current) if (m.role === "assistant" && isInFlight(m) && !followed.current.has(m.id)) void follow(m);
         const same = newest ? shown && shown.id === newest.id && (shown.status === newest.status || followed.current.has(newest.id)) : !shown;
         if (same) return;
         const { newest: list } = await refreshNewest();
@@ -180,7 +184,7 @@ export function ConversationView({ api, id, onChanged }) {
       }
     }, POLL_MS);
     return () => clearInterval(timer);
-  }, [api, base, notFound, refreshNewest, followInFlight]);
+  }, [api, base, notFound, refreshNewest, followInFlight, follow]);
 
   const loadOlder = useCallback(async () => {
     const oldest = messagesRef.current[0];

@@ -88,6 +88,7 @@ export function MessageView({ message: m, isLast, onFork, onRegenerate, busy }) 
         <span class="role">${ROLE_NAMES[m.role] ?? m.role}</span>
         ${m.role === "assistant" && m.model && html`<span class="model">${m.model}</span>`}
         ${m.status !== "completed" && html`<span class=${`badge ${m.status}`}>${live ? "generating…" : m.status}</span>`}
+        ${typeof m.tokens === "number" && !live && html`<span class="tokens">${m.tokens} tokens</span>`}
       </header>
       ${m.role === "tool" && html`<p class="tool-result">Result of <code>${m.tool_call_id}</code></p>`}
       ${m.reasoning && html`<details class="reasoning"><summary>Reasoning</summary><div>${m.reasoning}</div></details>`}

@@ -4,6 +4,27 @@ import { useTestService } from "../support/service.ts";
 
 const ctx = useTestService();
 
+/**
+ * A new conversation's slow reply (two seconds of tokens), and the reply as GET shows it once it is in flight with
+ * some content (or as last seen, after ~2 s).
+ */
+async function slowReplyInFlight(): Promise<{ conversationId: string; replyUrl: string; seen: any }> {
+  const conv = (await ctx.api.post("/conversations", {})).body;
+  const started = await ctx.api.post(`/conversations/${conv.id}/messages`, {
+    content: "slowly",
+    wait: false,
+    params: { simulate: { tokens_per_second: 20, reply_tokens: 40 } },
+  });
+  const replyUrl = `/conversations/${conv.id}/messages/${started.body.reply.id}`;
+  let seen: any;
+  for (let i = 0; i < 100; i++) {
+    seen = (await ctx.api.get(replyUrl)).body;
+    if (seen.status === "in_progress" && seen.content.length > 0) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return { conversationId: conv.id, replyUrl, seen };
+}
+
 describe("turns served by the built-in simulator", () => {
   it("answers the same prompt with the same text, and honours max_tokens", async () => {
     const a = (await ctx.api.post("/conversations", { system: "S" })).body;
@@ -36,21 +57,10 @@ describe("turns served by the built-in simulator", () => {
   });
 
   it("shows a reply's content so far while it is in flight", async () => {
-    const conv = (await ctx.api.post("/conversations", {})).body;
-    const started = await ctx.api.post(`/conversations/${conv.id}/messages`, {
-      content: "slowly",
-      wait: false,
-      params: { simulate: { tokens_per_second: 20, reply_tokens: 40 } },
-    });
-    let seen: any;
-    for (let i = 0; i < 100; i++) {
-      seen = (await ctx.api.get(`/conversations/${conv.id}/messages/${started.body.reply.id}`)).body;
-      if (seen.status === "in_progress" && seen.content.length > 0) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    const { conversationId, seen } = await slowReplyInFlight();
     expect(seen.status).toBe("in_progress");
     expect(seen.content.length).toBeGreaterThan(0);
-    const final = await ctx.api.post(`/conversations/${conv.id}/messages`, { content: "next" }); // busy until done
+    const final = await ctx.api.post(`/conversations/${conversationId}/messages`, { content: "next" }); // busy until done
     expect(final.status).toBe(409);
   });
 });
@@ -77,19 +87,7 @@ describe("a reply's time to first token (ttft_ms)", () => {
   });
 
   it("is shown once the first token has come, and kept when the reply is cancelled", async () => {
-    const conv = (await ctx.api.post("/conversations", {})).body;
-    const started = await ctx.api.post(`/conversations/${conv.id}/messages`, {
-      content: "slowly",
-      wait: false,
-      params: { simulate: { tokens_per_second: 20, reply_tokens: 40 } },
-    });
-    const replyUrl = `/conversations/${conv.id}/messages/${started.body.reply.id}`;
-    let seen: any;
-    for (let i = 0; i < 100; i++) {
-      seen = (await ctx.api.get(replyUrl)).body;
-      if (seen.status === "in_progress" && seen.content.length > 0) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    const { replyUrl, seen } = await slowReplyInFlight();
     expect(seen).toMatchObject({ status: "in_progress", ttft_ms: expect.any(Number) });
     const cancelled = await ctx.api.post(`${replyUrl}/cancel`);
     expect(cancelled.body.status).toBe("cancelled");

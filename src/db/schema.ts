@@ -166,6 +166,9 @@ export const messages = pgTable(
     attempt: integer("attempt").notNull().default(0),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
     completedAt: timestamp("completed_at", { withTimezone: true }),
+    // On a reply: when its stored content's first token was written to its events (the write's stream id);
+    // stored with its end, null when it streamed nothing.
+    firstTokenAt: timestamp("first_token_at", { withTimezone: true }),
   },
   (t) => [
     // History reads and "the last N messages" are range scans of this index.

@@ -1,5 +1,5 @@
 import { z } from "@hono/zod-openapi";
-import { and, asc, desc, eq, gt, lt, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gt, ilike, lt, or, sql, type SQL } from "drizzle-orm";
 import type { Logger } from "pino";
 import type { ReplySlots } from "../access/reply-slots.ts";
 import type { Database } from "../db/client.ts";
@@ -11,7 +11,7 @@ import { InvalidRequestError, ModelNotFoundError, NotFoundError } from "./errors
 import { looksLikeId, newConversationId } from "./ids.ts";
 import { completedMessageRows, givenMessage, toolResultsWithoutCall, type GivenMessage } from "./message-rows.ts";
 import { contentSoFar } from "./messages.ts";
-import { planPageScan, toPage, type Page, type PageQuery } from "./pagination.ts";
+import { pageQuerySchema, planPageScan, toPage, type Page } from "./pagination.ts";
 import { replyInFlightSql } from "./replies.ts";
 import { metadataSchema, paramsSchema, storableText, toMessageResource } from "./resources.ts";
 
@@ -129,10 +129,35 @@ export async function getConversation(
   return row;
 }
 
+/** The paging of every list, and `q`: a search of titles and metadata. */
+export const conversationListQuerySchema = pageQuerySchema.extend({
+  q: storableText()
+    .trim()
+    .max(200)
+    .optional()
+    .openapi({
+      description:
+        "Only the conversations whose title, or a metadata key or value, contains this text (case-insensitive; " +
+        "`%` and `_` match themselves). Up to 200 characters, trimmed; empty lists all.",
+      example: "lisbon",
+    }),
+});
+export type ConversationListQuery = z.infer<typeof conversationListQuerySchema>;
+
+/** A conversation whose title or a metadata key or value contains `text`, case-insensitively and literally. */
+function mentions(text: string): SQL {
+  // ILIKE's escape character is the backslash: escaped, the caller's wildcards match themselves.
+  const pattern = `%${text.replace(/[\\%_]/g, "\\$&")}%`;
+  return or(
+    ilike(conversations.title, pattern),
+    sql`exists (select 1 from jsonb_each_text(${conversations.metadata}) as e where e.key ilike ${pattern} or e.value ilike ${pattern})`,
+  )!;
+}
+
 export async function listConversations(
   deps: Pick<ConversationDeps, "db">,
   tenantId: string,
-  query: PageQuery,
+  query: ConversationListQuery,
 ): Promise<Page<ConversationRow>> {
   const scan = planPageScan(query, query.order ?? "desc");
   const cursor = query.before ?? query.after;
@@ -140,7 +165,14 @@ export async function listConversations(
   const rows = await deps.db
     .select()
     .from(conversations)
-    .where(and(eq(conversations.tenantId, tenantId), eq(conversations.hidden, false), cursor ? cmp(conversations.id, cursor) : undefined))
+    .where(
+      and(
+        eq(conversations.tenantId, tenantId),
+        eq(conversations.hidden, false),
+        cursor ? cmp(conversations.id, cursor) : undefined,
+        query.q ? mentions(query.q) : undefined,
+      ),
+    )
     .orderBy(scan.direction === "asc" ? asc(conversations.id) : desc(conversations.id))
     .limit(scan.take);
   return toPage(rows, scan);

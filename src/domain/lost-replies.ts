@@ -6,6 +6,7 @@ import type { ModelJobQueue } from "../queue/completions.ts";
 import type { ReplySlots } from "../access/reply-slots.ts";
 import type { ReplyEventLog } from "../streams/reply-events.ts";
 import { aliveMarkTtlMs } from "../streams/reply-liveness.ts";
+import { streamedColumns } from "./messages.ts";
 import { finishReply, replyInFlightSql } from "./replies.ts";
 import { toMessageResource } from "./resources.ts";
 import { streamedReplyOf } from "./reply-delta.ts";
@@ -91,7 +92,8 @@ async function failLostReply(deps: LostReplyDeps, { id, tenantId }: { id: string
   // Sealed first, as cancel does: a run still writing it somewhere (its job gone with Redis's data) adds no delta now.
   await deps.replyEvents.seal(id).catch(() => {});
   const streamed = await lostReplyEvents(deps.replyEvents, id);
-  const row = await storeLostReply(deps, id, storableText(streamed.content));
+  // A reply stored with no text produced nothing for its turn (its reasoning and tool calls are not kept here).
+  const row = await storeLostReply(deps, id, storableText(streamed.content), streamed.content ? streamed.firstTokenAt : null);
   if (!row) return false;
   const logFailure = (step: string) => (err: unknown) => deps.log.warn({ replyId: id, code: errorCode(err) }, `${step} failed`);
   // The row has ended: what follows must not hold up the rest of the batch (followers end from the row).
@@ -124,9 +126,9 @@ const lostError = {
  * storable. Should that write still fail, the reply ends with no content and
  * an error that says so: no row can fail the sweep on every cycle.
  */
-async function storeLostReply(deps: LostReplyDeps, id: string, content: string): Promise<MessageRow | null> {
+async function storeLostReply(deps: LostReplyDeps, id: string, content: string, firstTokenAt: Date | null): Promise<MessageRow | null> {
   try {
-    return await finishReply(deps.db, id, { status: "failed", content, error: lostError });
+    return await finishReply(deps.db, id, { status: "failed", content, error: lostError, firstTokenAt });
   } catch (err) {
     // Postgres unreachable says nothing about this row: the sweep stops, and runs again next cycle.
     if (isConnectionFailure(errorCode(err))) throw err;
@@ -145,12 +147,15 @@ async function storeLostReply(deps: LostReplyDeps, id: string, content: string):
  * begin with the reply's creation or a start-over lost its beginning with
  * Redis's data (or could not be read), and followers may have had more.
  */
-async function lostReplyEvents(replyEvents: ReplyEventLog, id: string): Promise<{ content: string; whole: boolean }> {
+async function lostReplyEvents(
+  replyEvents: ReplyEventLog,
+  id: string,
+): Promise<{ content: string; firstTokenAt: Date | null; whole: boolean }> {
   const events = await replyEvents.readAfter(id, null).catch(() => null);
-  if (!events) return { content: "", whole: false };
-  const content = streamedReplyOf(events).content;
+  if (!events) return { content: "", firstTokenAt: null, whole: false };
+  const { content, firstTokenAt } = streamedColumns(streamedReplyOf(events));
   const first = events[0]?.event;
-  return { content, whole: first === "message.created" || first === "message.reset" };
+  return { content, firstTokenAt, whole: first === "message.created" || first === "message.reset" };
 }
 
 /**

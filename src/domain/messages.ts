@@ -88,12 +88,18 @@ export async function listMessages(
   return toPage(rows, scan);
 }
 
-/** The columns a reply's stream fills in: content, tool calls, reasoning, logprobs (null when it carried none). */
-export function streamedColumns(streamed: StreamedReply): Pick<MessageRow, "content" | "toolCalls" | "reasoning" | "logprobs"> {
+/**
+ * The columns a reply's stream fills in: content, tool calls, reasoning, logprobs (null when it carried none),
+ * and when its first token came.
+ */
+export function streamedColumns(
+  streamed: StreamedReply,
+): Pick<MessageRow, "content" | "toolCalls" | "reasoning" | "logprobs" | "firstTokenAt"> {
   return {
     content: streamed.content,
     toolCalls: streamed.toolCalls,
     reasoning: streamed.reasoning || null,
     logprobs: streamed.logprobs,
+    firstTokenAt: streamed.firstTokenMs === null ? null : new Date(streamed.firstTokenMs),
   };
 }

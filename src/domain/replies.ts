@@ -101,6 +101,8 @@ export interface StreamedExtras {
   toolCalls?: StoredToolCall[] | null | undefined;
   reasoning?: string | null | undefined;
   logprobs?: unknown;
+  /** When the stored content's first token was streamed; absent or null: none was (stored as null). */
+  firstTokenAt?: Date | null | undefined;
 }
 
 /**
@@ -137,6 +139,7 @@ export async function finishReply(
     counted,
     contextMessages: outcome.context?.messages ?? null,
     contextTokens: outcome.context?.tokens ?? null,
+    firstTokenAt: outcome.firstTokenAt?.toISOString() ?? null,
   };
   // A reply that failed with nothing to show takes its turn out of history with it, in one transaction.
   const [row] = endsTurnUnsent(outcome)
@@ -167,6 +170,8 @@ interface EndValues {
   /** null: the columns keep what they hold (the outcome carries no context). */
   contextMessages: number | null;
   contextTokens: number | null;
+  /** ISO time, or null; set with the content it belongs to, so a newer attempt's end replaces an older one's. */
+  firstTokenAt: string | null;
 }
 
 
@@ -196,6 +201,7 @@ const storeEndStatement = prepared((on: Database | Transaction) => {
         contextMessages: sql`coalesce(${p("contextMessages")}::int, ${messages.contextMessages})`,
         contextTokens: sql`coalesce(${p("contextTokens")}::int, ${messages.contextTokens})`,
         completedAt: sql`now()`,
+        firstTokenAt: sql`${p("firstTokenAt")}::timestamptz`,
       })
       // No newer attempt has started: the row's attempt is this run's, or lower when a Postgres crash took
       // this run's bump back (startAttemptStatement), in which case it is still the newest run and stores its end.

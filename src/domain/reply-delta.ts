@@ -1,3 +1,4 @@
+import { streamIdMs } from "../streams/reply-events.ts";
 import type { ToolCall, ToolCallDelta } from "./chat-message.ts";
 
 /**
@@ -53,10 +54,14 @@ export function deltaEventData(d: ReplyDelta): Record<string, unknown> {
 export class StreamedReply {
   content = "";
   reasoning = "";
+  /** When its first token (text, reasoning or a tool call) was written, in epoch ms; null while none was. */
+  firstTokenMs: number | null = null;
   readonly #calls = new Map<number, { id: string; type: "function"; name: string; arguments: string }>();
   readonly #logprobs: unknown[] = [];
 
-  add(d: ReplyDelta): void {
+  /** `atMs`: when the delta was written to the reply's events (its stream id's ms); now when not said. */
+  add(d: ReplyDelta, atMs = Date.now()): void {
+    if (this.firstTokenMs === null && (d.content || d.reasoning || d.toolCalls?.length)) this.firstTokenMs = atMs;
     if (d.content) this.content += d.content;
     if (d.reasoning) this.reasoning += d.reasoning;
     for (const fragment of d.toolCalls ?? []) {
@@ -130,11 +135,11 @@ export function deltaFromEventData(data: string): ReplyDelta {
 }
 
 /** A reply's stream read back: the deltas since it (last) started; a `message.reset` drops what came before it. */
-export function streamedReplyOf(events: { event: string; data: string }[]): StreamedReply {
+export function streamedReplyOf(events: { id: string; event: string; data: string }[]): StreamedReply {
   let streamed = new StreamedReply();
   for (const e of events) {
     if (e.event === "message.reset") streamed = new StreamedReply();
-    else if (e.event === "message.delta") streamed.add(deltaFromEventData(e.data));
+    else if (e.event === "message.delta") streamed.add(deltaFromEventData(e.data), streamIdMs(e.id));
   }
   return streamed;
 }

@@ -106,6 +106,12 @@ export const messageSchema = z
       }),
     created_at: z.int(),
     completed_at: z.int().nullable(),
+    ttft_ms: z.int().nullable().openapi({
+      description:
+        "A reply's time to first token: milliseconds from its creation (queued) to its first streamed token (text, reasoning or a tool call). " +
+        "null on other messages and on a reply that streamed nothing; after a lost worker, the attempt that produced the content.",
+      example: 186,
+    }),
     metadata: z.record(z.string(), z.string()),
     tokens: z.int().nullable().openapi({ description: "The message's size in the model's prompt (o200k_base); null while a reply is in flight." }),
     context: z
@@ -159,6 +165,8 @@ export function toMessageResource(row: MessageRow): MessageResource {
     error: row.error,
     created_at: unixSeconds(row.createdAt),
     completed_at: row.completedAt ? unixSeconds(row.completedAt) : null,
+    // Clamped: created_at is the API's clock, the first token Redis's; a skew must not show a negative time.
+    ttft_ms: row.firstTokenAt ? Math.max(0, row.firstTokenAt.getTime() - row.createdAt.getTime()) : null,
     metadata: row.metadata,
     tokens: row.status === "queued" || row.status === "in_progress" ? null : row.tokens,
     context: row.contextMessages === null || row.contextTokens === null ? null : { messages: row.contextMessages, tokens: row.contextTokens },

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { deltaEventData, isEmptyDelta, joinDeltas, StreamedReply, type ReplyDelta } from "../domain/reply-delta.ts";
-import type { NewReplyEvent, ReplyEventLog, ReplyEventWrite } from "./reply-events.ts";
+import { streamIdMs, type NewReplyEvent, type ReplyEventLog, type ReplyEventWrite } from "./reply-events.ts";
 
 /** The reply's stream takes no more writes from this run: it has ended, or a newer attempt writes it. */
 export class ReplyStreamClosedError extends Error {
@@ -145,9 +145,11 @@ export class ReplyEventWriter {
         data: d.choice ? { id, choice: d.choice, delta: deltaEventData(d) } : { id, delta: deltaEventData(d) },
       }));
       try {
-        await this.#write(events, false);
+        const ids = await this.#write(events, false);
+        // Stamped as a read of the stream would stamp them (their ids' ms), so the cancel path and this one agree.
+        const writtenAt = ids.length > 0 ? streamIdMs(ids.at(-1)!) : Date.now();
         // `published` is the first choice's: the only one a reply has (a stateless call keeps the others itself).
-        for (const d of deltas) if (!d.choice) this.#published.add(d);
+        for (const d of deltas) if (!d.choice) this.#published.add(d, writtenAt);
       } catch {
         // #failure is set: later deltas reject, drain() throws it.
       }
@@ -157,8 +159,11 @@ export class ReplyEventWriter {
     this.#letGo();
   }
 
-  /** One write, retried with the same sequence number (so it is taken once) until Redis answers or the bound passes. */
-  async #write(events: NewReplyEvent[], end: boolean): Promise<void> {
+  /**
+   * One write, retried with the same sequence number (so it is taken once) until Redis answers or the bound
+   * passes; the ids it wrote (none when an earlier try had already written it).
+   */
+  async #write(events: NewReplyEvent[], end: boolean): Promise<string[]> {
     const seq = ++this.#seq;
     let outageStarted: number | null = null;
     let delay = FIRST_RETRY_MS;
@@ -192,7 +197,7 @@ export class ReplyEventWriter {
         continue;
       }
       if (written.status === "ended" || written.status === "superseded") throw this.#fail(new ReplyStreamClosedError(written.status));
-      return;
+      return written.status === "ok" ? written.ids : [];
     }
   }
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { newConversationId, newMessageId } from "../../src/domain/ids.ts";
 import { finishReply } from "../../src/domain/replies.ts";
+import { toMessageResource } from "../../src/domain/resources.ts";
 import { useDomainDatabase } from "../support/service.ts";
 
 /**
@@ -54,6 +55,20 @@ describe("storing a reply's end", () => {
     expect(ended).toMatchObject({ status: "failed", error, usage: null, finishReason: null, toolCalls: null, logprobs: [{ token: "par" }], contextMessages: 1, contextTokens: 9 });
     const [nulls] = await ctx.database.sql`select usage is null as no_usage, tool_calls is null as no_calls from messages where id = ${failed.replyId}`;
     expect(nulls).toEqual({ no_usage: true, no_calls: true });
+  });
+
+  it("stores when the first token came with the end, and the message's ttft_ms from it; none given stores null", async () => {
+    const { replyId } = await replyInFlight();
+    const createdAt = (await ctx.database.sql<{ created_at: Date }[]>`select created_at from messages where id = ${replyId}`)[0]!.created_at;
+    const firstTokenAt = new Date(createdAt.getTime() + 321);
+    const row = await finishReply(ctx.handle.db, replyId, { status: "cancelled", content: "he", firstTokenAt }, { attempt: 1 });
+    expect(row?.firstTokenAt).toEqual(firstTokenAt);
+    expect(toMessageResource(row!).ttft_ms).toBe(321);
+
+    const nothing = await replyInFlight();
+    const failed = await finishReply(ctx.handle.db, nothing.replyId, { status: "failed", content: "", error: { message: "x", type: "server_error", code: "x" } });
+    expect(failed?.firstTokenAt).toBeNull();
+    expect(toMessageResource(failed!).ttft_ms).toBeNull();
   });
 
   it("stores only the newest run's end: a run older than the row's attempt stores nothing, one whose bump a crash took back stores its end", async () => {

@@ -1,4 +1,6 @@
 import { describe, expect, it } from "vitest";
+import { apiClient } from "../support/http.ts";
+import { seedApiKeyFor } from "../support/keys.ts";
 import { useTestService } from "../support/service.ts";
 
 const ctx = useTestService();
@@ -121,6 +123,94 @@ describe("listing conversations", () => {
   });
 });
 
+describe("searching conversations with q", () => {
+  const create = async (body: object) => (await ctx.api.post("/conversations", body)).body.id as string;
+  const search = async (query: string) => {
+    const res = await ctx.api.get(`/conversations?${query}`);
+    expect(res.status, query).toBe(200);
+    return res.body;
+  };
+  const idsOf = (page: { data: { id: string }[] }) => page.data.map((c) => c.id);
+
+  it("finds the text in a title, a metadata key or a metadata value, whatever its case", async () => {
+    const inTitle = await create({ title: "Trip to Quokka Island" });
+    const inKey = await create({ metadata: { quokkaRef: "x" } });
+    const inValue = await create({ metadata: { app: "the QUOKKA app" } });
+    await create({ title: "Trip to Rottnest", metadata: { animal: "marsupial" } });
+    const newestFirst = [inValue, inKey, inTitle];
+
+    for (const q of ["quokka", "QuOkKa", "%20quokka%20", "okk"]) expect(idsOf(await search(`q=${q}`)), q).toEqual(newestFirst);
+    expect(idsOf(await search("q=quokka&order=asc"))).toEqual([...newestFirst].reverse());
+    expect(idsOf(await search("q=quokkaRef"))).toEqual([inKey]);
+    expect(idsOf(await search(`q=${encodeURIComponent("quokka island")}`))).toEqual([inTitle]);
+  });
+
+  it("matches %, _ and \\ in q literally", async () => {
+    const percent = await create({ title: "sale: 50% off" });
+    await create({ title: "sale: 50 and more off" });
+    const underscore = await create({ metadata: { snake_case: "yes" } });
+    await create({ metadata: { snakeXcase: "no" } });
+    const backslash = await create({ title: "C:\\temp" });
+    await create({ title: "C:temp" });
+
+    expect(idsOf(await search(`q=${encodeURIComponent("50%")}`))).toEqual([percent]);
+    expect(idsOf(await search(`q=${encodeURIComponent("e_c")}`))).toEqual([underscore]);
+    expect(idsOf(await search(`q=${encodeURIComponent(":\\t")}`))).toEqual([backslash]);
+    expect(idsOf(await search(`q=${encodeURIComponent("%")}`))).toEqual([percent]);
+  });
+
+  it("pages through the matches only, with has_more, after and before", async () => {
+    const matches: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      matches.push(await create({ title: `Wombat trip ${i}` }));
+      await create({ title: `Dingo trip ${i}` });
+    }
+    const newest = [...matches].reverse();
+
+    const first = await search("q=wombat&limit=2");
+    expect(first).toMatchObject({ first_id: newest[0], last_id: newest[1], has_more: true });
+    expect(idsOf(first)).toEqual(newest.slice(0, 2));
+    const second = await search(`q=wombat&limit=2&after=${first.last_id}`);
+    expect(idsOf(second)).toEqual(newest.slice(2, 4));
+    expect(second.has_more).toBe(true);
+    const last = await search(`q=wombat&limit=2&after=${second.last_id}`);
+    expect(idsOf(last)).toEqual(newest.slice(4));
+    expect(last.has_more).toBe(false);
+
+    const back = await search(`q=wombat&limit=3&before=${last.first_id}`);
+    expect(idsOf(back)).toEqual(newest.slice(1, 4));
+    expect(back.has_more).toBe(true);
+  });
+
+  it("answers no match with an empty list, and an empty or blank q with the whole list", async () => {
+    expect(await search("q=no-conversation-says-this")).toEqual({ object: "list", data: [], first_id: null, last_id: null, has_more: false });
+    const all = idsOf(await search("limit=100"));
+    expect(all.length).toBeGreaterThan(0);
+    expect(idsOf(await search("q=&limit=100"))).toEqual(all);
+    expect(idsOf(await search("q=%20%20&limit=100"))).toEqual(all);
+  });
+
+  it("never finds another tenant's conversations", async () => {
+    const other = apiClient(`${ctx.service.url}/v1`, await seedApiKeyFor(ctx.service.sql, "search-other-tenant"));
+    const theirs = (await other.post("/conversations", { title: "Numbat notes", metadata: { numbat: "numbat" } })).body.id;
+    const ours = await create({ title: "Numbat sightings" });
+
+    expect(idsOf(await search("q=numbat"))).toEqual([ours]);
+    const theirSearch = await other.get("/conversations?q=numbat");
+    expect(theirSearch.body.data.map((c: { id: string }) => c.id)).toEqual([theirs]);
+  });
+
+  it("answers a q over 200 characters, or with a NUL, with 400 naming q", async () => {
+    await create({ title: "x".repeat(200) });
+    expect((await search(`q=${"x".repeat(200)}`)).data).toHaveLength(1);
+    for (const q of ["x".repeat(201), "%00"]) {
+      const res = await ctx.api.get(`/conversations?q=${q}`);
+      expect(res.status, q).toBe(400);
+      expect(res.body).toEqual({ error: { message: expect.any(String), type: "invalid_request_error", param: "q", code: "invalid_request" } });
+    }
+  });
+});
+
 describe("bad input", () => {
   it("answers malformed JSON with 400 invalid_json", async () => {
     const res = await ctx.api.request("POST", "/conversations", "{not json", { "content-type": "application/json" });
@@ -227,6 +317,9 @@ describe("openapi", () => {
     );
     expect(doc.components.schemas.Message.properties.status.enum).toContain("in_progress");
     expect(doc.components.schemas.Conversation.properties.context_strategy.enum).toEqual(["auto", "summarize", "strict"]);
+    const q = doc.paths["/v1/conversations"].get.parameters.find((p: any) => p.name === "q");
+    expect(q).toMatchObject({ in: "query", required: false, description: expect.stringContaining("title"), schema: { maxLength: 200 } });
+    expect(q.example ?? q.schema.example).toBe("lisbon");
     expect(Object.values(doc.components.securitySchemes ?? {})).toContainEqual(expect.objectContaining({ type: "http", scheme: "bearer" }));
   });
 });

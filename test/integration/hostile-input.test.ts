@@ -486,7 +486,7 @@ const queryValue = fc.oneof(
   hostileText(10).map(percentEncode),
 );
 const queryKey = fc.oneof(
-  { arbitrary: fc.constantFrom("limit", "after", "before", "order", "last_event_id"), weight: 5 },
+  { arbitrary: fc.constantFrom("limit", "after", "before", "order", "q", "last_event_id"), weight: 5 },
   { arbitrary: fc.constantFrom("LIMIT", "limit[]", "", "%00", "__proto__", "a%20b"), weight: 1 },
 );
 const query = fc.array(fc.tuple(queryKey, queryValue), { maxLength: 4 });

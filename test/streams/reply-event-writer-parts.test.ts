@@ -44,15 +44,18 @@ describe("putting a streamed reply together", () => {
     expect(together.logprobs).toEqual([{ tokens: ["a"], token_logprobs: [-1] }]);
   });
 
-  it("reads a stream's events back, starting over at a reset", () => {
-    const delta = (d: object) => ({ event: "message.delta", data: JSON.stringify({ id: "m", delta: d }) });
+  it("reads a stream's events back, starting over at a reset, with when its first token was written", () => {
+    const delta = (id: string, d: object) => ({ id, event: "message.delta", data: JSON.stringify({ id: "m", delta: d }) });
     const r = streamedReplyOf([
-      delta({ content: "lost" }),
-      { event: "message.reset", data: "{}" },
-      delta({ reasoning: "hm" }),
-      delta({ tool_calls: [{ index: 0, id: "c", type: "function", function: { name: "f", arguments: "{}" } }] }),
+      delta("1000-0", { content: "lost" }),
+      { id: "2000-0", event: "message.reset", data: "{}" },
+      delta("2500-0", { logprobs: [{ content: [] }] }),
+      delta("3000-0", { reasoning: "hm" }),
+      delta("4000-0", { tool_calls: [{ index: 0, id: "c", type: "function", function: { name: "f", arguments: "{}" } }] }),
     ]);
     expect([r.content, r.reasoning, r.toolCalls]).toEqual(["", "hm", [{ id: "c", type: "function", function: { name: "f", arguments: "{}" } }]]);
+    expect(r.firstTokenMs).toBe(3000);
+    expect(streamedReplyOf([{ id: "1000-0", event: "message.created", data: "{}" }]).firstTokenMs).toBeNull();
   });
 });
 
@@ -77,6 +80,9 @@ describe("the writer's account of tool calls and reasoning", () => {
     expect(held.toolCalls).toEqual(writer.publishedReply.toolCalls);
     expect(held.reasoning).toBe("think");
     expect(writer.publishedReply.reasoning).toBe("think");
+    // The first token's time is its event's: the run that stores the reply and a reader of its events agree.
+    expect(writer.publishedReply.firstTokenMs).toBe(held.firstTokenMs);
+    expect(held.firstTokenMs).toBeGreaterThan(Date.now() - 60_000);
   });
 });
 

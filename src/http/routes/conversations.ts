@@ -3,6 +3,7 @@ import type { ConversationRow } from "../../db/schema.ts";
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import {
   createConversation,
+  conversationListQuerySchema,
   createConversationSchema,
   deleteConversation,
   getConversation,
@@ -13,7 +14,6 @@ import {
   type ConversationDeps,
 } from "../../domain/conversations.ts";
 import { forkConversation, forkConversationSchema } from "../../domain/forks.ts";
-import { pageQuerySchema } from "../../domain/pagination.ts";
 import { conversationSchema, listOf, toConversationResource } from "../../domain/resources.ts";
 import type { AppEnv } from "../env.ts";
 import { idempotently, type IdempotencyDeps } from "../idempotency.ts";
@@ -70,11 +70,11 @@ const list = createRoute({
   path: "/",
   operationId: "listConversations",
   tags,
-  summary: "List conversations, newest first",
-  request: { query: pageQuerySchema },
+  summary: "List conversations, newest first; `q` searches their titles and metadata",
+  request: { query: conversationListQuerySchema },
   responses: {
-    200: jsonResponse(listOf(conversationSchema, "ConversationList"), "A page of conversations.", ex.conversationListExample),
-    400: errorResponse("Invalid paging."),
+    200: jsonResponse(listOf(conversationSchema, "ConversationList"), "A page of conversations (of those matching `q`).", ex.conversationListExample),
+    400: errorResponse("Invalid paging, or a `q` over 200 characters."),
   },
 });
 

@@ -71,6 +71,7 @@ export const userMessageExample = {
   finish_reason: null,
   usage: null,
   completed_at: T,
+  ttft_ms: null,
   tokens: 11,
   context: null,
 } as const;
@@ -86,6 +87,8 @@ export const replyExample = {
   finish_reason: "stop",
   usage: { prompt_tokens: 22, completion_tokens: 24, total_tokens: 46 },
   completed_at: T + 2,
+  // Created at 1796180836597 (its message.created event), first delta at 1796180836783 (messageEventsExample).
+  ttft_ms: 186,
   tokens: 24,
   context: { messages: 1, tokens: 22 },
 } as const;
@@ -97,6 +100,7 @@ export const queuedReplyExample = {
   finish_reason: null,
   usage: null,
   completed_at: null,
+  ttft_ms: null,
   tokens: null,
   context: null,
 } as const;

@@ -1,0 +1,1 @@
+ALTER TABLE "messages" ADD COLUMN "first_token_at" timestamp with time zone;

@@ -241,6 +241,22 @@ export class ConsolePage {
     return (await this.message(id))!;
   }
 
+  /**
+   * Waits until message `id` shows exactly `text` (compared as a reader sees it): what a finished reply's
+   * last event or the stored message settles to, so a race between its status and its text does not matter.
+   */
+  async waitForContent(id: string, text: string | null, timeout = UI_TIMEOUT_MS): Promise<void> {
+    await expect.poll(async () => normalized((await this.message(id))?.content), { timeout, message: `message ${id} shows the stored content` }).toBe(normalized(text));
+  }
+
+  /** The `details` inside `scope` whose summary is `summary`, opened (a click on its summary, unless it is open already). */
+  async openDetails(scope: Locator, summary: string): Promise<Locator> {
+    const details = scope.locator("details").filter({ has: this.page.locator("summary", { hasText: summary }) }).first();
+    await details.waitFor();
+    if (!(await details.evaluate((d) => (d as unknown as { open: boolean }).open, undefined))) await details.locator("summary").first().click();
+    return details;
+  }
+
   /** Whether some of `locator` is inside the window's viewport (not scrolled out of sight). */
   async inViewport(locator: Locator): Promise<boolean> {
     if ((await locator.count()) === 0) return false;

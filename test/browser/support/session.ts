@@ -18,7 +18,8 @@ const slug = (s: string) =>
     .toLowerCase()
     .replace(/[^a-z0-9]+/g, "-")
     .replace(/^-+|-+$/g, "")
-    .slice(0, 100);
+    .slice(0, 80)
+    .replace(/-+$/, "");
 
 export interface BrowserSession {
   context: BrowserContext;
@@ -41,7 +42,9 @@ export interface BrowserSession {
 export async function openSession(h: Harness): Promise<BrowserSession> {
   const state = expect.getState();
   const file = basename(state.testPath ?? "test").replace(/\.browser\.ts$/, "");
-  const dir = join(RESULTS_DIR, slug(`${file} ${state.currentTestName ?? "test"}`));
+  // The test's own name, without its describe block's: `<file>-<test>`.
+  const test = (state.currentTestName ?? "test").split(" > ").at(-1);
+  const dir = join(RESULTS_DIR, slug(`${file} ${test}`));
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
 

@@ -92,10 +92,6 @@ export class ConsolePage {
 
   // Conversations
 
-  get nav(): Locator {
-    return this.page.getByRole("navigation", { name: "Conversations" });
-  }
-
   get search(): Locator {
     return this.page.getByRole("searchbox", { name: "Search conversations" });
   }

@@ -10,7 +10,7 @@ import { saveReply, savedReply } from "./session.js";
 /** @typedef {Record<string, any>} Message */
 
 const PAGE = 50;
-/** How often an open conversation looks for turns started elsewhere (another tab, another client). */
+/** How often an open conversation looks for changes made elsewhere (another tab, another client, its summary). */
 const POLL_MS = 1500;
 /** Scrolled within this many pixels of the end, new text keeps the view at the end. */
 const STICK_PX = 80;
@@ -170,7 +170,9 @@ export function ConversationView({ api, id, onChanged }) {
     const timer = setInterval(async () => {
       if (document.hidden) return;
       try {
-        const page = await api.get(`${base}/messages`, { order: "desc", limit: 1 });
+        const [conv, page] = await Promise.all([api.get(base), api.get(`${base}/messages`, { order: "desc", limit: 1 })]);
+        // Its title, counts and running summary (written in the background after a turn) may have changed.
+        setConversation((had) => (had && had.updated_at === conv.updated_at && JSON.stringify(had) === JSON.stringify(conv) ? had : conv));
         const newest = page.data[0];
         const shown = messagesRef.current.at(-1);
         // A reply shown in flight that nothing here follows (a stream that broke): follow it again, from where this tab was.
@@ -296,7 +298,10 @@ export function ConversationView({ api, id, onChanged }) {
       </p>`}
       ${conversation?.summary &&
       html`<section class="summary" aria-label="Summary">
-        <details><summary>Summary of older messages</summary><p>${conversation.summary}</p></details>
+        <details>
+          <summary>Summary of the messages up to ${conversation.summary.through_seq} (${count(conversation.summary.tokens, "token")})</summary>
+          <p data-testid="summary-content">${conversation.summary.content}</p>
+        </details>
       </section>`}
     </div>
     ${error && html`<p role="alert" class="error">${error}</p>`}

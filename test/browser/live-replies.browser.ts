@@ -80,7 +80,11 @@ describe("console: replies in flight", () => {
     const before = await c.seeTokensArrive(replyId, 20);
     await s.shot("before reload");
 
+    // After the reload the tab asks for the reply's events after the last one it had (Last-Event-ID), not from the start.
+    const resumed = c.page.waitForRequest((r) => r.url().includes(`/messages/${replyId}/events`), { timeout: UI_TIMEOUT_MS });
     await c.page.reload();
+    const lastEventId = (await resumed).headers()["last-event-id"];
+    expect(lastEventId).toMatch(/^\d+-\d+$/);
     await c.messageItem(replyId).waitFor({ timeout: UI_TIMEOUT_MS });
     await s.shot("just after reload");
     // Still in flight, and growing past what it had before the reload: followed live, not loaded once.

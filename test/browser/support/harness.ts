@@ -43,7 +43,7 @@ export interface Harness {
  * its own database and Redis prefix, an ADMIN_SECRET so keys are made and revoked over /admin/keys) and a
  * Chromium; both stopped after the file. The returned object is filled in once `beforeAll` has run.
  */
-export function useConsoleHarness(): Harness {
+export function useConsoleHarness(overrides: Parameters<typeof startTestService>[0] = {}): Harness {
   const h = {} as Harness;
   const adminSecret = randomBytes(24).toString("hex");
   beforeAll(async () => {
@@ -55,6 +55,7 @@ export function useConsoleHarness(): Harness {
         RATE_LIMIT_REQUESTS: 100_000,
         // Replies paced in real time (`params.simulate`) should start at once, as the tests' own pacing says.
         SIMULATOR_TTFT_MS: 0,
+        ...overrides,
       }),
       launchChromium(),
     ]);

@@ -1,11 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { accessibilityViolations } from "./support/accessibility.ts";
 import { UI_TIMEOUT_MS } from "./support/console-page.ts";
+import { PNG_DATA_URL } from "./support/fixtures.ts";
 import { useConsoleHarness } from "./support/harness.ts";
 import { openSession } from "./support/session.ts";
-
-const PNG_DATA_URL =
-  "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
 
 /** Every screen of the console, in the states a user meets, checked by axe-core against WCAG 2.x A and AA. */
 describe("console: accessibility", () => {

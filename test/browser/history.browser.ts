@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { REPLY_TIMEOUT_MS, UI_TIMEOUT_MS, normalized } from "./support/console-page.ts";
 import { useConsoleHarness } from "./support/harness.ts";
-import { openSession } from "./support/session.ts";
+import { openNewConversation, openSession } from "./support/session.ts";
 
 interface StoredMessage {
   id: string;
@@ -89,13 +89,7 @@ describe("console: changing the history", () => {
   });
 
   it("edits a title: the heading and the list show it, and Cancel changes nothing", async () => {
-    const created = await h.alpha.api.post<{ id: string }>("/conversations", { model: "parley-sim-1", title: "Old title" });
-    expect(created.status).toBe(201);
-    const id = created.body.id;
-    const s = await openSession(h);
-    const c = s.console;
-    await c.signIn(h.alpha.key);
-    await c.openConversation(id);
+    const { id, s, c } = await openNewConversation(h, h.alpha, { model: "parley-sim-1", title: "Old title" });
     await c.heading("Old title").waitFor({ timeout: UI_TIMEOUT_MS });
 
     await c.main.getByRole("button", { name: "Edit title", exact: true }).click();

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { REPLY_TIMEOUT_MS, UI_TIMEOUT_MS, normalized } from "./support/console-page.ts";
 import { useConsoleHarness, type TenantKey } from "./support/harness.ts";
-import { openSession } from "./support/session.ts";
+import { openNewConversation, openSession } from "./support/session.ts";
 
 interface StoredMessage {
   id: string;
@@ -68,13 +68,7 @@ describe("console: replies in flight", () => {
   });
 
   it("a reload mid-reply: the same reply keeps growing and ends completed, its text as stored, nothing lost or doubled", async () => {
-    const created = await h.alpha.api.post<{ id: string }>("/conversations", { model: "parley-sim-1", title: "Reload me", params: { simulate: SLOW } });
-    expect(created.status).toBe(201);
-    const id = created.body.id;
-    const s = await openSession(h);
-    const c = s.console;
-    await c.signIn(h.alpha.key);
-    await c.openConversation(id);
+    const { id, s, c } = await openNewConversation(h, h.alpha, { model: "parley-sim-1", title: "Reload me", params: { simulate: SLOW } });
     await c.send("Describe the tram lines of Lisbon.");
     const replyId = await c.replyInFlight();
     const before = await c.seeTokensArrive(replyId, 20);

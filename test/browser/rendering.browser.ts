@@ -1,11 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { UI_TIMEOUT_MS, normalized } from "./support/console-page.ts";
+import { PNG_DATA_URL } from "./support/fixtures.ts";
 import { useConsoleHarness } from "./support/harness.ts";
 import { openSession } from "./support/session.ts";
-
-/** A 1×1 PNG, as a client would send a picture inline. */
-const PNG_DATA_URL =
-  "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
 
 /** Issue 17: what a conversation holds besides plain text — images, reasoning, tool calls and their results. */
 describe("console: rendering messages", () => {

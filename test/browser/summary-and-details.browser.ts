@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { REPLY_TIMEOUT_MS, UI_TIMEOUT_MS, normalized } from "./support/console-page.ts";
 import { useConsoleHarness } from "./support/harness.ts";
-import { openSession } from "./support/session.ts";
+import { openNewConversation } from "./support/session.ts";
 
 // One token a word: a 300-token window keeping 50 for the reply leaves 250 for the history.
 const words = (n: number) => "hello ".repeat(n).trim();
@@ -24,7 +24,7 @@ describe("console: a reply's details and a conversation's summary", () => {
   });
 
   it("shows what the reply was, as the API stored it, and the summary of what no longer fits", async () => {
-    const created = await h.alpha.api.post<{ id: string }>("/conversations", {
+    const { id, s, c } = await openNewConversation(h, h.alpha, {
       model: "parley-sim-1",
       title: "Summarized",
       context_strategy: "summarize",
@@ -35,13 +35,6 @@ describe("console: a reply's details and a conversation's summary", () => {
         { role: "assistant", content: words(96) },
       ],
     });
-    expect(created.status).toBe(201);
-    const id = created.body.id;
-
-    const s = await openSession(h);
-    const c = s.console;
-    await c.signIn(h.alpha.key);
-    await c.openConversation(id);
     // 100 + 100 + 60 tokens do not fit in 250: the first message is left out of this turn and summarized.
     await c.send(words(56));
     const replyId = await c.replyInFlight();

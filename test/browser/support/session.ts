@@ -108,3 +108,17 @@ export async function openSession(h: Harness): Promise<BrowserSession> {
     },
   };
 }
+
+/**
+ * The start most tests share: a conversation of `key`'s tenant created through the API with `body`, and a
+ * session signed in with that key showing it.
+ */
+export async function openNewConversation(h: Harness, key: { key: string; api: Harness["alpha"]["api"] }, body: Record<string, unknown>) {
+  const created = await key.api.post<{ id: string }>("/conversations", body);
+  expect(created.status).toBe(201);
+  const id = created.body.id;
+  const s = await openSession(h);
+  await s.console.signIn(key.key);
+  await s.console.openConversation(id);
+  return { id, s, c: s.console };
+}

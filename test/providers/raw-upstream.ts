@@ -1,6 +1,5 @@
-import { once } from "node:events";
 import { createServer, type ServerResponse } from "node:http";
-import type { AddressInfo, Socket } from "node:net";
+import { listenOnLoopback } from "../support/loopback-server.ts";
 
 /**
  * An upstream that writes exactly the bytes a test gives it, in the parts it
@@ -47,7 +46,6 @@ export function piecesOf(bytes: Uint8Array, size: number): Uint8Array[] {
 
 export async function startRawUpstream(): Promise<RawUpstream> {
   let standing: RawAnswer = { parts: [] };
-  const sockets = new Set<Socket>();
   const server = createServer(async (req, res: ServerResponse) => {
     for await (const _ of req); // the request body is not looked at
     const a = standing;
@@ -60,20 +58,10 @@ export async function startRawUpstream(): Promise<RawUpstream> {
     }
     if (!a.hangAfter) res.end();
   });
-  server.on("connection", (s) => {
-    s.setNoDelay(true);
-    sockets.add(s);
-    s.on("close", () => sockets.delete(s));
-  });
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as AddressInfo;
+  const { port, close } = await listenOnLoopback(server, { noDelay: true });
   return {
     baseURL: `http://127.0.0.1:${port}/v1`,
     answer: (a) => void (standing = a),
-    async close() {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
+    close,
   };
 }

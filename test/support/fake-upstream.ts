@@ -1,6 +1,5 @@
-import { once } from "node:events";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo, Socket } from "node:net";
+import { listenOnLoopback } from "./loopback-server.ts";
 
 /**
  * A fake OpenAI-compatible upstream over real HTTP, for tests: it records
@@ -211,7 +210,6 @@ export async function startFakeUpstream(
   const requests: RecordedRequest[] = [];
   let behaviour: FakeBehaviour = { kind: "ok" };
   const queued: FakeBehaviour[] = [];
-  const sockets = new Set<Socket>();
   let counter = 0;
 
   const server = createServer(async (req, res) => {
@@ -321,13 +319,7 @@ export async function startFakeUpstream(
     if (body.stream_options?.include_usage) send({ id, object: "chat.completion.chunk", created, model: body.model, choices: [], usage });
     res.end("data: [DONE]\n\n");
   });
-  server.on("connection", (s) => {
-    sockets.add(s);
-    s.on("close", () => sockets.delete(s));
-  });
-  server.listen(opts.port ?? 0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as AddressInfo;
+  const { port, close } = await listenOnLoopback(server, { port: opts.port });
 
   return {
     baseURL: `http://127.0.0.1:${port}/v1`,
@@ -340,10 +332,7 @@ export async function startFakeUpstream(
       queued.length = 0;
       behaviour = { kind: "ok" };
     },
-    async close() {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
+    close,
   };
 }
 

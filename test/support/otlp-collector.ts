@@ -1,6 +1,5 @@
-import { once } from "node:events";
 import { createServer, type ServerResponse } from "node:http";
-import type { AddressInfo, Socket } from "node:net";
+import { listenOnLoopback } from "./loopback-server.ts";
 
 /** One span as a fake collector received it over OTLP/HTTP JSON, attributes flattened. */
 export interface ReceivedSpan {
@@ -46,7 +45,6 @@ const flatten = (attributes: { key: string; value: AnyValue }[] | undefined) =>
  */
 export async function startFakeCollector(opts: { answer?: "ok" | "never" } = {}): Promise<FakeCollector> {
   const spans: ReceivedSpan[] = [];
-  const sockets = new Set<Socket>();
   const hanging = new Set<ServerResponse>();
   const state = { requests: 0 };
   const server = createServer(async (req, res) => {
@@ -79,22 +77,13 @@ export async function startFakeCollector(opts: { answer?: "ok" | "never" } = {})
     }
     res.writeHead(200, { "content-type": "application/json" }).end("{}");
   });
-  server.on("connection", (s) => {
-    sockets.add(s);
-    s.on("close", () => sockets.delete(s));
-  });
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as AddressInfo;
+  const { port, close } = await listenOnLoopback(server);
   return {
     url: `http://127.0.0.1:${port}`,
     spans,
     get requests() {
       return state.requests;
     },
-    async close() {
-      for (const s of sockets) s.destroy();
-      await new Promise((r) => server.close(r));
-    },
+    close,
   };
 }

@@ -1,10 +1,9 @@
 import { eq, sql } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { connectDatabase, type Database, type DatabaseHandle } from "../../src/db/client.ts";
-import { migrateDatabase } from "../../src/db/migrate.ts";
 import { tenants } from "../../src/db/schema.ts";
 import { prepared, preparedByKey, preparedSql } from "../../src/db/statements.ts";
-import { createTestDatabase, type TestDatabase } from "../support/service.ts";
+import { useDomainDatabase } from "../support/service.ts";
 
 /**
  * Statements built once per handle (src/db/statements.ts), and DATABASE_PREPARED_STATEMENTS: off, nothing
@@ -12,13 +11,8 @@ import { createTestDatabase, type TestDatabase } from "../support/service.ts";
  * another connection), not even drizzle's named `.prepare(name)`; on, statements are.
  */
 
-let database: TestDatabase;
-beforeAll(async () => {
-  database = await createTestDatabase();
-  await migrateDatabase(database.url);
-  await database.sql`insert into tenants (id) values ('test')`;
-});
-afterAll(() => database?.drop());
+// A migrated database of this file's own, with the tenant `test`.
+const domain = useDomainDatabase();
 
 const tenantById = prepared((db: Database) => db.select().from(tenants).where(eq(tenants.id, sql.placeholder("id"))).prepare("tenant_by_id"));
 const tenantIds = (db: Database) => preparedSql<{ id: string }>(db, "tenant_ids", sql`select id from ${tenants} where id = ${sql.placeholder("id")}`);
@@ -38,7 +32,7 @@ async function keptStatements(handle: DatabaseHandle): Promise<number> {
 
 describe("prepared statements", () => {
   it("keeps none on the server when they are off, named prepare included", async () => {
-    const handle = connectDatabase(database.url, { max: 1, preparedStatements: false });
+    const handle = connectDatabase(domain.database.url, { max: 1, preparedStatements: false });
     try {
       expect(await keptStatements(handle)).toBe(0);
     } finally {
@@ -47,7 +41,7 @@ describe("prepared statements", () => {
   });
 
   it("keeps each statement on its connection when they are on", async () => {
-    const handle = connectDatabase(database.url, { max: 1 });
+    const handle = connectDatabase(domain.database.url, { max: 1 });
     try {
       expect(await keptStatements(handle)).toBeGreaterThanOrEqual(4);
     } finally {
@@ -56,7 +50,7 @@ describe("prepared statements", () => {
   });
 
   it("builds a statement once per handle and runs it with each call's values", async () => {
-    const [one, two] = [connectDatabase(database.url, { max: 1 }), connectDatabase(database.url, { max: 1 })];
+    const [one, two] = [connectDatabase(domain.database.url, { max: 1 }), connectDatabase(domain.database.url, { max: 1 })];
     try {
       expect(tenantById(one.db)).toBe(tenantById(one.db));
       expect(tenantById(two.db)).not.toBe(tenantById(one.db));
@@ -68,7 +62,7 @@ describe("prepared statements", () => {
   });
 
   it("builds a keyed statement once per handle and key", async () => {
-    const handle = connectDatabase(database.url, { max: 1 });
+    const handle = connectDatabase(domain.database.url, { max: 1 });
     let builds = 0;
     const firstIds = preparedByKey((db: Database, count: number) => {
       builds++;

@@ -1,9 +1,8 @@
 import { eq, sql } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { connectDatabase, type StatementCounter } from "../../src/db/client.ts";
-import { migrateDatabase } from "../../src/db/migrate.ts";
 import { tenants } from "../../src/db/schema.ts";
-import { createTestDatabase, type TestDatabase } from "../support/service.ts";
+import { useDomainDatabase } from "../support/service.ts";
 import { eventually } from "../support/waiting.ts";
 
 /**
@@ -12,13 +11,8 @@ import { eventually } from "../support/waiting.ts";
  * too, with prepared statements on or off, and results are what they were without the count.
  */
 
-let database: TestDatabase;
-beforeAll(async () => {
-  database = await createTestDatabase();
-  await migrateDatabase(database.url);
-  await database.sql`insert into tenants (id) values ('test')`;
-});
-afterAll(() => database?.drop());
+// A migrated database of this file's own, with the tenant `test`.
+const domain = useDomainDatabase();
 
 function counter(): StatementCounter & { now: number; total: number } {
   const c = {
@@ -33,7 +27,7 @@ function counter(): StatementCounter & { now: number; total: number } {
 describe.each([true, false])("statements in flight (prepared statements %s)", (preparedStatements) => {
   it("counts a statement while it runs, in and out of transactions, and failed ones end too", async () => {
     const count = counter();
-    const handle = connectDatabase(database.url, { max: 2, preparedStatements, statements: count });
+    const handle = connectDatabase(domain.database.url, { max: 2, preparedStatements, statements: count });
     try {
       const { db } = handle;
       expect(handle.maxConnections).toBe(2);

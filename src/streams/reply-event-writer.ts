@@ -146,10 +146,12 @@ export class ReplyEventWriter {
       }));
       try {
         const ids = await this.#write(events, false);
-        // Stamped as a read of the stream would stamp them (their ids' ms), so the cancel path and this one agree.
-        const writtenAt = ids.length > 0 ? streamIdMs(ids.at(-1)!) : Date.now();
-        // `published` is the first choice's: the only one a reply has (a stateless call keeps the others itself).
-        for (const d of deltas) if (!d.choice) this.#published.add(d, writtenAt);
+        // Each delta stamped with its own event id's ms, as a read of the stream stamps it, so the cancel path and
+        // this one agree. `published` is the first choice's: the only one a reply has (a stateless call keeps the others itself).
+        for (const [i, d] of deltas.entries()) {
+          const eventId = ids[i];
+          if (!d.choice) this.#published.add(d, eventId === undefined ? Date.now() : streamIdMs(eventId));
+        }
       } catch {
         // #failure is set: later deltas reject, drain() throws it.
       }

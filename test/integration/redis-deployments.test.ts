@@ -52,15 +52,35 @@ async function turnThrough(p: ParleyProcess, env: Record<string, string>, sql: P
   const api = apiClient(`http://127.0.0.1:${env.PORT}/v1`);
   const { body: conv } = await api.post("/conversations", {});
   const turn = await api.post(`/conversations/${conv.id}/messages`, { content: "over a Redis of its own" });
-  const ready = await fetch(`http://127.0.0.1:${env.PORT}/readyz`, { signal: AbortSignal.timeout(20_000) });
+  const readyStatus = await readyzOf(env);
   const client = new Redis({ ...redis, lazyConnect: true, maxRetriesPerRequest: 1 });
   try {
     await client.connect();
     const keys = await client.keys(`${env.REDIS_PREFIX}:*`);
-    return { turn, readyStatus: ready.status, keys };
+    return { turn, readyStatus, keys };
   } finally {
     client.disconnect();
   }
+}
+
+/** The API's /readyz status, bounded. */
+async function readyzOf(env: Record<string, string>): Promise<number> {
+  return (await fetch(`http://127.0.0.1:${env.PORT}/readyz`, { signal: AbortSignal.timeout(20_000) })).status;
+}
+
+/**
+ * After Redis moved (a failover, a partition, a name moved): a new conversation is taken once connections have
+ * found their way over (bounded), and a turn in it completes.
+ */
+async function turnWorksAgain(env: Record<string, string>, what: string): Promise<void> {
+  const api = apiClient(`http://127.0.0.1:${env.PORT}/v1`);
+  const conv = await eventually(async () => {
+    const res = await api.post("/conversations", {});
+    return res.status === 201 ? res.body : null;
+  }, { what: `a conversation ${what}`, timeoutMs: 60_000, everyMs: 500 });
+  const turn = await api.post(`/conversations/${conv.id}/messages`, { content: what });
+  expect(turn.status).toBe(201);
+  expect(turn.body.reply.status).toBe("completed");
 }
 
 describe("Redis over TLS", () => {
@@ -176,15 +196,8 @@ describe("Redis behind Sentinel, failing over", () => {
         everyMs: 250,
       });
       // The first turns after the switch may meet connections still on their way over; one must work, bounded.
-      const api = apiClient(`http://127.0.0.1:${env.PORT}/v1`);
-      const conv = await eventually(async () => {
-        const res = await api.post("/conversations", {});
-        return res.status === 201 ? res.body : null;
-      }, { what: "a conversation after the failover", timeoutMs: 60_000, everyMs: 500 });
-      const turn = await api.post(`/conversations/${conv.id}/messages`, { content: "after the failover" });
-      expect(turn.status).toBe(201);
-      expect(turn.body.reply.status).toBe("completed");
-      expect((await fetch(`http://127.0.0.1:${env.PORT}/readyz`, { signal: AbortSignal.timeout(20_000) })).status).toBe(200);
+      await turnWorksAgain(env, "after the failover");
+      expect(await readyzOf(env)).toBe(200);
       // The new master holds this turn's keys: the reply's events, written after the switch.
       const promoted = new Redis({ host: "127.0.0.1", port: newPort, lazyConnect: true, maxRetriesPerRequest: 1 });
       await promoted.connect();
@@ -241,16 +254,8 @@ describe("Redis behind Sentinel, the master cut off", () => {
         timeoutMs: 90_000,
         everyMs: 250,
       });
-      const readyz = async () => (await fetch(`http://127.0.0.1:${env.PORT}/readyz`, { signal: AbortSignal.timeout(20_000) })).status;
-      await eventually(async () => (await readyz()) === 200, { what: "ready on the promoted replica", timeoutMs: 60_000, everyMs: 250 });
-      const api = apiClient(`http://127.0.0.1:${env.PORT}/v1`);
-      const conv = await eventually(async () => {
-        const res = await api.post("/conversations", {});
-        return res.status === 201 ? res.body : null;
-      }, { what: "a conversation on the promoted replica", timeoutMs: 60_000, everyMs: 500 });
-      const turn = await api.post(`/conversations/${conv.id}/messages`, { content: "after the partition" });
-      expect(turn.status).toBe(201);
-      expect(turn.body.reply.status).toBe("completed");
+      await eventually(async () => (await readyzOf(env)) === 200, { what: "ready on the promoted replica", timeoutMs: 60_000, everyMs: 250 });
+      await turnWorksAgain(env, "after the partition");
     } finally {
       sentinel.disconnect();
       await path.close();
@@ -273,23 +278,15 @@ describe("a Redis name moved to a new primary (managed Redis's failover, no Sent
       const p = processes.start(env);
       const before = await turnThrough(p, env, database.sql, { host: "127.0.0.1", port: oldPort });
       expect(before.turn.body.reply?.status).toBe("completed");
-      const readyz = async () => (await fetch(`http://127.0.0.1:${env.PORT}/readyz`, { signal: AbortSignal.timeout(20_000) })).status;
 
       // The failover, while the name still points at the old primary: its clients reconnect to a replica.
       await newNode.replicaof("NO", "ONE");
       await oldNode.replicaof("127.0.0.1", newPort);
-      await eventually(async () => (await readyz()) === 503, { what: "not ready on the demoted primary", timeoutMs: 60_000, everyMs: 250 });
+      await eventually(async () => (await readyzOf(env)) === 503, { what: "not ready on the demoted primary", timeoutMs: 60_000, everyMs: 250 });
 
       name.retarget({ host: "127.0.0.1", port: newPort });
-      await eventually(async () => (await readyz()) === 200, { what: "ready on the new primary", timeoutMs: 60_000, everyMs: 250 });
-      const api = apiClient(`http://127.0.0.1:${env.PORT}/v1`);
-      const conv = await eventually(async () => {
-        const res = await api.post("/conversations", {});
-        return res.status === 201 ? res.body : null;
-      }, { what: "a conversation on the new primary", timeoutMs: 60_000, everyMs: 500 });
-      const turn = await api.post(`/conversations/${conv.id}/messages`, { content: "after the name moved" });
-      expect(turn.status).toBe(201);
-      expect(turn.body.reply.status).toBe("completed");
+      await eventually(async () => (await readyzOf(env)) === 200, { what: "ready on the new primary", timeoutMs: 60_000, everyMs: 250 });
+      await turnWorksAgain(env, "after the name moved");
     } finally {
       oldNode.disconnect();
       newNode.disconnect();
@@ -321,8 +318,7 @@ describe("/readyz", () => {
     const { env } = await environment({ REDIS_URL: `redis://127.0.0.1:${port}` });
     const p = processes.start(env);
     await waitForOutput(p, "api listening", 60_000);
-    const readyz = async () => (await fetch(`http://127.0.0.1:${env.PORT}/readyz`, { signal: AbortSignal.timeout(20_000) })).status;
-    expect(await readyz()).toBe(200);
+    expect(await readyzOf(env)).toBe(200);
     const admin = new Redis({ host: "127.0.0.1", port, lazyConnect: true, maxRetriesPerRequest: 1 });
     await admin.connect();
     try {
@@ -330,9 +326,9 @@ describe("/readyz", () => {
       await admin.config("SET", "maxmemory", "1");
       expect(await admin.ping()).toBe("PONG");
       await expect(admin.set("probe", "1")).rejects.toThrow(/OOM/);
-      expect(await readyz()).toBe(503);
+      expect(await readyzOf(env)).toBe(503);
       await admin.config("SET", "maxmemory", "0");
-      expect(await readyz()).toBe(200);
+      expect(await readyzOf(env)).toBe(200);
     } finally {
       admin.disconnect();
     }

@@ -105,7 +105,8 @@ export function ConversationView({ api, id, onChanged }) {
 
   /**
    * Follow a reply in flight that this tab has no stream of: after a reload, from the last event this tab
-   * saved (Last-Event-ID), with the text it had; otherwise from the reply's first event.
+   * saved (Last-Event-ID), with the text it had; otherwise from the reply's first event. Marked followed at
+   * once (runStream unmarks it when its stream ends), so no second look starts another follow meanwhile.
    */
   const follow = useCallback(
     async (/** @type {Message} */ reply) => {
@@ -126,8 +127,6 @@ export function ConversationView({ api, id, onChanged }) {
         } catch {
           setError(messageOf(err));
         }
-      } finally {
-        followed.current.delete(reply.id);
       }
     },
     [api, base, put, runStream],
